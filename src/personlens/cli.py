@@ -1,0 +1,203 @@
+"""The ``personlens`` command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+DATASETS = ("peta", "pa100k")
+
+
+def _err(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="personlens")
+def main():
+    """Understand people in camera footage: attributes, descriptions, search, re-ID."""
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A trained model directory (default: the shipped PETA model).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--top", default=8, show_default=True, help="Attributes shown per image in the table.")
+def attributes(images, as_json, weights, batch_size, top):
+    """Recognise pedestrian attributes on person crops (IMAGE... files or folders)."""
+    from .predict import PredictionError
+
+    paths = _expand(images)
+    predictor = _load_predictor(weights)
+    results, failed = [], 0
+    for r in predictor.predict_paths(paths, batch_size=batch_size):
+        if isinstance(r, PredictionError):
+            failed += 1
+            _err(f"{r.image}: {r.error}")
+            continue
+        results.append(r)
+        if not as_json:
+            _print_row(r, top)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    if failed:
+        _err(f"{failed} of {len(paths)} images could not be read")
+        sys.exit(1)
+
+
+def _load_predictor(weights, **kw):
+    """The predictor, or a one-line error (not a traceback) for an unusable --weights."""
+    from .predict import AttributePredictor
+
+    try:
+        return AttributePredictor(weights, **kw)
+    except (FileNotFoundError, ValueError) as e:
+        _err(f"cannot load model: {e}")
+        sys.exit(2)
+
+
+def _expand(items) -> list[Path]:
+    """Files as given; folders expanded (recursively) to the images they hold."""
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+    out = []
+    for p in items:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file()))
+        else:
+            out.append(p)  # missing files are reported by the loader
+    return out
+
+
+def _print_row(r, top: int) -> None:
+    shown = sorted(r.present, key=lambda n: -r.attributes[n])[:top]
+    text = ", ".join(f"{n} {r.attributes[n]:.2f}" for n in shown) or "(none above threshold)"
+    click.echo(f"{r.image}\n    {text}")
+
+
+@main.group()
+def train():
+    """Train models on a dataset."""
+
+
+@train.command("attributes")
+@click.option("--dataset", type=click.Choice(DATASETS), default="peta", show_default=True)
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--head", type=click.Choice(["cross_attention", "linear"]), default="cross_attention",
+              show_default=True)
+@click.option("--unfreeze-top/--frozen", default=True, show_default=True,
+              help="Train the encoder's top stages (named variant) or keep it frozen.")
+@click.option("--epochs", default=12, show_default=True)
+@click.option("--encoder", default="efficientnet_lite0", show_default=True)
+@click.option("--stage", default=11, show_default=True, help="Encoder stages from here are trainable.")
+@click.option("--attributes", "attr_set", default="standard", show_default=True,
+              help="'standard' (PETA's 35), 'all' (105), or a comma list of names.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("cache/features"), show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, encoder, stage,
+                     attr_set, cache, seed):
+    """Train a VLM-PAR model; choose the epoch and thresholds on the validation split."""
+    import torch
+
+    from .data import create_dataset
+    from .models.par import HeadConfig
+    from .train.par import TrainConfig, train_par
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
+    tr = create_dataset(dataset, root, "train", partition=partition, attributes=attrs)
+    va = create_dataset(dataset, root, "val", partition=partition, attributes=attrs)
+    cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
+                      head=HeadConfig(kind=head), cache_root=str(cache), seed=seed, dataset=dataset)
+    model, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo)
+    click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
+                          indent=2))
+
+
+@main.group("eval")
+def eval_():
+    """Evaluate models on held-out data."""
+
+
+@eval_.command("attributes")
+@click.option("--dataset", type=click.Choice(DATASETS), default="peta", show_default=True)
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--partition", default=0, show_default=True)
+@click.option("--split", default="test", show_default=True)
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--attributes", "attr_set", default="standard", show_default=True)
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), required=True)
+def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, json_path):
+    """mA, instance accuracy/precision/recall/F1 and per-attribute results (JSON + PNG plot)."""
+    from .data import create_dataset
+    from .eval.par import evaluate_par, write_report
+
+    attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
+    try:
+        ds = create_dataset(dataset, root, split, partition=partition, attributes=attrs)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        _err(e.args[0] if isinstance(e, KeyError) else str(e))
+        sys.exit(2)
+    predictor = _load_predictor(weights, precision=precision)
+    try:
+        results = evaluate_par(predictor, ds)
+    except ValueError as e:
+        _err(str(e))
+        sys.exit(2)
+    meta = {"dataset": dataset, "partition": partition, "split": split,
+            "weights": str(weights or "shipped:par-peta"), "precision": precision,
+            "title": f"{dataset} partition {partition} {split}: per-attribute mA"}
+    plot = write_report(results, json_path, meta)
+    for label, m in results.items():
+        click.echo(f"{label:>10}: mA {m.mA:.2f}  acc {m.accuracy:.2f}  prec {m.precision:.2f}  "
+                   f"rec {m.recall:.2f}  F1 {m.f1:.2f}  ({m.num_images} images)")
+    click.echo(f"wrote {json_path} and {plot}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None)
+def info(as_json, weights):
+    """Shipped models, their attributes and parameter counts."""
+    from .models.io import load_par
+    from .models.registry import list_models
+
+    try:
+        m = load_par(weights)
+    except (FileNotFoundError, ValueError) as e:
+        _err(f"cannot load model: {e}")
+        sys.exit(2)
+    enc = sum(p.numel() for p in m.encoder.parameters())
+    head = sum(p.numel() for p in m.head.parameters())
+    data = {
+        "version": _version(),
+        "image_encoders": list_models("image_encoder"),
+        "text_encoders": list_models("text_encoder"),
+        "attributes_model": {"encoder": m.config.encoder, "head": m.config.head.kind,
+                             "attributes": m.config.attributes, "encoder_parameters": enc,
+                             "head_parameters": head, "total_parameters": enc + head},
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        a = data["attributes_model"]
+        click.echo(f"personlens {data['version']}\nattribute model: {a['encoder']} + {a['head']} head, "
+                   f"{len(a['attributes'])} attributes, {a['total_parameters']:,} parameters")
+        click.echo(f"image encoders: {', '.join(data['image_encoders'])}")
+        click.echo(f"text encoders: {', '.join(data['text_encoders'])}")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    main()

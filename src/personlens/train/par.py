@@ -1,0 +1,166 @@
+"""Train a PAR model on cached lower-stage encoder features.
+
+Settings and the best epoch are chosen on the validation split; thresholds are fitted on
+it too. The test split is never touched here (``personlens eval attributes`` reports it).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.base import PersonDataset
+from ..eval.metrics import calibrate_thresholds, par_metrics
+from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts, build_head
+from ..models.registry import create_image_encoder, create_text_encoder
+from .features import build_cache, cache_dir_for, load_cache
+from .losses import LossConfig, par_loss
+
+
+@dataclass
+class TrainConfig:
+    encoder: str = "efficientnet_lite0"
+    text_encoder: str = "minilm"
+    stage: int = 11
+    unfreeze_top: bool = True
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 1e-3
+    encoder_lr: float = 2e-4
+    weight_decay: float = 1e-4
+    calibration: str = "balanced"
+    seed: int = 0
+    cache_root: str = "cache/features"
+    dataset: str = "peta"
+
+
+def build_model(cfg: TrainConfig, attributes: list[str], schema, pretrained: bool = True) -> PARModel:
+    encoder = create_image_encoder(cfg.encoder, pretrained=pretrained).freeze()
+    prompts = None
+    if cfg.head.kind == "cross_attention":
+        text = create_text_encoder(cfg.text_encoder, pretrained=pretrained).freeze()
+        groups = attribute_prompts(schema)
+        with torch.inference_mode():
+            flat = text.encode([p for g in groups for p in g])
+        prompts = flat.view(len(groups), len(groups[0]), -1).clone()
+    head = build_head(encoder.dim, prompts, len(attributes), cfg.head)
+    config = PARConfig(attributes=list(attributes), encoder=cfg.encoder, text_encoder=cfg.text_encoder,
+                       stage=cfg.stage, unfreeze_top=cfg.unfreeze_top, head=cfg.head,
+                       preprocess=encoder.preprocess.to_dict(), dataset=cfg.dataset)
+    return PARModel(encoder, head, config)
+
+
+def _predict(model: PARModel, feats: np.ndarray, idx: np.ndarray, batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(idx), batch):
+            h = torch.from_numpy(np.asarray(feats[idx[i:i + batch], 0], np.float32))
+            out.append(torch.sigmoid(model.forward_from_stage(h)).numpy())
+    return np.concatenate(out)
+
+
+def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Path],
+              cfg: TrainConfig, out_dir: Path | None = None, log=print) -> tuple[PARModel, dict]:
+    """Train on ``train_ds`` using a feature cache over ``all_paths`` (which must include both splits)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    names = train_ds.schema.names
+    model = build_model(cfg, names, train_ds.schema)
+    enc = model.encoder
+    cache = build_cache(enc, all_paths, cfg.stage, cache_dir_for(Path(cfg.cache_root), enc, cfg.stage))
+    feats, meta = load_cache(cache)
+    feats = np.ascontiguousarray(feats)  # ~1.6 GB for PETA: random access from RAM, not disk
+    pos = {p: i for i, p in enumerate(meta["paths"])}
+    tr_idx = np.array([pos[str(p.resolve())] for p in train_ds.paths])
+    va_idx = np.array([pos[str(p.resolve())] for p in val_ds.paths])
+    y_tr = torch.from_numpy(train_ds.labels)
+    y_va = val_ds.labels
+    pos_rate = y_tr.mean(0)
+
+    params = [{"params": model.head.parameters(), "lr": cfg.lr}]
+    if cfg.unfreeze_top:
+        top = list(enc.upper_parameters(cfg.stage))
+        for p in top:
+            p.requires_grad_(True)
+        params.append({"params": top, "lr": cfg.encoder_lr})
+    opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(tr_idx) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warmup = steps_per_epoch // 2
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+    best, best_state, history = -1.0, None, []
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        if not cfg.unfreeze_top:
+            enc.eval()  # frozen BatchNorm statistics stay frozen
+        order = rng.permutation(len(tr_idx))
+        running = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False)
+        for s in bar:
+            b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            flip = rng.integers(0, 2, size=len(b))
+            h = torch.from_numpy(feats[tr_idx[b], flip].astype(np.float32))
+            loss = par_loss(model.forward_from_stage(h), y_tr[b], cfg.loss, pos_rate)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.item()
+            bar.set_postfix(loss=f"{running / (s + 1):.3f}")
+        probs = _predict(model, feats, va_idx)
+        m = par_metrics(probs, y_va, names)
+        score = m.mA + m.f1
+        history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "val_mA": m.mA,
+                        "val_f1": m.f1, "seconds": round(time.time() - t0, 1)})
+        log(f"epoch {epoch + 1}: loss {running / steps_per_epoch:.3f}  val mA {m.mA:.2f}  F1 {m.f1:.2f}")
+        if score > best:
+            best = score
+            best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
+            best_probs = probs
+    model.load_state_dict(_full_state(model, best_state))
+
+    th = calibrate_thresholds(best_probs, y_va, cfg.calibration)
+    model.config.thresholds = [float(t) for t in th]
+    val_fixed = par_metrics(best_probs, y_va, names)
+    val_cal = par_metrics(best_probs, y_va, names, th)
+    summary = {
+        "train_config": _jsonable(asdict(cfg)),
+        "history": history,
+        "val_fixed": {k: getattr(val_fixed, k) for k in ("mA", "accuracy", "precision", "recall", "f1")},
+        "val_calibrated": {k: getattr(val_cal, k) for k in ("mA", "accuracy", "precision", "recall", "f1")},
+        "train_images": len(tr_idx), "val_images": len(va_idx),
+    }
+    model.config.notes = {"best_epoch": int(np.argmax([h["val_mA"] + h["val_f1"] for h in history]) + 1),
+                          "val_fixed": summary["val_fixed"], "val_calibrated": summary["val_calibrated"]}
+    if out_dir is not None:
+        from ..models.io import save_par
+
+        save_par(model, out_dir)
+        (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2))
+    return model, summary
+
+
+def _full_state(model: PARModel, partial: dict) -> dict:
+    state = model.state_dict()
+    state.update(partial)
+    return state
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from personlens.eval.metrics import calibrate_thresholds, par_metrics
+
+# 3 images x 2 attributes, worked by hand below.
+LABELS = np.array([[1, 0], [1, 1], [0, 1]])
+PROBS = np.array([[0.9, 0.2], [0.4, 0.8], [0.6, 0.7]])  # preds at 0.5: [1,0] [0,1] [1,1]
+
+
+def test_label_based_ma_by_hand():
+    m = par_metrics(PROBS, LABELS, ["a", "b"])
+    # attr a: pos recall 1/2, neg recall 0/1 -> 0.25 ; attr b: pos 2/2, neg 1/1 -> 1.0
+    assert m.per_attribute[0].ma == pytest.approx(25.0)
+    assert m.per_attribute[1].ma == pytest.approx(100.0)
+    assert m.mA == pytest.approx(62.5)
+
+
+def test_instance_based_by_hand():
+    m = par_metrics(PROBS, LABELS, ["a", "b"])
+    # image 1: P={a} G={a} -> acc 1, prec 1, rec 1
+    # image 2: P={b} G={a,b} -> acc 1/2, prec 1, rec 1/2
+    # image 3: P={a,b} G={b} -> acc 1/2, prec 1/2, rec 1
+    assert m.accuracy == pytest.approx(100 * 2 / 3)
+    assert m.precision == pytest.approx(100 * 2.5 / 3)
+    assert m.recall == pytest.approx(100 * 2.5 / 3)
+    # F1 is the harmonic mean of the averaged precision and recall
+    assert m.f1 == pytest.approx(100 * 2.5 / 3)
+
+
+def test_thresholds_change_predictions():
+    m = par_metrics(PROBS, LABELS, ["a", "b"], thresholds=np.array([0.35, 0.5]))
+    # attr a now predicts all three positive: pos recall 1, neg recall 0 -> 50
+    assert m.per_attribute[0].ma == pytest.approx(50.0)
+    assert m.per_attribute[0].threshold == pytest.approx(0.35)
+
+
+def test_perfect_and_inverted():
+    y = np.array([[1, 0, 1], [0, 1, 0]])
+    assert par_metrics(y.astype(float), y, list("abc")).mA == pytest.approx(100.0)
+    inv = par_metrics(1.0 - y, y, list("abc"))
+    assert inv.mA == pytest.approx(0.0) and inv.f1 == pytest.approx(0.0)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="must be equal"):
+        par_metrics(np.zeros((2, 3)), np.zeros((2, 2)), ["a", "b"])
+    with pytest.raises(ValueError, match="no images"):
+        par_metrics(np.zeros((0, 2)), np.zeros((0, 2)), ["a", "b"])
+
+
+def test_to_dict_keys_and_range_validation():
+    d = par_metrics(PROBS, LABELS, ["a", "b"]).to_dict()
+    assert set(d["per_attribute"]) == {"a", "b"}
+    assert {"mA", "accuracy", "precision", "recall", "f1"} <= set(d)
+
+
+def test_calibration_recovers_shifted_scores():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(400, 3))
+    # scores separate the classes perfectly, but around 0.2 instead of 0.5
+    probs = np.where(y == 1, 0.25, 0.15) + rng.uniform(-0.04, 0.04, size=y.shape)
+    assert par_metrics(probs, y, list("abc")).mA == pytest.approx(50.0)
+    th = calibrate_thresholds(probs, y, "ma")
+    assert np.all((th > 0.15) & (th <= 0.25))
+    assert par_metrics(probs, y, list("abc"), th).mA == pytest.approx(100.0)
+
+
+def test_calibration_keeps_half_without_evidence():
+    y = np.array([[1, 0], [1, 0]])
+    th = calibrate_thresholds(np.array([[0.9, 0.1], [0.8, 0.2]]), y, "f1")
+    assert th[0] == 0.5 and th[1] == 0.5
+    with pytest.raises(ValueError, match="objective"):
+        calibrate_thresholds(np.zeros((2, 2)), y, "nope")
