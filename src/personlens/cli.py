@@ -78,6 +78,165 @@ def _print_row(r, top: int) -> None:
     click.echo(f"{r.image}\n    {text}")
 
 
+DEFAULT_DB = Path("personlens-db")
+
+
+def _open_library(db: Path, create: bool = False, **kw):
+    """A PersonLibrary, or a one-line error (exit 2) for a missing library or unusable model."""
+    import sqlite3
+
+    from .library import PersonLibrary
+
+    try:
+        lib = PersonLibrary(db, create=create, **kw)
+    except (OSError, ValueError, sqlite3.DatabaseError) as e:  # missing, unreadable, not a library
+        _err(f"{e}" if isinstance(e, FileNotFoundError) else f"cannot open library {db}: {e}")
+        sys.exit(2)
+    try:
+        lib.pipeline  # load the models now, so a bad model is reported here
+    except (FileNotFoundError, ValueError) as e:
+        lib.close()
+        _err(f"cannot load model: {e}")
+        sys.exit(2)
+    return lib
+
+
+def _parse_where(items, lib) -> dict:
+    from .library import UnknownAttributeError, parse_where
+
+    try:
+        return lib.validate_where(parse_where(items))
+    except (ValueError, UnknownAttributeError) as e:
+        _err(f"--where {e}")
+        sys.exit(2)
+
+
+def _warn_stale(lib) -> None:
+    stale = lib.stale_count()
+    if stale:
+        _err(f"warning: {stale} records were made by another model and are not searched; "
+             f"run `personlens index` on their folders again to re-embed them")
+
+
+def _print_hits(hits, top: int = 5) -> None:
+    if not hits:
+        click.echo("    (no matches)")
+    for h in hits:
+        r = h.record
+        attrs = ", ".join(f"{n} {r.attributes[n]:.2f}" for n in r.top_present(top)) or "(none present)"
+        click.echo(f"{h.rank:>4}  {h.score:6.3f}  {r.path}\n              {attrs}")
+
+
+@main.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DB,
+              show_default=True, help="Library directory (created if missing).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--camera", default=None, help="Camera name stored with every crop of this run.")
+@click.option("--weights", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Attribute model directory (default: the library's, else the shipped model).")
+@click.option("--search-head", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Trained search-embedding head (default: attributes as text).")
+@click.option("--reid-head", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Trained re-ID head (default: mean-pooled encoder features).")
+@click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivf"]), default=None,
+              help="Vector index kind (remembered by the library; default flat, exact).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, index_type, progress,
+              as_json):
+    """Add person crops (PATH... files or folders, recursive) to a searchable library.
+
+    Crops are keyed by content: indexing the same files again adds nothing, and an
+    interrupted run can simply be run again.
+    """
+    from tqdm import tqdm
+
+    files = _expand(paths)
+    lib = _open_library(db, create=True, par_dir=weights, search_head=search_head,
+                        reid_head=reid_head, index_kind=index_type)
+    try:
+        summary = lib.index_paths(files, batch_size=batch_size, progress=progress, camera=camera,
+                                  on_error=lambda e: tqdm.write(f"error: {e.image}: {e.error}",
+                                                                file=sys.stderr))
+    finally:
+        lib.close()
+    if as_json:
+        click.echo(json.dumps({"db": str(db), **summary.to_dict()}, indent=2))
+    else:
+        click.echo(f"{summary.added} added, {summary.skipped_existing} already indexed, "
+                   f"{summary.reembedded} re-embedded, {len(summary.failed)} failed; "
+                   f"{summary.total} people in {db}")
+    if summary.stale:
+        _err(f"warning: {summary.stale} records in {db} were made by another model")
+    if summary.failed:
+        _err(f"{len(summary.failed)} of {len(files)} images could not be read")
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DB,
+              show_default=True)
+@click.option("--top-k", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--where", "where", multiple=True, metavar="ATTR=yes|no",
+              help="Keep only people with (yes) or without (no) an attribute; repeatable.")
+@click.option("--json", "as_json", is_flag=True)
+def search(query, db, top_k, where, as_json):
+    """Find people by a sentence ("a woman with a backpack"), optionally filtered by attributes."""
+    lib = _open_library(db)
+    try:
+        cond = _parse_where(where, lib)
+        try:
+            hits = lib.search(query, top_k=top_k, where=cond)
+        except ValueError as e:
+            _err(str(e))
+            sys.exit(2)
+        _warn_stale(lib)
+    finally:
+        lib.close()
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+    else:
+        _print_hits(hits)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DB,
+              show_default=True)
+@click.option("--top-k", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--where", "where", multiple=True, metavar="ATTR=yes|no")
+@click.option("--json", "as_json", is_flag=True)
+def similar(images, db, top_k, where, as_json):
+    """Find people who look like the person in each IMAGE (re-identification)."""
+    from .data.images import ImageLoadError
+
+    lib = _open_library(db)
+    out, failed = [], 0
+    try:
+        cond = _parse_where(where, lib)
+        for img in _expand(images):
+            try:
+                hits = lib.similar(img, top_k=top_k, where=cond)
+            except ImageLoadError as e:
+                failed += 1
+                _err(f"{img}: {e.reason}")
+                continue
+            out.append({"query": str(img), "results": [h.to_dict() for h in hits]})
+            if not as_json:
+                click.echo(f"{img}")
+                _print_hits(hits)
+        _warn_stale(lib)
+    finally:
+        lib.close()
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    if failed:
+        _err(f"{failed} query images could not be read")
+        sys.exit(1)
+
+
 @main.group()
 def train():
     """Train models on a dataset."""

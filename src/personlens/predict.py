@@ -58,8 +58,12 @@ class AttributePredictor:
         x = torch.stack([self.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
                                                    enabled=self.precision == "bf16"):
-            logits = self.model(x)
-        return torch.sigmoid(logits.float()).numpy()
+            if self.config.flip_tta:
+                x = torch.cat([x, x.flip(-1)])
+            probs = torch.sigmoid(self.model(x).float())
+        if self.config.flip_tta:
+            probs = (probs[:len(images)] + probs[len(images):]) / 2
+        return probs.numpy()
 
     def to_prediction(self, source: str, probs: np.ndarray) -> AttributePrediction:
         # ``present`` is decided on the reported (rounded) probability, so the output is

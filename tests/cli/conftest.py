@@ -1,4 +1,4 @@
-"""Shared fixtures for the CLI tests: a small untrained PAR model, images, a fake PETA root."""
+"""Shared fixtures for the CLI tests: images and a fake PETA root (``par_model_dir``: tests/conftest.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,26 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from cli_testlib import (FIXTURE_ATTRIBUTES, FIXTURE_THRESHOLDS, huge_png, image_bytes, make_runner,
-                         noise_image, write_fake_peta)
-
-
-@pytest.fixture(scope="session")
-def par_model_dir(tmp_path_factory) -> Path:
-    """A real (untrained) cross-attention PAR model saved with ``save_par``."""
-    import torch
-
-    from personlens.data.schema import PETA_SCHEMA
-    from personlens.models.io import save_par
-    from personlens.models.par import HeadConfig
-    from personlens.train.par import TrainConfig, build_model
-
-    torch.manual_seed(0)
-    names = list(FIXTURE_ATTRIBUTES)
-    model = build_model(TrainConfig(head=HeadConfig(kind="cross_attention")), names,
-                        PETA_SCHEMA.subset(names))
-    model.config.thresholds = list(FIXTURE_THRESHOLDS)
-    return save_par(model, tmp_path_factory.mktemp("par-model"))
+from cli_testlib import (FIXTURE_ATTRIBUTES, huge_png, image_bytes, make_runner, noise_image,
+                         write_fake_peta)
 
 
 @pytest.fixture()

@@ -72,3 +72,19 @@ def test_calibration_keeps_half_without_evidence():
     assert th[0] == 0.5 and th[1] == 0.5
     with pytest.raises(ValueError, match="objective"):
         calibrate_thresholds(np.zeros((2, 2)), y, "nope")
+
+
+def test_joint_calibration_does_not_lose_to_per_attribute():
+    rng = np.random.default_rng(3)
+    y = (rng.random((300, 6)) < [0.05, 0.1, 0.3, 0.5, 0.2, 0.6]).astype(int)
+    probs = np.clip(0.35 * y + rng.normal(0.3, 0.15, y.shape), 0, 1)
+    names = list("abcdef")
+
+    def score(th):
+        m = par_metrics(probs, y, names, th)
+        return m.mA + m.f1
+
+    balanced = calibrate_thresholds(probs, y, "balanced")
+    joint = calibrate_thresholds(probs, y, "joint")
+    assert score(joint) >= score(balanced) - 1e-9
+    assert score(joint) > score(np.full(6, 0.5))

@@ -56,17 +56,21 @@ def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIX
         raise ImageLoadError(source, f"corrupt image ({e})") from None
 
 
-def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def read_image_bytes(path: str | Path) -> bytes:
+    """The raw bytes of an image file, or ImageLoadError (missing, a directory, unreadable)."""
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(str(path), "no such file")
     if path.is_dir():
         raise ImageLoadError(str(path), "is a directory, not an image")
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise ImageLoadError(str(path), f"cannot read ({e.strerror or e})") from None
-    return decode_image(data, str(path), max_pixels)
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    return decode_image(read_image_bytes(path), str(path), max_pixels)
 
 
 @dataclass(frozen=True)

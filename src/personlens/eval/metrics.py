@@ -94,12 +94,15 @@ def calibrate_thresholds(probs: np.ndarray, labels: np.ndarray, objective: str =
     """One threshold per attribute, fitted on a validation split.
 
     objective: "ma" maximises the attribute's balanced accuracy, "f1" its F1, and
-    "balanced" the mean of the two (keeps mA while recovering F1).
+    "balanced" the mean of the two. "joint" maximises mA + instance F1 of the whole set
+    (coordinate ascent from "balanced"): per-attribute objectives ignore that instance
+    F1 couples attributes through each image's predicted set. "keep_ma" maximises instance
+    F1 while keeping mA at least at its fixed-0.5 value (recover F1 without losing mA).
     """
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels) > 0.5
     _check(probs, labels)
-    if objective not in ("ma", "f1", "balanced"):
-        raise ValueError(f"unknown objective {objective!r} (ma|f1|balanced)")
+    if objective not in ("ma", "f1", "balanced", "joint", "keep_ma"):
+        raise ValueError(f"unknown objective {objective!r} (ma|f1|balanced|joint|keep_ma)")
     grid = np.linspace(0.05, 0.95, 91) if grid is None else np.asarray(grid)
     pred = probs[None] >= grid[:, None, None]              # (G, N, A)
     tp = (pred & labels).sum(1)
@@ -109,7 +112,49 @@ def calibrate_thresholds(probs: np.ndarray, labels: np.ndarray, objective: str =
     ma = (rec + tn / (neg + EPS)) / 2
     prec = tp / (pred.sum(1) + EPS)
     f1 = 2 * prec * rec / (prec + rec + EPS)
-    score = {"ma": ma, "f1": f1, "balanced": (ma + f1) / 2}[objective]
+    score = {"ma": ma, "f1": f1, "balanced": (ma + f1) / 2, "joint": (ma + f1) / 2,
+             "keep_ma": (ma + f1) / 2}[objective]
     best = grid[score.argmax(0)]
     # an attribute with no positives (or no negatives) in val gives no evidence: keep 0.5
-    return np.where((pos > 0) & (neg > 0), best, 0.5)
+    valid = (pos > 0) & (neg > 0)
+    best = np.where(valid, best, 0.5)
+    if objective in ("joint", "keep_ma"):
+        floor = None
+        if objective == "keep_ma":
+            floor = ma[np.abs(grid - 0.5).argmin()].mean()
+        best = _joint_ascent(probs, labels, best, grid, ma, valid, ma_floor=floor)
+    return best
+
+
+def _joint_ascent(probs, labels, th, grid, ma_grid, valid, passes: int = 3,
+                  ma_floor: float | None = None) -> np.ndarray:
+    """Coordinate ascent, one attribute's threshold at a time, on mA + instance F1, or
+    (with ``ma_floor``) on instance F1 with a steep penalty for mA below the floor."""
+    th = th.copy()
+    gi = np.abs(grid[:, None] - th[None]).argmin(0)          # grid index per attribute
+    pred = probs >= th
+    lab_count = labels.sum(1) + EPS
+    for _ in range(passes):
+        changed = False
+        for a in np.flatnonzero(valid):
+            others = np.delete(np.arange(probs.shape[1]), a)
+            base_inter = (pred[:, others] & labels[:, others]).sum(1)
+            base_pred = pred[:, others].sum(1)
+            pa = probs[None, :, a] >= grid[:, None]            # (G, N)
+            inter = base_inter[None] + (pa & labels[None, :, a])
+            prec = (inter / (base_pred[None] + pa + EPS)).mean(1)
+            rec = (inter / lab_count[None]).mean(1)
+            f1 = 2 * prec * rec / (prec + rec + EPS)
+            ma_other = ma_grid[gi[others], others].sum()
+            total_ma = (ma_other + ma_grid[:, a]) / probs.shape[1]
+            if ma_floor is None:
+                score = total_ma + f1
+            else:
+                score = f1 - 10 * np.maximum(0, ma_floor - total_ma)
+            g = int(score.argmax())
+            if g != gi[a]:
+                gi[a], th[a], changed = g, grid[g], True
+                pred[:, a] = probs[:, a] >= grid[g]
+        if not changed:
+            break
+    return th

@@ -115,6 +115,7 @@ class PARConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     preprocess: dict = field(default_factory=dict)
     thresholds: list[float] | None = None
+    flip_tta: bool = False       # average the probabilities of the crop and its mirror image
     dataset: str = "peta"
     notes: dict = field(default_factory=dict)
 

@@ -37,6 +37,8 @@ class TrainConfig:
     encoder_lr: float = 2e-4
     weight_decay: float = 1e-4
     calibration: str = "balanced"
+    flip_tta: bool = True
+    erase_prob: float = 0.5  # random erasing on the cached feature map (augmentation)
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
@@ -54,18 +56,35 @@ def build_model(cfg: TrainConfig, attributes: list[str], schema, pretrained: boo
     head = build_head(encoder.dim, prompts, len(attributes), cfg.head)
     config = PARConfig(attributes=list(attributes), encoder=cfg.encoder, text_encoder=cfg.text_encoder,
                        stage=cfg.stage, unfreeze_top=cfg.unfreeze_top, head=cfg.head,
-                       preprocess=encoder.preprocess.to_dict(), dataset=cfg.dataset)
+                       preprocess=encoder.preprocess.to_dict(), dataset=cfg.dataset,
+                       flip_tta=cfg.flip_tta)
     return PARModel(encoder, head, config)
 
 
-def _predict(model: PARModel, feats: np.ndarray, idx: np.ndarray, batch: int = 256) -> np.ndarray:
-    model.eval()
+def _run(fn, feats: np.ndarray, idx: np.ndarray, flip: int = 0, batch: int = 256) -> np.ndarray:
+    """Apply ``fn`` (no grad) to cached features in batches."""
     out = []
     with torch.inference_mode():
         for i in range(0, len(idx), batch):
-            h = torch.from_numpy(np.asarray(feats[idx[i:i + batch], 0], np.float32))
-            out.append(torch.sigmoid(model.forward_from_stage(h)).numpy())
-    return np.concatenate(out)
+            out.append(fn(torch.from_numpy(feats[idx[i:i + batch], flip].astype(np.float32))))
+    return torch.cat(out).numpy()
+
+
+def _erase(h: torch.Tensor, rng: np.random.Generator, prob: float) -> torch.Tensor:
+    """Random erasing on cached feature maps: zero a random block of cells per sample."""
+    b, _, hh, ww = h.shape
+    for i in np.flatnonzero(rng.random(b) < prob):
+        eh, ew = rng.integers(2, hh // 2 + 1), rng.integers(2, ww // 2 + 1)
+        y, x = rng.integers(0, hh - eh + 1), rng.integers(0, ww - ew + 1)
+        h[i, :, y:y + eh, x:x + ew] = 0
+    return h
+
+
+def _precompute_tokens(model: PARModel, feats: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Frozen encoder: its tokens never change, so compute them once, not every epoch."""
+    model.encoder.eval()
+    up = lambda h: model.encoder.forward_upper(h, model.config.stage).half()  # noqa: E731
+    return np.stack([_run(up, feats, idx, f) for f in (0, 1)], axis=1)
 
 
 def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Path],
@@ -82,6 +101,12 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     pos = {p: i for i, p in enumerate(meta["paths"])}
     tr_idx = np.array([pos[str(p.resolve())] for p in train_ds.paths])
     va_idx = np.array([pos[str(p.resolve())] for p in val_ds.paths])
+    forward = model.forward_from_stage
+    if not cfg.unfreeze_top:
+        log("frozen encoder: computing its tokens once")
+        feats = _precompute_tokens(model, feats, np.concatenate([tr_idx, va_idx]))
+        tr_idx, va_idx = np.arange(len(tr_idx)), np.arange(len(tr_idx), len(tr_idx) + len(va_idx))
+        forward = model.head
     y_tr = torch.from_numpy(train_ds.labels)
     y_va = val_ds.labels
     pos_rate = y_tr.mean(0)
@@ -112,14 +137,19 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
             b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             flip = rng.integers(0, 2, size=len(b))
             h = torch.from_numpy(feats[tr_idx[b], flip].astype(np.float32))
-            loss = par_loss(model.forward_from_stage(h), y_tr[b], cfg.loss, pos_rate)
+            if cfg.unfreeze_top and cfg.erase_prob:
+                h = _erase(h, rng, cfg.erase_prob)
+            loss = par_loss(forward(h), y_tr[b], cfg.loss, pos_rate)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             running += loss.item()
             bar.set_postfix(loss=f"{running / (s + 1):.3f}")
-        probs = _predict(model, feats, va_idx)
+        model.eval()
+        probs = torch.sigmoid(torch.from_numpy(_run(forward, feats, va_idx))).numpy()
+        if cfg.flip_tta:
+            probs = (probs + torch.sigmoid(torch.from_numpy(_run(forward, feats, va_idx, 1))).numpy()) / 2
         m = par_metrics(probs, y_va, names)
         score = m.mA + m.f1
         history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "val_mA": m.mA,

@@ -1,0 +1,387 @@
+"""``PersonLibrary``: a folder of person crops made searchable (pipeline + store + indexes).
+
+A library lives in one directory (``db_dir``)::
+
+    personlens.sqlite      the records (the source of truth, see store/sqlite.py)
+    search.index           faiss index over the search embeddings   (derived, rebuildable)
+    reid.index             faiss index over the re-ID embeddings     (derived, rebuildable)
+
+``index_paths`` is idempotent and crash-safe: records are keyed by the SHA-256 of the file
+bytes, a crop already stored by the current model is skipped, one stored by another model
+is re-embedded (its record replaced, never mixed with the new space), and every batch is
+committed in one transaction. Killing a run loses at most the batch in flight; rerunning
+finishes the job with no duplicates. Indexes are saved when a run ends; one that is missing,
+unreadable or out of step with the store (model_version, store generation, count, settings)
+is rebuilt from the stored embeddings when the library opens it.
+
+The models a library was built with (PAR directory, embedding heads) and its index settings
+are remembered in the store, so ``search`` and ``similar`` use the same models as ``index``.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from .data.images import ImageLoadError, decode_image, read_image_bytes
+from .data.schema import schema_for
+from .index import IndexFileError, VectorIndex
+from .index.vector import DEFAULTS as INDEX_DEFAULTS
+from .predict import PredictionError
+from .records import PersonRecord, content_id
+from .store import EMBEDDING_KINDS, SQLiteStore
+
+DB_FILE = "personlens.sqlite"
+INDEX_FILES = {"search": "search.index", "reid": "reid.index"}
+YES = {"yes", "y", "true", "1", "present"}
+NO = {"no", "n", "false", "0", "absent"}
+
+
+class LibraryNotFoundError(FileNotFoundError):
+    """``db_dir`` holds no library (and ``create=False``)."""
+
+
+class UnknownAttributeError(KeyError):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+@dataclass
+class IndexSummary:
+    added: int = 0
+    skipped_existing: int = 0
+    reembedded: int = 0
+    failed: list[PredictionError] = field(default_factory=list)
+    total: int = 0          # records in the library (current model) after the run
+    stale: int = 0          # records still embedded by another model
+
+    def to_dict(self) -> dict:
+        return {"added": self.added, "skipped_existing": self.skipped_existing,
+                "reembedded": self.reembedded, "total": self.total, "stale": self.stale,
+                "failed": [{"image": f.image, "error": f.error} for f in self.failed]}
+
+
+@dataclass
+class SearchHit:
+    rank: int
+    score: float
+    record: PersonRecord
+
+    def to_dict(self, top: int | None = None) -> dict:
+        r = self.record
+        return {"rank": self.rank, "image": r.path, "score": round(self.score, 4),
+                "attributes": {n: r.attributes[n] for n in r.top_present(top)}, "id": r.id}
+
+
+def parse_where(items: Iterable[str]) -> dict[str, bool]:
+    """``["accessoryHat=yes", "personalMale=no"]`` -> ``{"accessoryHat": True, ...}``."""
+    out: dict[str, bool] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip().lower()
+        if not sep or not name or value not in YES | NO:
+            raise ValueError(f"{item!r}: expected ATTRIBUTE=yes or ATTRIBUTE=no")
+        out[name] = value in YES
+    return out
+
+
+def _abs(p) -> str | None:
+    return None if p is None else str(Path(p).expanduser().resolve())
+
+
+class PersonLibrary:
+    def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
+                 reid_head=None, pipeline=None, index_kind: str | None = None,
+                 index_params: dict | None = None, create: bool = True, precision: str = "bf16",
+                 checkpoint_every_s: float = 300.0):
+        self.db_dir = Path(db_dir)
+        if not (self.db_dir / DB_FILE).exists():
+            if not create:
+                raise LibraryNotFoundError(f"no personlens library in {self.db_dir} "
+                                        f"(create one with `personlens index PATH --db {self.db_dir}`)")
+            self.db_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(self.db_dir / DB_FILE)
+        stored = self.store.get_meta("models", {}) or {}
+        given = {"par_dir": _abs(par_dir), "search_head": _abs(search_head), "reid_head": _abs(reid_head)}
+        self.models = {k: given[k] if given[k] is not None else stored.get(k) for k in given}
+        stored_index = self.store.get_meta("index", None) or {"kind": "flat", "params": {}}
+        cfg = stored_index
+        if index_kind is not None or index_params is not None:
+            kind = index_kind or stored_index["kind"]
+            if index_params is not None:
+                params = dict(index_params)
+            else:  # same kind: keep its stored parameters; another kind: its defaults
+                params = stored_index["params"] if kind == stored_index["kind"] else {}
+            VectorIndex(8, kind, **params)  # validates the kind and the parameter names
+            cfg = {"kind": kind, "params": params}
+        if cfg != self.store.get_meta("index", None):
+            self.store.set_meta("index", cfg)
+        self.index_config = cfg
+        self.precision = precision
+        self.checkpoint_every_s = checkpoint_every_s
+        self._pipeline = pipeline
+        self._indexes: dict[str, VectorIndex] = {}
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def pipeline(self):
+        if self._pipeline is None:
+            from .pipeline import PersonPipeline
+
+            m = self.models
+            self._pipeline = PersonPipeline(m["par_dir"], m["search_head"], m["reid_head"],
+                                            precision=self.precision)
+        return self._pipeline
+
+    @property
+    def model_version(self) -> str:
+        return self.pipeline.model_version
+
+    def __len__(self) -> int:
+        return self.store.count(self.model_version)
+
+    def stale_count(self) -> int:
+        """Records made by another model (not searchable until re-indexed)."""
+        return self.store.count() - self.store.count(self.model_version)
+
+    def attribute_names(self) -> list[str]:
+        return self.store.attribute_names() or list(self.pipeline.names)
+
+    def validate_where(self, where: dict[str, bool] | None) -> dict[str, bool]:
+        if not where:
+            return {}
+        names = self.attribute_names()
+        schema = schema_for(names)
+        for name in where:
+            if name not in names:
+                try:
+                    schema.index(name)
+                except KeyError as e:
+                    msg = str(e.args[0])
+                else:  # pragma: no cover - names and schema agree
+                    msg = f"unknown attribute {name!r}"
+                raise UnknownAttributeError(f"{msg}; known attributes: {', '.join(names)}")
+        return {k: bool(v) for k, v in where.items()}
+
+    # ------------------------------------------------------------------ indexes
+    def _index_settings(self) -> tuple[str, dict]:
+        kind = self.index_config["kind"]
+        return kind, {**INDEX_DEFAULTS[kind], **self.index_config.get("params", {})}
+
+    def index(self, kind: str) -> VectorIndex:
+        """The vector index over one embedding kind, loaded or rebuilt so it matches the store."""
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"embedding kind must be one of {EMBEDDING_KINDS}")
+        if kind in self._indexes:
+            idx = self._indexes[kind]
+            if idx.metadata.get("generation") == self.store.generation():
+                return idx
+        mv, gen = self.model_version, self.store.generation()
+        index_kind, params = self._index_settings()
+        path = self.db_dir / INDEX_FILES[kind]
+        idx = None
+        try:
+            idx = VectorIndex.load(path)
+        except IndexFileError:
+            pass
+        if idx is None or not (idx.metadata.get("model_version") == mv
+                               and idx.metadata.get("generation") == gen
+                               and idx.kind == index_kind and idx.params == params
+                               and len(idx) == self.store.count(mv) and not idx.wants_retrain):
+            idx = self.rebuild_index(kind)
+        self._indexes[kind] = idx
+        return idx
+
+    def rebuild_index(self, kind: str) -> VectorIndex:
+        """Rebuild one index from the store's embeddings (current model only) and save it."""
+        mv, gen = self.model_version, self.store.generation()
+        index_kind, params = self._index_settings()
+        dim = self.pipeline.search_dim if kind == "search" else self.pipeline.reid_dim
+        idx = VectorIndex(dim, index_kind, {"model_version": mv, "generation": gen,
+                                            "embedding": kind}, **params)
+        chunks = self.store.iter_embeddings(kind, mv)
+        if index_kind == "ivf":  # train once on everything, not on the first chunk
+            parts = list(chunks)
+            if parts:
+                idx.add([i for ids, _ in parts for i in ids], np.concatenate([m for _, m in parts]))
+        else:
+            for ids, mat in chunks:
+                idx.add(ids, mat)
+        idx.save(self.db_dir / INDEX_FILES[kind])
+        self._indexes[kind] = idx
+        return idx
+
+    def save_indexes(self) -> None:
+        """Save the open indexes that are in step with the store (others get rebuilt on open)."""
+        gen = self.store.generation()
+        for kind, idx in list(self._indexes.items()):
+            if idx.metadata.get("generation") == gen:
+                idx.save(self.db_dir / INDEX_FILES[kind])
+            else:
+                del self._indexes[kind]
+
+    # ------------------------------------------------------------------ indexing
+    def index_paths(self, paths: Iterable[str | Path], batch_size: int = 32, progress: bool = True,
+                    camera: str | None = None,
+                    on_error: Callable[[PredictionError], None] | None = None) -> IndexSummary:
+        """Add crops to the library (see the module docstring for the guarantees)."""
+        from tqdm import tqdm
+
+        paths = list(paths)
+        pipe = self.pipeline
+        mv = pipe.model_version
+        self.store.set_meta("models", self.models)
+        self.store.set_meta("pipeline", pipe.describe())
+        for kind in EMBEDDING_KINDS:
+            self.index(kind)
+        summary = IndexSummary()
+        pending: list[tuple[str, str, Image.Image, bool]] = []
+        pending_ids: set[str] = set()
+        last_save = time.monotonic()
+
+        def fail(path, reason):
+            err = PredictionError(str(path), reason)
+            summary.failed.append(err)
+            if on_error:
+                on_error(err)
+
+        def flush():
+            nonlocal last_save
+            if not pending:
+                return
+            self._commit(pending, camera)
+            summary.added += sum(1 for p in pending if not p[3])
+            summary.reembedded += sum(1 for p in pending if p[3])
+            pending.clear()
+            pending_ids.clear()
+            if time.monotonic() - last_save > self.checkpoint_every_s:
+                self.save_indexes()
+                last_save = time.monotonic()
+
+        bar = tqdm(total=len(paths), disable=not progress, unit="crop", desc="indexing",
+                   file=sys.stderr, dynamic_ncols=True)
+        try:
+            for path in paths:
+                bar.update(1)
+                try:
+                    data = read_image_bytes(path)
+                except ImageLoadError as e:
+                    fail(path, e.reason)
+                    continue
+                cid = content_id(data)
+                stored = self.store.model_version_of(cid)
+                if cid in pending_ids or stored == mv:
+                    summary.skipped_existing += 1
+                    continue
+                try:
+                    img = decode_image(data, str(path))
+                except ImageLoadError as e:
+                    fail(path, e.reason)
+                    continue
+                pending.append((cid, _abs(path), img, stored is not None))
+                pending_ids.add(cid)
+                if len(pending) >= batch_size:
+                    flush()
+            flush()
+        finally:
+            bar.close()
+            self.save_indexes()
+        summary.total = self.store.count(mv)
+        summary.stale = self.store.count() - summary.total
+        return summary
+
+    def _commit(self, pending, camera) -> None:
+        ids, srcs, imgs, _ = zip(*pending)
+        records = self.pipeline.process(list(imgs), list(srcs), ids=list(ids), camera=camera)
+        self.store.put(records)  # one transaction: the whole batch or nothing
+        try:
+            gen = self.store.generation()
+            for kind, idx in self._indexes.items():
+                idx.add([r.id for r in records],
+                        np.stack([getattr(r, f"{kind}_embedding") for r in records]))
+                idx.metadata["generation"] = gen
+        except BaseException:
+            self._indexes.clear()  # out of step: rebuilt from the store when next opened
+            raise
+
+    def delete(self, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        n = self.store.delete(ids)
+        gen = self.store.generation()
+        for idx in self._indexes.values():
+            idx.remove(ids)
+            idx.metadata["generation"] = gen
+        return n
+
+    # ------------------------------------------------------------------ querying
+    def search(self, text: str, top_k: int = 20, where: dict[str, bool] | None = None) -> list[SearchHit]:
+        """People matching a sentence, optionally restricted by attribute filters."""
+        where = self.validate_where(where)
+        return self._query("search", self.pipeline.encode_query(text), top_k, where)
+
+    def filter(self, where: dict[str, bool], limit: int | None = None) -> list[PersonRecord]:
+        """Records matching attribute filters only (no ranking)."""
+        ids = self.store.filter_ids(self.validate_where(where), self.model_version)
+        return self.store.get_many(ids[:limit] if limit else ids)
+
+    def similar(self, image_or_path, top_k: int = 20, where: dict[str, bool] | None = None,
+                exclude_self: bool = True) -> list[SearchHit]:
+        """People who look like the person in an image (re-ID embedding), best first.
+
+        ``exclude_self`` leaves out the record of the query crop itself when it is in the library.
+        """
+        where = self.validate_where(where)
+        cid, emb = self._reid_embedding(image_or_path)
+        return self._query("reid", emb, top_k, where, exclude={cid} if exclude_self else set())
+
+    def _reid_embedding(self, image_or_path) -> tuple[str, np.ndarray]:
+        if isinstance(image_or_path, Image.Image):
+            img = image_or_path.convert("RGB")
+            h = hashlib.sha256(f"{img.mode}:{img.size}".encode())
+            h.update(img.tobytes())
+            cid, source = h.hexdigest(), "<image>"
+        else:
+            data = read_image_bytes(image_or_path)
+            cid, source = content_id(data), str(image_or_path)
+            stored = self.store.get(cid)
+            if stored is not None and stored.model_version == self.model_version:
+                return cid, stored.reid_embedding
+            img = decode_image(data, source)
+        rec = self.pipeline.process([img], [source], ids=[cid])[0]
+        return cid, rec.reid_embedding
+
+    def _query(self, kind, query, top_k, where, exclude=frozenset()) -> list[SearchHit]:
+        if top_k <= 0:
+            return []
+        idx = self.index(kind)
+        allowed = None
+        if where:
+            allowed = [i for i in self.store.filter_ids(where, self.model_version) if i not in exclude]
+            if not allowed:
+                return []
+        hits = [h for h in idx.search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
+        hits = hits[:top_k]
+        records = {r.id: r for r in self.store.get_many([i for i, _ in hits])}
+        return [SearchHit(rank=n + 1, score=s, record=records[i])
+                for n, (i, s) in enumerate(h for h in hits if h[0] in records)]
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        if self.store is not None:
+            try:
+                self.save_indexes()
+            finally:
+                self.store.close()
+                self.store = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,111 @@
+"""Pluggable embedding heads: image-encoder tokens -> unit vector (search or re-ID).
+
+A head is a small ``nn.Module`` on the patch tokens ``(B, N, C)`` of the shared image
+encoder, so attributes, search and re-ID embeddings all come from one encoder pass. Heads are
+saved like PAR models: ``config.json`` + ``model.safetensors`` in a directory.
+
+A *search* head maps images into the space of a text encoder (``config.text_encoder``);
+queries are embedded with that encoder and, when the head has one, a learned linear
+``query_proj`` on top (for heads trained CLIP-style with a projection on both sides).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+KINDS = ("search", "reid")
+POOLS = ("mean", "meanmax")
+
+
+@dataclass
+class EmbeddingHeadConfig:
+    kind: str                      # "search" | "reid"
+    in_dim: int                    # image-encoder token width (1280 for efficientnet_lite0)
+    out_dim: int                   # embedding size (search: the text encoder's, 384 for minilm)
+    hidden: int = 0                # 0: pooled tokens -> linear; > 0: 2-layer MLP
+    pool: str = "mean"             # "mean" or "meanmax" (concatenated mean and max)
+    image_encoder: str = "efficientnet_lite0"
+    text_encoder: str | None = None   # search heads: the query encoder ("minilm", ...)
+    query_proj: bool = False          # search heads: a learned linear map on query embeddings
+    query_dim: int | None = None      # input size of query_proj (the text encoder's width)
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"embedding head kind must be one of {KINDS}, got {self.kind!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        if self.kind == "search" and not self.text_encoder:
+            raise ValueError("a search head needs text_encoder (the space its queries live in)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EmbeddingHeadConfig":
+        return cls(**d)
+
+
+class EmbeddingHead(nn.Module):
+    """Pool the tokens, project, L2-normalise."""
+
+    def __init__(self, config: EmbeddingHeadConfig):
+        super().__init__()
+        self.config = config
+        d_in = config.in_dim * (2 if config.pool == "meanmax" else 1)
+        if config.hidden:
+            self.proj = nn.Sequential(nn.Linear(d_in, config.hidden), nn.GELU(),
+                                      nn.Linear(config.hidden, config.out_dim))
+        else:
+            self.proj = nn.Linear(d_in, config.out_dim)
+        self.query_proj = (nn.Linear(config.query_dim or config.out_dim, config.out_dim)
+                           if config.query_proj else None)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.config.pool == "meanmax":
+            return torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
+        return tokens.mean(1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.pool(tokens)).float(), dim=-1)
+
+    def encode_query(self, text_embedding: torch.Tensor) -> torch.Tensor:
+        """Map text-encoder embeddings (T, query_dim) into this head's space."""
+        if self.query_proj is not None:
+            text_embedding = self.query_proj(text_embedding)
+        return F.normalize(text_embedding.float(), dim=-1)
+
+
+def save_embedding_head(head: EmbeddingHead, out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().float() for k, v in head.state_dict().items()}
+    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "personlens-embedding-head"})
+    (out_dir / CONFIG_FILE).write_text(json.dumps(head.config.to_dict(), indent=2))
+    return out_dir
+
+
+def load_embedding_head(model_dir: str | Path, kind: str | None = None) -> EmbeddingHead:
+    """Load a head directory; ``kind`` ("search"/"reid") checks it is the expected kind."""
+    model_dir = Path(model_dir)
+    cfg_path, w_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
+    if not cfg_path.exists() or not w_path.exists():
+        raise FileNotFoundError(f"{model_dir} must hold {CONFIG_FILE} and {WEIGHTS_FILE}")
+    config = EmbeddingHeadConfig.from_dict(json.loads(cfg_path.read_text()))
+    if kind is not None and config.kind != kind:
+        raise ValueError(f"{model_dir} is a {config.kind} head, expected a {kind} head")
+    head = EmbeddingHead(config)
+    state = load_file(str(w_path))
+    missing, unexpected = head.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{w_path} does not match its config: missing={missing[:5]} "
+                         f"unexpected={unexpected[:5]}")
+    return head.eval()

@@ -1,0 +1,294 @@
+"""One pass of the image encoder per batch -> attributes, a search embedding and a re-ID embedding.
+
+``PersonPipeline`` runs the shared image encoder of the PAR model once on a batch of crops
+and feeds its patch tokens to every head:
+
+* attributes: the PAR head (``model.head(tokens)``), probabilities and calibrated ``present``
+  exactly as ``personlens attributes`` reports them;
+* re-ID: a trained ``EmbeddingHead`` (``reid_head=DIR``) or, by default, the L2-normalised
+  mean of the encoder tokens (the raw ImageNet-feature baseline);
+* search: a trained ``EmbeddingHead`` (``search_head=DIR``) into a text encoder's space or, by
+  default, the "attributes rendered as text" baseline: the present attributes are written as an
+  English sentence from the schema phrases ("a person, a man, wearing a hat, carrying a
+  backpack") and embedded with the MiniLM text encoder. Queries go through the same text encoder.
+
+``model_version`` is a hash of the configuration and weights of everything that shapes a
+record (PAR model, both embedding heads or baselines, the text encoder), so records made by a
+different model are detected and re-embedded instead of being compared across spaces.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .data.images import ImageLoadError, decode_image, read_image_bytes
+from .data.schema import GROUPS, AttributeSchema, schema_for
+from .models.embedding import EmbeddingHead, load_embedding_head
+from .predict import AttributePredictor, PredictionError
+from .records import PersonRecord, content_id
+
+BASELINE_SEARCH = "attributes-as-text-v1"
+BASELINE_REID = "mean-pooled-tokens-v1"
+DEFAULT_TEXT_ENCODER = "minilm"
+# Sentence order: who, then what they wear, then what they carry.
+_ORDER = ("gender", "age", "hair", "accessory", "upper", "lower", "colour", "footwear", "carrying")
+_GROUP_ORDER = {g: i for i, g in enumerate(_ORDER + tuple(g for g in GROUPS if g not in _ORDER))}
+
+
+def render_attributes(present: Sequence[str], schema: AttributeSchema,
+                      probabilities: dict[str, float] | None = None) -> str:
+    """English sentence for a set of present attributes, e.g.
+    ``"a person, a man, wearing a hat, carrying a backpack"``.
+
+    Order: gender, age, hair, accessories, clothes, colours, footwear, then what they carry;
+    within a group the most probable attribute first (schema order without probabilities).
+    """
+    pos = {n: i for i, n in enumerate(schema.names)}
+    probabilities = probabilities or {}
+
+    def key(name):
+        a = schema[name]
+        return (_GROUP_ORDER.get(a.group, len(_GROUP_ORDER)), -probabilities.get(name, 0.0), pos[name])
+
+    phrases = [schema[n].phrase for n in sorted(present, key=key)]
+    return ", ".join(["a person", *phrases])
+
+
+def _digest_module(h, module: torch.nn.Module) -> None:
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def module_fingerprint(module: torch.nn.Module, config: dict | None = None) -> str:
+    """A short hash of a module's weights (and its config, when given)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(config or {}, sort_keys=True, default=str).encode())
+    _digest_module(h, module)
+    return h.hexdigest()
+
+
+def _as_head(head, kind: str) -> EmbeddingHead | torch.nn.Module | None:
+    if head is None or isinstance(head, torch.nn.Module):
+        return head.eval() if head is not None else None
+    return load_embedding_head(head, kind=kind)
+
+
+class PersonPipeline:
+    """Attributes + search + re-ID embeddings from one encoder pass (bf16 + channels_last CPU)."""
+
+    def __init__(self, par_dir: str | Path | None = None, search_head=None, reid_head=None, *,
+                 text_encoder=None, precision: str = "bf16", threads: int | None = None,
+                 sentence_cache: int = 4096):
+        self.predictor = AttributePredictor(par_dir, precision=precision, threads=threads)
+        self.model = self.predictor.model
+        self.names = self.predictor.names
+        self.schema = schema_for(self.names)
+        self.preprocess = self.predictor.preprocess
+        self.search_head = _as_head(search_head, "search")
+        self.reid_head = _as_head(reid_head, "reid")
+        enc_dim = self.model.encoder.dim
+        for kind, head in (("search", self.search_head), ("reid", self.reid_head)):
+            cfg = getattr(head, "config", None)
+            if cfg is not None and getattr(cfg, "in_dim", enc_dim) != enc_dim:
+                raise ValueError(f"the {kind} head expects {cfg.in_dim}-d tokens but the image "
+                                 f"encoder {self.model.config.encoder} gives {enc_dim}-d")
+        if text_encoder is None or isinstance(text_encoder, str):
+            from .models.registry import create_text_encoder
+
+            name = text_encoder or getattr(getattr(self.search_head, "config", None),
+                                           "text_encoder", None) or DEFAULT_TEXT_ENCODER
+            text_encoder = _quietly(create_text_encoder, name)
+        self.text_encoder = text_encoder.eval()
+        for p in self.text_encoder.parameters():
+            p.requires_grad_(False)
+        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._sentence_cache = sentence_cache
+        self.versions = self._versions(par_dir)
+        self.model_version = "pl1-" + hashlib.blake2b(
+            json.dumps(self.versions, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+    # ------------------------------------------------------------------ identity
+    def _versions(self, par_dir) -> dict[str, str]:
+        text = f"{getattr(self.text_encoder, 'name', type(self.text_encoder).__name__)}:" \
+               f"{module_fingerprint(self.text_encoder)}"
+        v = {"attributes": module_fingerprint(self.model, self.model.config.to_dict()),
+             "text_encoder": text}
+        for kind, head, baseline in (("search", self.search_head, BASELINE_SEARCH),
+                                     ("reid", self.reid_head, BASELINE_REID)):
+            cfg = getattr(head, "config", None)
+            cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else {"class": type(head).__name__}
+            v[kind] = baseline if head is None else module_fingerprint(head, cfg)
+        return v
+
+    @property
+    def search_dim(self) -> int:
+        if self.search_head is not None and hasattr(self.search_head, "config"):
+            return int(self.search_head.config.out_dim)
+        return int(self.text_encoder.dim)
+
+    @property
+    def reid_dim(self) -> int:
+        if self.reid_head is not None and hasattr(self.reid_head, "config"):
+            return int(self.reid_head.config.out_dim)
+        return int(self.model.encoder.dim)
+
+    def describe(self) -> dict:
+        """What this pipeline runs (for logs, ``info`` and the store's metadata)."""
+        cfg = self.model.config
+        return {"model_version": self.model_version, "versions": dict(self.versions),
+                "attributes": {"encoder": cfg.encoder, "head": cfg.head.kind, "names": list(self.names)},
+                "search": "trained head" if self.search_head is not None else
+                f"baseline: attributes rendered as text, {getattr(self.text_encoder, 'name', '?')}",
+                "reid": "trained head" if self.reid_head is not None else
+                "baseline: mean-pooled encoder tokens",
+                "search_dim": self.search_dim, "reid_dim": self.reid_dim}
+
+    # ------------------------------------------------------------------ text
+    @torch.inference_mode()
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        emb = self.text_encoder.encode(list(texts)).float()
+        if self.search_head is not None and hasattr(self.search_head, "encode_query"):
+            emb = self.search_head.encode_query(emb)
+        return F.normalize(emb, dim=-1).numpy().astype(np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """A text query as a unit vector in the search space."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the query is empty")
+        return self._encode_texts([text.strip()])[0]
+
+    def _embed_sentences(self, sentences: list[str]) -> np.ndarray:
+        """Sentence embeddings with a small LRU cache (many crops share an attribute set)."""
+        todo = list(dict.fromkeys(s for s in sentences if s not in self._sentences))
+        if todo:
+            for s, e in zip(todo, self._encode_texts(todo)):
+                self._sentences[s] = e
+        out = np.stack([self._sentences[s] for s in sentences])
+        for s in sentences:
+            self._sentences.move_to_end(s)
+        while len(self._sentences) > self._sentence_cache:
+            self._sentences.popitem(last=False)
+        return out
+
+    # ------------------------------------------------------------------ images
+    def forward(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(probabilities (N, A), re-ID (N, d), search (N, d) or None for the text baseline).
+
+        With the PAR model's ``flip_tta`` (as ``personlens attributes`` does), the crops and
+        their mirror images go through the encoder together (still one pass) and every
+        output is averaged over the two views.
+        """
+        n = len(images)
+        flip = bool(getattr(self.model.config, "flip_tta", False))
+        x = torch.stack([self.preprocess(im) for im in images]).contiguous(
+            memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                   enabled=self.predictor.precision == "bf16"):
+            if flip:
+                x = torch.cat([x, x.flip(-1)])
+            tokens = self.model.encoder(x)                     # the one encoder pass
+            probs = torch.sigmoid(self.model.head(tokens).float())
+            reid = (F.normalize(self.reid_head(tokens).float(), dim=-1) if self.reid_head is not None
+                    else tokens.float().mean(1))
+            search = (F.normalize(self.search_head(tokens).float(), dim=-1)
+                      if self.search_head is not None else None)
+
+        def merge(t):  # average the two views
+            return (t[:n] + t[n:]) / 2 if flip else t
+
+        probs = merge(probs).numpy()
+        reid = F.normalize(merge(reid), dim=-1).numpy()
+        if search is not None:
+            search = F.normalize(merge(search), dim=-1).numpy()
+        return probs, reid, search
+
+    def process(self, images: list[Image.Image], sources: list[str], *, ids: list[str] | None = None,
+                camera: str | None = None, timestamps: list[float | None] | None = None,
+                track_ids: list[str | None] | None = None) -> list[PersonRecord]:
+        """Records for decoded RGB crops. ``ids`` default to the SHA-256 of the file at each
+        source (or of the decoded pixels when the source is not a readable file)."""
+        n = len(images)
+        if len(sources) != n:
+            raise ValueError("images and sources differ in length")
+        if n == 0:
+            return []
+        ids = list(ids) if ids is not None else [_id_for(s, im) for s, im in zip(sources, images)]
+        timestamps = list(timestamps) if timestamps is not None else [None] * n
+        track_ids = list(track_ids) if track_ids is not None else [None] * n
+        if not len(ids) == len(timestamps) == len(track_ids) == n:
+            raise ValueError("ids, timestamps and track_ids must match the images in length")
+        probs, reid, search = self.forward(images)
+        preds = [self.predictor.to_prediction(str(s), p) for s, p in zip(sources, probs)]
+        descriptions: list[str | None] = [None] * n
+        if search is None:
+            descriptions = [render_attributes(p.present, self.schema, p.attributes) for p in preds]
+            search = self._embed_sentences(descriptions)
+        return [PersonRecord(id=ids[i], path=str(sources[i]), attributes=preds[i].attributes,
+                             present=preds[i].present, search_embedding=search[i],
+                             reid_embedding=reid[i], camera=camera, timestamp=timestamps[i],
+                             track_id=track_ids[i], model_version=self.model_version,
+                             description=descriptions[i])
+                for i in range(n)]
+
+    def records_from_paths(self, paths: Iterable[str | Path], batch_size: int = 32,
+                           camera: str | None = None) -> Iterator[PersonRecord | PredictionError]:
+        """One result per path, in order; unreadable files yield a ``PredictionError``."""
+        pending: list[tuple[str, str, Image.Image]] = []
+
+        def flush():
+            if pending:
+                ids, srcs, imgs = zip(*pending)
+                yield from self.process(list(imgs), list(srcs), ids=list(ids), camera=camera)
+                pending.clear()
+
+        for path in paths:
+            try:
+                cid, img = load_crop(path)
+            except ImageLoadError as e:
+                yield from flush()
+                yield PredictionError(str(path), e.reason)
+                continue
+            pending.append((cid, str(path), img))
+            if len(pending) >= batch_size:
+                yield from flush()
+        yield from flush()
+
+
+def _quietly(fn, *args, **kw):
+    """Call ``fn`` with transformers' weight-loading progress bars off (they clutter CLI output)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        return fn(*args, **kw)
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return fn(*args, **kw)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def load_crop(path: str | Path) -> tuple[str, Image.Image]:
+    """(content id, decoded RGB image) of a crop file, or ImageLoadError."""
+    data = read_image_bytes(path)
+    return content_id(data), decode_image(data, str(path))
+
+
+def _id_for(source: str, image: Image.Image) -> str:
+    try:
+        return content_id(Path(source).read_bytes())
+    except (OSError, ValueError):
+        h = hashlib.sha256(f"{image.mode}:{image.size}".encode())
+        h.update(image.tobytes())
+        return h.hexdigest()
