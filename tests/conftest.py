@@ -40,4 +40,4 @@ def pipeline(par_model_dir):
     """A ``PersonPipeline`` on the fixture model (baseline search and re-ID), loaded once."""
     from personlens.pipeline import PersonPipeline
 
-    return PersonPipeline(par_model_dir)
+    return PersonPipeline(par_model_dir, search_head=None, reid_head=None)

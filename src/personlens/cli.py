@@ -253,13 +253,16 @@ def train():
               help="Train the encoder's top stages (named variant) or keep it frozen.")
 @click.option("--epochs", default=12, show_default=True)
 @click.option("--encoder", default="efficientnet_lite0", show_default=True)
-@click.option("--stage", default=11, show_default=True, help="Encoder stages from here are trainable.")
+@click.option("--stage", default=8, show_default=True, help="Encoder stages from here are trainable.")
 @click.option("--attributes", "attr_set", default="standard", show_default=True,
               help="'standard' (PETA's 35), 'all' (105), or a comma list of names.")
 @click.option("--cache", type=click.Path(path_type=Path), default=Path("cache/features"), show_default=True)
+@click.option("--encoder-lr", default=3e-4, show_default=True)
+@click.option("--calibration", type=click.Choice(["ma", "f1", "balanced", "joint", "keep_ma"]),
+              default="joint", show_default=True, help="How per-attribute thresholds are fitted on val.")
 @click.option("--seed", default=0, show_default=True)
 def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, encoder, stage,
-                     attr_set, cache, seed):
+                     attr_set, cache, encoder_lr, calibration, seed):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split."""
     import torch
 
@@ -272,10 +275,50 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
     tr = create_dataset(dataset, root, "train", partition=partition, attributes=attrs)
     va = create_dataset(dataset, root, "val", partition=partition, attributes=attrs)
     cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
-                      head=HeadConfig(kind=head), cache_root=str(cache), seed=seed, dataset=dataset)
+                      head=HeadConfig(kind=head), cache_root=str(cache), seed=seed, dataset=dataset,
+                      encoder_lr=encoder_lr, calibration=calibration)
     model, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo)
     click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
                           indent=2))
+
+
+@main.group()
+def calibrate():
+    """Refit decision thresholds of a trained model on a validation split."""
+
+
+@calibrate.command("attributes")
+@click.option("--dataset", type=click.Choice(DATASETS), default="peta", show_default=True)
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--partition", default=0, show_default=True)
+@click.option("--split", default="val", show_default=True)
+@click.option("--weights", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--objective", type=click.Choice(["ma", "f1", "balanced", "joint", "keep_ma"]),
+              default="joint", show_default=True)
+def calibrate_attributes(dataset, root, partition, split, weights, objective):
+    """Per-attribute thresholds fitted through the real inference path; rewrites config.json."""
+    from .data import create_dataset
+    from .eval.metrics import calibrate_thresholds, par_metrics
+    from .eval.par import predict_dataset
+    from .predict import AttributePredictor
+
+    if split == "test":
+        raise click.UsageError("thresholds are never fitted on the test split")
+    predictor = AttributePredictor(weights)
+    ds = create_dataset(dataset, root, split, partition=partition,
+                        attributes=list(predictor.names))
+    probs = predict_dataset(predictor, ds)
+    th = calibrate_thresholds(probs, ds.labels, objective)
+    cfg_path = Path(weights) / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["thresholds"] = [float(t) for t in th]
+    fixed, cal = (par_metrics(probs, ds.labels, predictor.names, t) for t in (0.5, th))
+    cfg.setdefault("notes", {})["calibration"] = {
+        "objective": objective, "split": split, "partition": partition,
+        "fixed_0.5": {"mA": fixed.mA, "f1": fixed.f1}, "calibrated": {"mA": cal.mA, "f1": cal.f1}}
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    click.echo(f"{split}: fixed 0.5 mA {fixed.mA:.2f} F1 {fixed.f1:.2f} -> "
+               f"{objective} mA {cal.mA:.2f} F1 {cal.f1:.2f}; thresholds written to {cfg_path}")
 
 
 @main.group("eval")
@@ -341,6 +384,7 @@ def info(as_json, weights):
         "attributes_model": {"encoder": m.config.encoder, "head": m.config.head.kind,
                              "attributes": m.config.attributes, "encoder_parameters": enc,
                              "head_parameters": head, "total_parameters": enc + head},
+        "description_model": _describe_info(),
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -352,11 +396,21 @@ def info(as_json, weights):
         click.echo(f"text encoders: {', '.join(data['text_encoders'])}")
 
 
+def _describe_info() -> dict:
+    from .models.captioner import describe_info
+
+    return describe_info()
+
+
 def _version() -> str:
     from . import __version__
 
     return __version__
 
 
+from . import cli_describe  # noqa: E402,F401  (describe, train describe, eval describe)
+from . import cli_heads  # noqa: E402,F401  (train/eval search, train/eval reid)
+
 if __name__ == "__main__":
     main()
+from . import cli_serve  # noqa: E402,F401

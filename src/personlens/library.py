@@ -16,6 +16,8 @@ is rebuilt from the stored embeddings when the library opens it.
 
 The models a library was built with (PAR directory, embedding heads) and its index settings
 are remembered in the store, so ``search`` and ``similar`` use the same models as ``index``.
+Heads not chosen are ``"default"``: the shipped heads when the package has them (and they fit
+the PAR model), else the baselines; ``"baseline"`` asks for a baseline explicitly.
 """
 from __future__ import annotations
 
@@ -95,6 +97,16 @@ def _abs(p) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
 
+DEFAULT_HEAD, BASELINE_HEAD = "default", "baseline"  # as in personlens.pipeline
+
+
+def _head_arg(h) -> str | None:
+    """A head argument as stored: "default", "baseline", an absolute directory, or None."""
+    if h is None or (isinstance(h, str) and h in (DEFAULT_HEAD, BASELINE_HEAD)):
+        return h
+    return _abs(h)
+
+
 class PersonLibrary:
     def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
                  reid_head=None, pipeline=None, index_kind: str | None = None,
@@ -108,8 +120,12 @@ class PersonLibrary:
             self.db_dir.mkdir(parents=True, exist_ok=True)
         self.store = SQLiteStore(self.db_dir / DB_FILE)
         stored = self.store.get_meta("models", {}) or {}
-        given = {"par_dir": _abs(par_dir), "search_head": _abs(search_head), "reid_head": _abs(reid_head)}
+        given = {"par_dir": _abs(par_dir), "search_head": _head_arg(search_head),
+                 "reid_head": _head_arg(reid_head)}
         self.models = {k: given[k] if given[k] is not None else stored.get(k) for k in given}
+        for k in ("search_head", "reid_head"):  # nothing chosen: the shipped head or baseline
+            if self.models[k] is None:
+                self.models[k] = DEFAULT_HEAD
         stored_index = self.store.get_meta("index", None) or {"kind": "flat", "params": {}}
         cfg = stored_index
         if index_kind is not None or index_params is not None:

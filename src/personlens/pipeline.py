@@ -5,12 +5,17 @@ and feeds its patch tokens to every head:
 
 * attributes: the PAR head (``model.head(tokens)``), probabilities and calibrated ``present``
   exactly as ``personlens attributes`` reports them;
-* re-ID: a trained ``EmbeddingHead`` (``reid_head=DIR``) or, by default, the L2-normalised
-  mean of the encoder tokens (the raw ImageNet-feature baseline);
-* search: a trained ``EmbeddingHead`` (``search_head=DIR``) into a text encoder's space or, by
-  default, the "attributes rendered as text" baseline: the present attributes are written as an
-  English sentence from the schema phrases ("a person, a man, wearing a hat, carrying a
-  backpack") and embedded with the MiniLM text encoder. Queries go through the same text encoder.
+* re-ID: a trained ``EmbeddingHead`` (``reid_head=DIR``) or the baseline, the L2-normalised
+  mean of the encoder tokens;
+* search: a trained ``EmbeddingHead`` (``search_head=DIR``) into a text encoder's space or the
+  "attributes rendered as text" baseline: the present attributes are written as an English
+  sentence from the schema phrases ("a person, a man, wearing a hat, carrying a backpack") and
+  embedded with the MiniLM text encoder. Queries go through the same text encoder.
+
+Heads default to ``"default"``: the head shipped in the package (``personlens/weights/
+search-peta``, ``personlens/weights/reid``) when it is there and was trained on this PAR
+model's image encoder (its config records the encoder's fingerprint), else the baseline.
+``None`` (or ``"baseline"``) asks for the baseline explicitly.
 
 ``model_version`` is a hash of the configuration and weights of everything that shapes a
 record (PAR model, both embedding heads or baselines, the text encoder), so records made by a
@@ -35,6 +40,8 @@ from .models.embedding import EmbeddingHead, load_embedding_head
 from .predict import AttributePredictor, PredictionError
 from .records import PersonRecord, content_id
 
+DEFAULT_HEAD = "default"    # the shipped head when present and made for this encoder, else baseline
+BASELINE_HEAD = "baseline"  # the untrained baseline (same as None)
 BASELINE_SEARCH = "attributes-as-text-v1"
 BASELINE_REID = "mean-pooled-tokens-v1"
 DEFAULT_TEXT_ENCODER = "minilm"
@@ -83,10 +90,51 @@ def _as_head(head, kind: str) -> EmbeddingHead | torch.nn.Module | None:
     return load_embedding_head(head, kind=kind)
 
 
+def _encoder_fingerprint(model) -> str:
+    from .train.heads import encoder_fingerprint
+
+    fp = getattr(model, "_personlens_encoder_fp", None)
+    if fp is None:
+        fp = encoder_fingerprint(model)
+        object.__setattr__(model, "_personlens_encoder_fp", fp)
+    return fp
+
+
+def resolve_head(head, kind: str, model, shipped_par: bool):
+    """``(head module or None, source)`` for a head argument of ``PersonPipeline``.
+
+    ``None``/``"baseline"``: the baseline. ``"default"``: the shipped head of that kind when
+    the package holds one trained on ``model``'s image encoder (the fingerprint in its config,
+    or, without one, when ``model`` is the shipped PAR model), else the baseline. A directory
+    or a module: that head (a warning when it records another encoder's fingerprint).
+    """
+    import warnings
+
+    from .models.io import shipped_head_dir
+
+    if head is None or (isinstance(head, str) and head == BASELINE_HEAD):
+        return None, "baseline"
+    if isinstance(head, str) and head == DEFAULT_HEAD:
+        d = shipped_head_dir(kind)
+        if d is None:
+            return None, "baseline"
+        h = load_embedding_head(d, kind=kind)
+        fp = (h.config.notes or {}).get("encoder_fingerprint")
+        ok = fp == _encoder_fingerprint(model) if fp else shipped_par
+        return (h, f"shipped:{d.name}") if ok else (None, "baseline")
+    h = _as_head(head, kind)
+    fp = (getattr(getattr(h, "config", None), "notes", None) or {}).get("encoder_fingerprint")
+    if fp and fp != _encoder_fingerprint(model):
+        warnings.warn(f"the {kind} head was trained on another image encoder than this PAR "
+                      f"model's; its embeddings will not be meaningful", stacklevel=3)
+    return h, str(head) if isinstance(head, (str, Path)) else type(head).__name__
+
+
 class PersonPipeline:
     """Attributes + search + re-ID embeddings from one encoder pass (bf16 + channels_last CPU)."""
 
-    def __init__(self, par_dir: str | Path | None = None, search_head=None, reid_head=None, *,
+    def __init__(self, par_dir: str | Path | None = None, search_head=DEFAULT_HEAD,
+                 reid_head=DEFAULT_HEAD, *,
                  text_encoder=None, precision: str = "bf16", threads: int | None = None,
                  sentence_cache: int = 4096):
         self.predictor = AttributePredictor(par_dir, precision=precision, threads=threads)
@@ -94,8 +142,10 @@ class PersonPipeline:
         self.names = self.predictor.names
         self.schema = schema_for(self.names)
         self.preprocess = self.predictor.preprocess
-        self.search_head = _as_head(search_head, "search")
-        self.reid_head = _as_head(reid_head, "reid")
+        shipped_par = par_dir is None
+        self.search_head, search_src = resolve_head(search_head, "search", self.model, shipped_par)
+        self.reid_head, reid_src = resolve_head(reid_head, "reid", self.model, shipped_par)
+        self.head_sources = {"search": search_src, "reid": reid_src}
         enc_dim = self.model.encoder.dim
         for kind, head in (("search", self.search_head), ("reid", self.reid_head)):
             cfg = getattr(head, "config", None)
@@ -147,10 +197,11 @@ class PersonPipeline:
         cfg = self.model.config
         return {"model_version": self.model_version, "versions": dict(self.versions),
                 "attributes": {"encoder": cfg.encoder, "head": cfg.head.kind, "names": list(self.names)},
-                "search": "trained head" if self.search_head is not None else
+                "search": f"trained head ({self.head_sources['search']})"
+                if self.search_head is not None else
                 f"baseline: attributes rendered as text, {getattr(self.text_encoder, 'name', '?')}",
-                "reid": "trained head" if self.reid_head is not None else
-                "baseline: mean-pooled encoder tokens",
+                "reid": f"trained head ({self.head_sources['reid']})" if self.reid_head is not None
+                else "baseline: mean-pooled encoder tokens",
                 "search_dim": self.search_dim, "reid_dim": self.reid_dim}
 
     # ------------------------------------------------------------------ text
@@ -192,14 +243,18 @@ class PersonPipeline:
         flip = bool(getattr(self.model.config, "flip_tta", False))
         x = torch.stack([self.preprocess(im) for im in images]).contiguous(
             memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                   enabled=self.predictor.precision == "bf16"):
-            if flip:
-                x = torch.cat([x, x.flip(-1)])
-            tokens = self.model.encoder(x)                     # the one encoder pass
-            probs = torch.sigmoid(self.model.head(tokens).float())
+        with torch.inference_mode():
+            with torch.autocast("cpu", dtype=torch.bfloat16,
+                                enabled=self.predictor.precision == "bf16"):
+                if flip:
+                    x = torch.cat([x, x.flip(-1)])
+                tokens = self.model.encoder(x)                     # the one encoder pass
+                probs = torch.sigmoid(self.model.head(tokens).float())
+            # the embedding heads are small: run them in float32 on the float32-pooled tokens,
+            # as they were trained (personlens.train.pooled)
+            tokens = tokens.float()
             reid = (F.normalize(self.reid_head(tokens).float(), dim=-1) if self.reid_head is not None
-                    else tokens.float().mean(1))
+                    else tokens.mean(1))
             search = (F.normalize(self.search_head(tokens).float(), dim=-1)
                       if self.search_head is not None else None)
 

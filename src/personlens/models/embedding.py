@@ -75,7 +75,17 @@ class EmbeddingHead(nn.Module):
         return tokens.mean(1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.proj(self.pool(tokens)).float(), dim=-1)
+        return self.forward_pooled(self.pool(tokens))
+
+    def forward_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The embedding from pooled tokens ``(..., D)``: for ``pool="meanmax"`` D = 2C
+        ([mean, max]); for ``pool="mean"`` D = C, or 2C in the [mean, max] layout of
+        ``personlens.train.pooled`` (the mean half is used). Training on cached pooled
+        features and inference on tokens share this code path."""
+        c = self.config.in_dim
+        if self.config.pool == "mean" and pooled.shape[-1] == 2 * c:
+            pooled = pooled[..., :c]
+        return F.normalize(self.proj(pooled).float(), dim=-1)
 
     def encode_query(self, text_embedding: torch.Tensor) -> torch.Tensor:
         """Map text-encoder embeddings (T, query_dim) into this head's space."""

@@ -13,13 +13,25 @@ from .registry import create_image_encoder
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-SHIPPED = {"par-peta": "weights/par-peta"}
+SHIPPED = {"par-peta": "weights/par-peta", "search-peta": "weights/search-peta",
+           "reid": "weights/reid"}
+# embedding-head kind -> the shipped head used by default (when its directory is present)
+SHIPPED_HEADS = {"search": "search-peta", "reid": "reid"}
 
 
 def shipped_dir(name: str = "par-peta") -> Path:
     if name not in SHIPPED:
         raise KeyError(f"no shipped model {name!r}; available: {', '.join(SHIPPED)}")
     return Path(str(files("personlens") / SHIPPED[name]))
+
+
+def shipped_head_dir(kind: str) -> Path | None:
+    """The shipped embedding head of a kind ("search" or "reid"), or None when the package
+    holds none (then the pipeline uses its untrained baseline)."""
+    if kind not in SHIPPED_HEADS:
+        raise KeyError(f"no shipped head kind {kind!r}; available: {', '.join(SHIPPED_HEADS)}")
+    d = shipped_dir(SHIPPED_HEADS[kind])
+    return d if (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file() else None
 
 
 def save_par(model: PARModel, out_dir: str | Path) -> Path:

@@ -34,7 +34,7 @@ def create(family: str, name: str, **kwargs):
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register decorators.
-    from . import image_encoders, siglip, text_encoders  # noqa: F401
+    from . import captioner, image_encoders, siglip, text_encoders  # noqa: F401
 
 
 def create_image_encoder(name: str, **kwargs):

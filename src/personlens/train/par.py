@@ -27,16 +27,16 @@ from .losses import LossConfig, par_loss
 class TrainConfig:
     encoder: str = "efficientnet_lite0"
     text_encoder: str = "minilm"
-    stage: int = 11
+    stage: int = 8
     unfreeze_top: bool = True
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     epochs: int = 12
     batch_size: int = 64
     lr: float = 1e-3
-    encoder_lr: float = 2e-4
+    encoder_lr: float = 3e-4
     weight_decay: float = 1e-4
-    calibration: str = "balanced"
+    calibration: str = "joint"
     flip_tta: bool = True
     erase_prob: float = 0.5  # random erasing on the cached feature map (augmentation)
     seed: int = 0

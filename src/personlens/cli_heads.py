@@ -1,0 +1,187 @@
+"""``personlens train search|reid`` and ``personlens eval search|reid``: the search and re-ID
+heads on the PAR model's frozen encoder (see ``personlens.train.search``/``.reid`` and
+``personlens.eval.search``/``.reid``).
+
+Attached to the command groups of :mod:`personlens.cli` (imported at its end).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import _err, eval_, train
+
+
+def _set_threads(threads) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _fail(e: Exception, what: str = "error") -> None:
+    _err(f"{what}: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
+    sys.exit(2)
+
+
+_PAR_OPTION = click.option("--par", "par", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                           default=None, help="PAR model directory whose encoder the head uses "
+                                              "(default: the shipped PETA model).")
+_CACHE_OPTION = click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
+                             default=Path("cache"), show_default=True,
+                             help="Cache folder (pooled features, text embeddings).")
+_THREADS_OPTION = click.option("--threads", type=click.IntRange(min=1), default=None,
+                               help="CPU threads (default: torch's).")
+
+
+@train.command("search")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="PETA folder (images/, PETA.mat).")
+@_PAR_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
+@click.option("--captions-per-image", default=6, show_default=True, type=click.IntRange(min=1))
+@click.option("--hidden", default=512, show_default=True, help="Hidden width of the image head (0: linear).")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--attr-weight", default=1.0, show_default=True,
+              help="Weight of the attribute (chunk) loss; 0 turns it off.")
+@_CACHE_OPTION
+@click.option("--seed", default=0, show_default=True)
+@_THREADS_OPTION
+@click.option("--limit", type=click.IntRange(min=2), default=None,
+              help="Use only the first N training images (quick runs).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidden, batch_size, lr,
+                     attr_weight, cache, seed, threads, limit, progress):
+    """Train a text-search head (MiniLM query space) on the PAR model's frozen encoder."""
+    from .train.search import SearchTrainConfig, train_search
+
+    _set_threads(threads)
+    cfg = SearchTrainConfig(epochs=epochs, captions_per_image=captions_per_image, hidden=hidden,
+                            batch_size=batch_size, lr=lr, attr_weight=attr_weight, seed=seed,
+                            partition=partition)
+    try:
+        _, summary = train_search(root, out, par_dir=par, cfg=cfg, cache_root=cache, log=click.echo,
+                                  progress=progress, limit=limit)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(e)
+    click.echo(json.dumps({"out": str(out), "best_epoch": summary["best_epoch"],
+                           "val": summary["val"]}, indent=2))
+
+
+@train.command("reid")
+@click.option("--peta-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="PETA folder (identities.csv): TownCentre, 3DPeS, CAVIAR4REID, i-LIDS.")
+@click.option("--cuhk03-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="CUHK03-subset folder: train/ (training) and val/ (epoch choice).")
+@_PAR_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(min=1))
+@click.option("--p", "p", default=16, show_default=True, help="Identities per batch.")
+@click.option("--k", "k", default=4, show_default=True, help="Images per identity in a batch.")
+@click.option("--hidden", default=1024, show_default=True, help="Hidden width (0: linear).")
+@click.option("--out-dim", default=256, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@_CACHE_OPTION
+@click.option("--seed", default=0, show_default=True)
+@_THREADS_OPTION
+@click.option("--limit", type=click.IntRange(min=2), default=None,
+              help="Use only the images of the first identities, N in all (quick runs).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train_reid_cmd(peta_root, cuhk03_root, par, out, epochs, p, k, hidden, out_dim, lr, cache, seed,
+                   threads, limit, progress):
+    """Train a re-ID head (ID loss + batch-hard triplet, PK batches) on the PAR model's encoder.
+
+    VIPeR, PRID and GRID are never used for training (they are the cross-domain tests).
+    """
+    from .train.reid import ReidTrainConfig, train_reid
+
+    if peta_root is None and cuhk03_root is None:
+        raise click.UsageError("give --peta-root and/or --cuhk03-root")
+    _set_threads(threads)
+    cfg = ReidTrainConfig(epochs=epochs, p=p, k=k, hidden=hidden, out_dim=out_dim, lr=lr, seed=seed)
+    try:
+        _, summary = train_reid(out, peta_root=peta_root, cuhk03_root=cuhk03_root, par_dir=par,
+                                cfg=cfg, cache_root=cache, log=click.echo, progress=progress,
+                                limit=limit)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(e)
+    click.echo(json.dumps({"out": str(out), "best_epoch": summary["best_epoch"],
+                           "feature": summary["feature"], "val": summary.get("val")}, indent=2))
+
+
+def _print_methods(methods: dict) -> None:
+    for name, m in methods.items():
+        if m is None:
+            click.echo(f"{name:>22}: (no trained head available)")
+            continue
+        click.echo(f"{name:>22}: R1 {m['R1']:.2f}  R5 {m['R5']:.2f}  R10 {m['R10']:.2f}  "
+                   f"mAP {m['mAP']:.2f}  mINP {m['mINP']:.2f}")
+
+
+@eval_.command("search")
+@click.option("--dataset", type=click.Choice(["peta"]), default="peta", show_default=True)
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--partition", default=0, show_default=True)
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@_PAR_OPTION
+@click.option("--search-head", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Trained search head (default: the shipped one, if any).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the query captions.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_CACHE_OPTION
+@_THREADS_OPTION
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use only the first N images of the split (quick runs).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def eval_search_cmd(dataset, root, partition, split, par, search_head, seed, json_path, cache,
+                    threads, limit, progress):
+    """Text -> person search: learned head vs attributes-as-text baseline (JSON + PNG)."""
+    from .eval.search import run_search_eval
+
+    _set_threads(threads)
+    try:
+        out, png = run_search_eval(json_path, root=root, partition=partition, split=split,
+                                   par_dir=par, search_head=search_head or "default", seed=seed,
+                                   cache_root=cache, progress=progress, limit=limit, log=click.echo)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(e)
+    _print_methods(out["methods"])
+    click.echo(f"wrote {json_path} and {png}")
+
+
+@eval_.command("reid")
+@click.option("--dataset", type=click.Choice(["viper", "prid", "grid", "cuhk03-subset"]), required=True)
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="PETA folder (viper, prid, grid) or CUHK03-subset folder.")
+@click.option("--trials", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Random splits averaged (VIPeR, PRID, GRID).")
+@_PAR_OPTION
+@click.option("--reid-head", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Trained re-ID head (default: the shipped one, if any).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_CACHE_OPTION
+@_THREADS_OPTION
+@click.option("--n-test", type=click.IntRange(min=1), default=None,
+              help="Test identities per trial (default: the protocol's; quick runs).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def eval_reid_cmd(dataset, root, trials, par, reid_head, seed, json_path, cache, threads, n_test,
+                  progress):
+    """Re-ID: learned head vs ImageNet and PAR-encoder baselines, CMC + mAP (JSON + PNG)."""
+    from .eval.reid import run_reid_eval
+
+    _set_threads(threads)
+    try:
+        out, png = run_reid_eval(json_path, dataset=dataset, root=root, trials=trials, par_dir=par,
+                                 reid_head=reid_head or "default", seed=seed, cache_root=cache,
+                                 progress=progress, n_test=n_test, log=click.echo)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(e)
+    _print_methods(out["methods"])
+    click.echo(f"wrote {json_path} and {png}")

@@ -1,0 +1,91 @@
+"""``personlens serve`` (HTTP API + search page) and ``personlens worker`` (scale-out workers).
+
+Attached to :mod:`personlens.cli` by an import at its end.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import DEFAULT_DB, _err, main
+
+_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DB,
+              show_default=True, help="Library directory (records, indexes, uploads, token).")
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Crops per pipeline forward.")
+@click.option("--max-wait-ms", default=50.0, show_default=True, type=click.FloatRange(min=0),
+              help="How long a batch may wait to fill.")
+@click.option("--queue-size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Crops that may wait for a worker; beyond it requests get 503 + Retry-After.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker threads taking batches (local mode).")
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Per-request deadline in seconds (clients may ask for less with X-Timeout-Ms).")
+@click.option("--max-body-mb", default=32.0, show_default=True, type=click.FloatRange(min=0.001))
+@click.option("--no-auth", is_flag=True, help="No bearer token (local development only).")
+@click.option("--weights", type=_dir, default=None, help="Attribute model directory.")
+@click.option("--search-head", type=_dir, default=None)
+@click.option("--reid-head", type=_dir, default=None)
+@click.option("--queue", "queue_url", default=None, metavar="redis://HOST:PORT[/DB]",
+              help="Scale-out: queue crops in a Redis stream for `personlens worker` processes.")
+@click.option("--store", "store_url", default=None, metavar="postgresql://...",
+              help="Scale-out: keep records in PostgreSQL instead of DB/personlens.sqlite.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s, max_body_mb, no_auth,
+          weights, search_head, reid_head, queue_url, store_url, log_level):
+    """Serve the HTTP API (/docs) and the search page (/) over a library.
+
+    Auth: a bearer token from $PERSONLENS_TOKEN, else DB/serve-token (generated and printed on
+    first start). SIGTERM drains: new requests get 503, in-flight ones finish, then it exits.
+    """
+    from .serve.config import ServeConfig
+    from .serve.server import run
+
+    if queue_url and not store_url:
+        raise click.UsageError("--queue needs --store (workers and the API must share the store)")
+    try:
+        cfg = ServeConfig(db=db, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                          queue_size=queue_size, workers=workers, request_timeout_s=timeout_s,
+                          max_body_bytes=int(max_body_mb * 1024 * 1024), auth=not no_auth,
+                          par_dir=weights, search_head=search_head, reid_head=reid_head,
+                          queue_url=queue_url, store_url=store_url)
+        run(cfg, log_level=log_level)
+    except (OSError, ValueError) as e:
+        _err(str(e))
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--queue", "queue_url", required=True, metavar="redis://HOST:PORT[/DB]")
+@click.option("--store", "store_url", required=True, metavar="postgresql://...")
+@click.option("--name", default=None, help="Consumer name (default: host-pid).")
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-wait-ms", default=50.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--claim-idle-s", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Reclaim entries another worker took but has not acknowledged for this long.")
+@click.option("--weights", type=_dir, default=None)
+@click.option("--search-head", type=_dir, default=None)
+@click.option("--reid-head", type=_dir, default=None)
+def worker(queue_url, store_url, name, max_batch, max_wait_ms, claim_idle_s, weights, search_head,
+           reid_head):
+    """Scale-out worker: read crops from the Redis stream, run the pipeline, store, acknowledge."""
+    from .pipeline import PersonPipeline
+    from .serve.redisq import Worker
+
+    pipe = PersonPipeline(weights, search_head, reid_head)
+    w = Worker(queue_url, store_url, pipe, name=name, max_batch=max_batch,
+               max_wait_s=max_wait_ms / 1000, claim_idle_s=claim_idle_s)
+    w.run_forever()
+
+
+main.add_command(serve)
+main.add_command(worker)

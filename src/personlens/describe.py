@@ -1,0 +1,138 @@
+"""Descriptions of person crops: one encoder pass gives the attributes and the text.
+
+``Describer`` loads a describer directory (``personlens train describe``) and the PAR model
+it was trained with (its ``par/`` folder, or ``par_dir``). Per batch: the PAR encoder runs
+once (bf16 + channels_last, with the mirrored crop when the PAR model uses flip TTA), the
+attribute head gives the probabilities, the pooled tokens and those probabilities give the
+describer's prefix, the decoder writes the text, the clean-up pass tidies it, and the
+consistency check compares it with the attributes (``consistency="fix"`` rewrites
+contradicted facts, ``"flag"`` only reports them, ``"off"`` skips the check).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data.images import ImageLoadError, load_image
+from .models.captioner import describer_par_dir, load_captioner, pool_tokens, resolve_describer_dir
+from .models.generate import DecodeConfig
+from .predict import AttributePredictor, PredictionError
+from .text.consistency import reconcile
+
+CONSISTENCY = ("fix", "flag", "off")
+
+
+@dataclass(frozen=True)
+class Description:
+    image: str
+    text: str
+    attributes: dict[str, float]
+    present: list[str]
+    contradictions: list[dict] = field(default_factory=list)  # found in the generated text
+    generated: str = ""   # the text before a consistency fix (same as ``text`` when none)
+
+    def to_dict(self) -> dict:
+        d = {"image": self.image, "text": self.text, "attributes": self.attributes,
+             "present": self.present, "contradictions": self.contradictions}
+        if self.generated and self.generated != self.text:
+            d["generated"] = self.generated
+        return d
+
+
+class Describer:
+    def __init__(self, weights: str | Path | None = None, par_dir: str | Path | None = None,
+                 decoding: DecodeConfig | None = None, consistency: str = "fix",
+                 precision: str = "bf16", warn=None):
+        if consistency not in CONSISTENCY:
+            raise ValueError(f"consistency must be one of {CONSISTENCY}")
+        self.weights = resolve_describer_dir(weights)
+        self.captioner = load_captioner(self.weights)
+        self.config = self.captioner.config
+        par_dir = Path(par_dir) if par_dir is not None else describer_par_dir(self.weights)
+        self.predictor = AttributePredictor(par_dir, precision=precision)
+        self.par_dir = par_dir
+        self.names = self.predictor.names
+        if self.config.attr_conditioning and list(self.config.attributes) != list(self.names):
+            raise ValueError(f"the description model was trained with the attributes of another PAR "
+                             f"model ({len(self.config.attributes)} attributes); pass the --par it was "
+                             f"trained with")
+        self._check_par(warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))
+        self.decoding = decoding or DecodeConfig(max_len=self.config.max_words + 1)
+        self.consistency = consistency
+        self.thresholds = dict(zip(self.names, (float(t) for t in self.predictor.thresholds)))
+
+    def _check_par(self, warn) -> None:
+        from .models.io import WEIGHTS_FILE, shipped_dir
+        from .train.captioner import file_sha256
+
+        if not self.config.par_sha256:
+            return
+        d = self.par_dir if self.par_dir is not None else shipped_dir()
+        if file_sha256(Path(d) / WEIGHTS_FILE) != self.config.par_sha256:
+            warn(f"the description model was trained on the tokens of another PAR model than {d}; "
+                 f"descriptions may be poor")
+
+    @torch.no_grad()
+    def encode(self, images: list[Image.Image]) -> tuple[torch.Tensor, np.ndarray]:
+        """(pooled tokens (B, G, C) float32, probabilities (B, A)) in one encoder pass."""
+        pred = self.predictor
+        model = pred.model
+        x = torch.stack([pred.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
+        b = len(images)
+        flip = bool(pred.config.flip_tta)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                   enabled=pred.precision == "bf16"):
+            if flip:
+                x = torch.cat([x, x.flip(-1)])
+            tokens = model.encoder(x)
+            probs = torch.sigmoid(model.head(tokens).float())
+        if flip:
+            probs = (probs[:b] + probs[b:]) / 2
+        pooled = pool_tokens(tokens[:b].float(), self.config.token_grid, self.config.grid)
+        return pooled.clone(), probs.numpy()
+
+    def describe_images(self, images: list[Image.Image],
+                        sources: list[str] | None = None) -> list[Description]:
+        if not images:
+            return []
+        sources = sources or [f"<image {i}>" for i in range(len(images))]
+        pooled, probs = self.encode(images)
+        cond = torch.from_numpy(probs) if self.config.attr_conditioning else None
+        texts = self.captioner.generate(pooled, cond, self.decoding)
+        out = []
+        for src, text, p in zip(sources, texts, probs):
+            pred = self.predictor.to_prediction(src, p)
+            final, found = text, []
+            if self.consistency != "off":
+                final, found = reconcile(text, pred.attributes, self.thresholds,
+                                         mode="fix" if self.consistency == "fix" else "flag")
+            out.append(Description(src, final, pred.attributes, pred.present,
+                                   [c.to_dict() for c in found], text))
+        return out
+
+    def describe_paths(self, paths: Iterable[str | Path], batch_size: int = 32
+                       ) -> Iterator[Description | PredictionError]:
+        """One result per path, in order; unreadable files give a ``PredictionError``."""
+        pending: list[tuple[str, Image.Image]] = []
+
+        def flush():
+            results = self.describe_images([im for _, im in pending], [s for s, _ in pending])
+            pending.clear()
+            yield from results
+
+        for path in paths:
+            try:
+                pending.append((str(path), load_image(path)))
+            except ImageLoadError as e:
+                yield from flush()
+                yield PredictionError(str(path), e.reason)
+                continue
+            if len(pending) >= batch_size:
+                yield from flush()
+        yield from flush()

@@ -1,0 +1,12 @@
+"""``personlens serve``: the HTTP API, dynamic batching, worker pool, queue, store and search page.
+
+* ``app.create_app``: the FastAPI app (routes, auth, limits, metrics);
+* ``service.PersonService``: ingest (validate -> queue -> one pipeline forward per batch ->
+  store) and queries, independent of HTTP;
+* ``batcher.DynamicBatcher``: bounded queue + max-batch / max-wait batching + worker pool;
+* ``server.run``: uvicorn with a graceful drain on SIGTERM;
+* ``redisq``: the scale-out mode (Redis Streams queue, ``personlens worker``).
+"""
+from .config import ServeConfig
+
+__all__ = ["ServeConfig"]

@@ -1,0 +1,221 @@
+"""What the service reads and writes: records in a ``PersonStore`` plus faiss indexes over them.
+
+* ``LibraryBackend``: a ``PersonLibrary`` directory (SQLite + saved indexes), the same library
+  ``personlens index/search --db DIR`` use. SQLite connections belong to the thread that opened
+  them, so the service makes and uses a backend on one dedicated thread.
+* ``StoreBackend``: any ``PersonStore`` (PostgreSQL in scale-out mode) with in-memory faiss
+  indexes fed from the store: rebuilt at start, then brought up to date incrementally (rows
+  newer than the last one seen, when the store can list them) whenever the store's generation
+  moves, so records written by other processes (workers) become searchable.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..data.schema import schema_for
+from ..index import VectorIndex
+from ..library import UnknownAttributeError
+from ..records import PersonRecord
+from ..store import EMBEDDING_KINDS, PersonStore
+
+
+class Backend:
+    """Queries shared by both backends (``store``, ``pipeline`` and ``index(kind)`` given)."""
+
+    store: PersonStore
+    pipeline = None
+    save_every_s = 300.0
+
+    # -- identity -------------------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        return self.pipeline.model_version
+
+    def attribute_names(self) -> list[str]:
+        return list(self.store.attribute_names() or self.pipeline.names)
+
+    def attributes(self) -> list[dict]:
+        names = self.attribute_names()
+        schema = schema_for(names)
+        return [{"name": a.name, "phrase": a.phrase, "group": a.group} for a in schema]
+
+    def validate_where(self, where: dict[str, bool] | None) -> dict[str, bool]:
+        if not where:
+            return {}
+        names = self.attribute_names()
+        unknown = [n for n in where if n not in names]
+        if unknown:
+            raise UnknownAttributeError(f"unknown attribute {unknown[0]!r}; known attributes: "
+                                        f"{', '.join(names)}")
+        return {k: bool(v) for k, v in where.items()}
+
+    def index(self, kind: str) -> VectorIndex:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- writing --------------------------------------------------------------
+    def existing(self, ids: Sequence[str]) -> dict[str, str]:
+        """id -> model_version for the stored ones among ``ids``."""
+        many = getattr(self.store, "model_versions_of", None)
+        if many is not None:
+            return many(list(ids))
+        out = {}
+        for i in ids:
+            v = self.store.model_version_of(i)
+            if v is not None:
+                out[i] = v
+        return out
+
+    def add(self, records: Sequence[PersonRecord]) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    # -- reading --------------------------------------------------------------
+    def count(self) -> int:
+        return self.store.count(self.model_version)
+
+    def get(self, id: str) -> PersonRecord | None:
+        return self.store.get(id)
+
+    def get_many(self, ids: Sequence[str]) -> list[PersonRecord]:
+        return self.store.get_many(list(ids))
+
+    def search(self, text: str, top_k: int = 20, where: dict | None = None):
+        """[(score, record)] best first, for a sentence."""
+        where = self.validate_where(where)
+        return self._query("search", self.pipeline.encode_query(text), top_k, where)
+
+    def similar(self, id: str, top_k: int = 20, where: dict | None = None):
+        """[(score, record)] for people who look like stored record ``id`` (itself left out);
+        None when ``id`` is not stored; ValueError when it was made by another model."""
+        where = self.validate_where(where)
+        rec = self.store.get(id)
+        if rec is None:
+            return None
+        if rec.model_version != self.model_version:
+            raise ValueError("this record was made by another model; index it again first")
+        return self._query("reid", rec.reid_embedding, top_k, where, exclude={id})
+
+    def browse(self, where: dict | None = None, limit: int = 20) -> list[PersonRecord]:
+        """Records matching the filters (no ranking), most recently stored first."""
+        ids = self.store.filter_ids(self.validate_where(where), self.model_version)
+        return self.store.get_many(ids[::-1][:limit])
+
+    def _query(self, kind, vec, top_k, where, exclude: Iterable[str] = ()):
+        exclude = set(exclude)
+        if top_k <= 0:
+            return []
+        idx = self.index(kind)
+        allowed = None
+        if where:
+            allowed = [i for i in self.store.filter_ids(where, self.model_version) if i not in exclude]
+            if not allowed:
+                return []
+        hits = [h for h in idx.search(vec, top_k + len(exclude), allowed) if h[0] not in exclude]
+        hits = hits[:top_k]
+        recs = {r.id: r for r in self.store.get_many([i for i, _ in hits])}
+        return [(s, recs[i]) for i, s in hits if i in recs]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class LibraryBackend(Backend):
+    """A ``PersonLibrary`` directory (make and use it on one thread)."""
+
+    def __init__(self, library):
+        self.lib = library
+        self.store = library.store
+        self.pipeline = library.pipeline
+        library.store.set_meta("models", library.models)
+        library.store.set_meta("pipeline", self.pipeline.describe())
+        for kind in EMBEDDING_KINDS:
+            library.index(kind)
+        self._last_save = time.monotonic()
+
+    def attribute_names(self) -> list[str]:
+        return self.lib.attribute_names()
+
+    def index(self, kind: str) -> VectorIndex:
+        return self.lib.index(kind)
+
+    def add(self, records: Sequence[PersonRecord]) -> None:
+        records = list({r.id: r for r in records}.values())
+        if not records:
+            return
+        # the indexes in step with the store *before* the write; they follow it after
+        indexes = {kind: self.lib.index(kind) for kind in EMBEDDING_KINDS}
+        self.store.put(records)
+        try:
+            gen = self.store.generation()
+            for kind, idx in indexes.items():
+                idx.add([r.id for r in records],
+                        np.stack([getattr(r, f"{kind}_embedding") for r in records]))
+                idx.metadata["generation"] = gen
+        except BaseException:
+            self.lib._indexes.clear()  # rebuilt from the store when next used
+            raise
+        if time.monotonic() - self._last_save > self.save_every_s:
+            self.lib.save_indexes()
+            self._last_save = time.monotonic()
+
+    def close(self) -> None:
+        self.lib.close()
+
+
+class StoreBackend(Backend):
+    """Any ``PersonStore`` with in-memory faiss indexes kept in step with it."""
+
+    def __init__(self, store: PersonStore, pipeline, index_kind: str = "flat", **index_params):
+        self.store = store
+        self.pipeline = pipeline
+        self.index_kind = index_kind
+        self.index_params = index_params
+        self._indexes: dict[str, VectorIndex] = {}
+        self._seq = -1          # newest store row the indexes hold (stores with a sequence)
+        self._gen = None        # store generation the indexes match
+
+    def _dim(self, kind: str) -> int:
+        return self.pipeline.search_dim if kind == "search" else self.pipeline.reid_dim
+
+    def rebuild(self) -> None:
+        mv = self.model_version
+        self._seq = getattr(self.store, "max_seq", lambda: -1)()
+        gen = self.store.generation()
+        for kind in EMBEDDING_KINDS:
+            idx = VectorIndex(self._dim(kind), self.index_kind, {"model_version": mv, "embedding": kind},
+                              **self.index_params)
+            for ids, mat in self.store.iter_embeddings(kind, mv):
+                idx.add(ids, mat)
+            self._indexes[kind] = idx
+        self._gen = gen
+
+    def sync(self) -> None:
+        """Bring the indexes up to date with the store (cheap when nothing changed)."""
+        gen = self.store.generation()
+        if gen == self._gen and self._indexes:
+            return
+        changes = getattr(self.store, "changes_since", None)
+        if not self._indexes or changes is None:
+            return self.rebuild()
+        mv = self.model_version
+        seq = self._seq
+        for rows in changes(self._seq, mv):
+            seq = max(seq, rows["seq"])
+            for kind in EMBEDDING_KINDS:
+                self._indexes[kind].add(rows["ids"], rows[kind])
+        self._seq = seq
+        if any(len(i) != self.store.count(mv) for i in self._indexes.values()):
+            return self.rebuild()  # deletions or records of another model: start over
+        self._gen = gen
+
+    def index(self, kind: str) -> VectorIndex:
+        self.sync()
+        return self._indexes[kind]
+
+    def add(self, records: Sequence[PersonRecord]) -> None:
+        records = list({r.id: r for r in records}.values())
+        if records:
+            self.store.put(records)
+        self.sync()

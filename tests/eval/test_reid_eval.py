@@ -1,0 +1,69 @@
+"""``evaluate_reid``: learned head and baselines on tiny VIPeR / CUHK03-subset roots."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from heads_testlib import fake_cuhk03, fake_peta, random_head
+
+from personlens.eval.reid import evaluate_trials, reid_trials, run_reid_eval
+
+HEADLINE = ("R1", "R5", "R10", "mAP", "mINP", "cmc")
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reid")
+    return fake_peta(d / "peta", n=12, viper_ids=5), fake_cuhk03(d / "cuhk")
+
+
+def test_viper_report_has_learned_and_baselines(roots, par_model_dir, tmp_path, monkeypatch):
+    import personlens.train.pooled as pooled
+
+    head = random_head("reid", tmp_path / "head")
+    encoded = []
+    real = pooled._encode
+    monkeypatch.setattr(pooled, "_encode", lambda *a, **k: (encoded.append(len(a[7])), real(*a, **k))[1])
+    out, png = run_reid_eval(tmp_path / "viper.json", dataset="viper", root=roots[0], trials=3,
+                             par_dir=par_model_dir, reid_head=head, cache_root=tmp_path / "c",
+                             progress=False, log=lambda *_: None)
+    data = json.loads((tmp_path / "viper.json").read_text())
+    assert data == out and png.exists() and png.stat().st_size > 1000
+    assert set(data["methods"]) == {"learned", "imagenet_baseline", "par_encoder_baseline"}
+    for m in data["methods"].values():
+        assert all(k in m for k in HEADLINE) and m["trials"] == 3 and "R1_std" in m
+        assert m["num_queries"] == 2 and m["num_gallery"] == 2  # half of 5 ids, other camera
+    n = len({it.path for t in reid_trials("viper", roots[0], 3) for it in t.query + t.gallery})
+    assert data["trials"] == 3 and data["num_images"] == n and data["reid_head"] == str(head)
+    assert encoded == [n, n]  # every image once per encoder (PAR, ImageNet), for all trials
+    # the fixture PAR model's encoder is the ImageNet one: both baselines agree exactly
+    a, b = data["methods"]["imagenet_baseline"], data["methods"]["par_encoder_baseline"]
+    assert a["mAP"] == b["mAP"] and a["cmc"] == b["cmc"]
+
+
+def test_cuhk03_subset_without_head(roots, par_model_dir, tmp_path):
+    out, _ = run_reid_eval(tmp_path / "cuhk.json", dataset="cuhk03-subset", root=roots[1],
+                           par_dir=par_model_dir, reid_head=None, cache_root=tmp_path / "c",
+                           progress=False, imagenet_baseline=False, log=lambda *_: None)
+    assert out["methods"]["learned"] is None
+    m = out["methods"]["par_encoder_baseline"]
+    assert m["num_queries"] == 6 and m["num_gallery"] == 6 and "trials" not in m
+
+
+def test_trials_reuse_one_feature_matrix():
+    """Each trial indexes rows of one matrix; a perfect feature gives 100%."""
+    from personlens.data.reid import ReidItem, ReidTrial
+
+    items = [ReidItem(f"p{i}_{c}", i, c) for i in range(4) for c in (1, 2)]
+    index = {it.path: n for n, it in enumerate(items)}
+    feats = np.zeros((8, 4))
+    feats[np.arange(8), [it.pid for it in items]] = 1
+    t = ReidTrial(0, [items[0], items[2]], [items[1], items[3], items[5]], [])
+    res = evaluate_trials({"perfect": feats}, [t, t], index)
+    assert len(res["perfect"]) == 2 and res["perfect"][0].mAP == 100.0
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="viper"):
+        reid_trials("market", "/nonexistent")

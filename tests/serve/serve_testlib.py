@@ -1,0 +1,164 @@
+"""Helpers for the service tests: a fake (gated, instant) pipeline, tiny crops, a live server.
+
+Run as a script it starts a real ``personlens serve`` process on the fake pipeline (used by the
+shutdown test and the fault benchmark, where a real SIGTERM must reach a real process)::
+
+    python tests/serve/serve_testlib.py --db DIR --port-file FILE [--delay 0.5] [--token T]
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from personlens.records import PersonRecord
+
+NAMES = ["personalMale", "accessoryHat", "carryingBackpack", "upperBodyBlack"]
+TOKEN = "test-token-0123456789"
+
+
+def crop_png(i: int, size=(24, 56)) -> bytes:
+    """A tiny, distinct PNG crop."""
+    rng = np.random.default_rng(500 + i)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _unit(seed: bytes, dim: int) -> np.ndarray:
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed).digest()[:8], "little"))
+    v = rng.normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+class FakePipeline:
+    """Quacks like ``PersonPipeline`` for the service: instant, deterministic, no torch.
+
+    ``gate`` (threading.Event) blocks every batch until set; ``delay`` sleeps per batch;
+    ``entered`` is set when a batch starts; ``batches`` lists the ids of every batch run.
+    """
+
+    names = NAMES
+    model_version = "fake-v1"
+    search_dim = 8
+    reid_dim = 8
+
+    def __init__(self, delay: float = 0.0, gate: threading.Event | None = None):
+        self.delay = delay
+        self.gate = gate
+        self.entered = threading.Event()
+        self.batches: list[list[str]] = []
+        self.lock = threading.Lock()
+
+    def describe(self) -> dict:
+        return {"model_version": self.model_version, "fake": True}
+
+    def encode_query(self, text: str) -> np.ndarray:
+        if not text.strip():
+            raise ValueError("the query is empty")
+        return _unit(text.encode(), self.search_dim)
+
+    @property
+    def processed(self) -> list[str]:
+        return [i for b in self.batches for i in b]
+
+    def process(self, images, sources, *, ids=None, camera=None, timestamps=None, track_ids=None):
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(30), "test gate never opened"
+        if self.delay:
+            time.sleep(self.delay)
+        with self.lock:
+            self.batches.append(list(ids))
+        n = len(images)
+        timestamps = timestamps or [None] * n
+        track_ids = track_ids or [None] * n
+        out = []
+        for i, (img, src, cid) in enumerate(zip(images, sources, ids)):
+            mean = np.asarray(img, np.float32).mean() / 255.0
+            probs = {"personalMale": 0.9, "accessoryHat": 0.1,
+                     "carryingBackpack": round(float(mean), 4), "upperBodyBlack": 0.2}
+            present = [k for k, p in probs.items() if p >= 0.5]
+            out.append(PersonRecord(id=cid, path=src, attributes=probs, present=present,
+                                    search_embedding=_unit(cid.encode(), 8),
+                                    reid_embedding=_unit(cid.encode() + b"r", 8),
+                                    model_version=self.model_version, camera=camera,
+                                    timestamp=timestamps[i], track_id=track_ids[i]))
+        return out
+
+
+def free_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+@contextlib.contextmanager
+def live_server(config, pipeline, token=TOKEN, **build_kw):
+    """A real uvicorn server on 127.0.0.1 (random port) in a thread; yields (url, server, service)."""
+    from personlens.serve.server import build, make_server
+
+    config.auth = token is not None
+    config.token = token
+    app, service, _ = build(config, pipeline=pipeline, announce=lambda *_: None, **build_kw)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    server = make_server(app, service, config, log_level="warning")
+    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not t.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", server, service
+    finally:
+        server.should_exit = True
+        t.join(30)
+        sock.close()
+
+
+def auth(token=TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _main(argv=None) -> None:
+    import argparse
+
+    from personlens.serve.config import ServeConfig
+    from personlens.serve.server import build, make_server
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--token", default=TOKEN)
+    ap.add_argument("--queue-size", type=int, default=256)
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--max-wait-ms", type=float, default=20)
+    ap.add_argument("--drain-timeout", type=float, default=30)
+    a = ap.parse_args(argv)
+    cfg = ServeConfig(db=Path(a.db), queue_size=a.queue_size, max_batch=a.max_batch,
+                      max_wait_ms=a.max_wait_ms, drain_timeout_s=a.drain_timeout, token=a.token)
+    app, service, _ = build(cfg, pipeline=FakePipeline(delay=a.delay), announce=lambda *_: None)
+    sock = free_socket()
+    server = make_server(app, service, cfg, log_level="warning")
+    Path(a.port_file + ".tmp").write_text(str(sock.getsockname()[1]))
+    Path(a.port_file + ".tmp").rename(a.port_file)
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    _main()
