@@ -22,8 +22,9 @@ def _set_threads(threads) -> None:
         torch.set_num_threads(int(threads))
 
 
-def _fail(e: Exception, what: str = "error") -> None:
-    _err(f"{what}: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
+def _fail(e: Exception) -> None:
+    """A one-line error (no traceback) and exit status 2."""
+    _err(f"{e.args[0] if isinstance(e, KeyError) and e.args else e}")
     sys.exit(2)
 
 
