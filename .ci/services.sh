@@ -66,6 +66,10 @@ else
   log "postgres started on 127.0.0.1:$PG_PORT"
 fi
 PSQL=("$BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+if ! "${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1; then
+  # a server we did not start (e.g. Debian's own cluster): the postgres user over its socket
+  PSQL=(as_pg "$BIN/psql" -p "$PG_PORT" -v ON_ERROR_STOP=1 -qtA)
+fi
 if [ "$("${PSQL[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='$PG_USER'")" != 1 ]; then
   "${PSQL[@]}" -c "CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_USER'" >&2
 fi

@@ -38,10 +38,12 @@ _dir = click.Path(exists=True, file_okay=False, path_type=Path)
               help="Scale-out: queue crops in a Redis stream for `personlens worker` processes.")
 @click.option("--store", "store_url", default=None, metavar="postgresql://...",
               help="Scale-out: keep records in PostgreSQL instead of DB/personlens.sqlite.")
+@click.option("--store-schema", default="public", show_default=True, help="PostgreSQL schema.")
+@click.option("--stream", default="personlens:crops", show_default=True, help="Redis stream name.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s, max_body_mb, no_auth,
-          weights, search_head, reid_head, queue_url, store_url, log_level):
+          weights, search_head, reid_head, queue_url, store_url, store_schema, stream, log_level):
     """Serve the HTTP API (/docs) and the search page (/) over a library.
 
     Auth: a bearer token from $PERSONLENS_TOKEN, else DB/serve-token (generated and printed on
@@ -57,7 +59,8 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
                           queue_size=queue_size, workers=workers, request_timeout_s=timeout_s,
                           max_body_bytes=int(max_body_mb * 1024 * 1024), auth=not no_auth,
                           par_dir=weights, search_head=search_head, reid_head=reid_head,
-                          queue_url=queue_url, store_url=store_url)
+                          queue_url=queue_url, store_url=store_url, store_schema=store_schema,
+                          stream=stream)
         run(cfg, log_level=log_level)
     except (OSError, ValueError) as e:
         _err(str(e))
@@ -67,6 +70,8 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
 @main.command()
 @click.option("--queue", "queue_url", required=True, metavar="redis://HOST:PORT[/DB]")
 @click.option("--store", "store_url", required=True, metavar="postgresql://...")
+@click.option("--store-schema", default="public", show_default=True, help="PostgreSQL schema.")
+@click.option("--stream", default="personlens:crops", show_default=True, help="Redis stream name.")
 @click.option("--name", default=None, help="Consumer name (default: host-pid).")
 @click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-wait-ms", default=50.0, show_default=True, type=click.FloatRange(min=0))
@@ -75,15 +80,15 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
 @click.option("--weights", type=_dir, default=None)
 @click.option("--search-head", type=_dir, default=None)
 @click.option("--reid-head", type=_dir, default=None)
-def worker(queue_url, store_url, name, max_batch, max_wait_ms, claim_idle_s, weights, search_head,
+def worker(queue_url, store_url, store_schema, stream, name, max_batch, max_wait_ms, claim_idle_s, weights, search_head,
            reid_head):
     """Scale-out worker: read crops from the Redis stream, run the pipeline, store, acknowledge."""
     from .pipeline import PersonPipeline
     from .serve.redisq import Worker
 
     pipe = PersonPipeline(weights, search_head, reid_head)
-    w = Worker(queue_url, store_url, pipe, name=name, max_batch=max_batch,
-               max_wait_s=max_wait_ms / 1000, claim_idle_s=claim_idle_s)
+    w = Worker(queue_url, store_url, pipe, name=name, max_batch=max_batch, stream=stream,
+               max_wait_s=max_wait_ms / 1000, claim_idle_s=claim_idle_s, store_schema=store_schema)
     w.run_forever()
 
 

@@ -4,6 +4,8 @@ Run as a script it starts a real ``personlens serve`` process on the fake pipeli
 shutdown test and the fault benchmark, where a real SIGTERM must reach a real process)::
 
     python tests/serve/serve_testlib.py --db DIR --port-file FILE [--delay 0.5] [--token T]
+        [--queue redis://... --store postgresql://... --schema S --stream NAME]
+    python tests/serve/serve_testlib.py --worker --queue ... --store ... [--schema S] [--delay 0.1]
 """
 from __future__ import annotations
 
@@ -140,8 +142,14 @@ def _main(argv=None) -> None:
     from personlens.serve.server import build, make_server
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--db", required=True)
-    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--db")
+    ap.add_argument("--port-file")
+    ap.add_argument("--worker", action="store_true", help="run a scale-out worker instead")
+    ap.add_argument("--queue")
+    ap.add_argument("--store")
+    ap.add_argument("--schema", default="public")
+    ap.add_argument("--stream", default="personlens:crops")
+    ap.add_argument("--claim-idle-s", type=float, default=30)
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--token", default=TOKEN)
     ap.add_argument("--queue-size", type=int, default=256)
@@ -149,9 +157,24 @@ def _main(argv=None) -> None:
     ap.add_argument("--max-wait-ms", type=float, default=20)
     ap.add_argument("--drain-timeout", type=float, default=30)
     a = ap.parse_args(argv)
+    if a.worker:
+        from personlens.serve.redisq import Worker
+
+        Worker(a.queue, a.store, FakePipeline(delay=a.delay), stream=a.stream, store_schema=a.schema,
+               max_batch=a.max_batch, max_wait_s=a.max_wait_ms / 1000,
+               claim_idle_s=a.claim_idle_s).run_forever()
+        return
     cfg = ServeConfig(db=Path(a.db), queue_size=a.queue_size, max_batch=a.max_batch,
-                      max_wait_ms=a.max_wait_ms, drain_timeout_s=a.drain_timeout, token=a.token)
-    app, service, _ = build(cfg, pipeline=FakePipeline(delay=a.delay), announce=lambda *_: None)
+                      max_wait_ms=a.max_wait_ms, drain_timeout_s=a.drain_timeout, token=a.token,
+                      queue_url=a.queue, store_url=a.store, store_schema=a.schema, stream=a.stream)
+    factory = None
+    if a.store:
+        from personlens.serve.backend import StoreBackend
+        from personlens.store.postgres import PostgresStore
+
+        factory = lambda: StoreBackend(PostgresStore(a.store, schema=a.schema), FakePipeline())  # noqa: E731
+    app, service, _ = build(cfg, pipeline=FakePipeline(delay=a.delay), announce=lambda *_: None,
+                            backend_factory=factory)
     sock = free_socket()
     server = make_server(app, service, cfg, log_level="warning")
     Path(a.port_file + ".tmp").write_text(str(sock.getsockname()[1]))

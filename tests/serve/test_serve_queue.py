@@ -89,3 +89,23 @@ def test_concurrent_requests_share_batches(tmp_path):
         gate.set()
         assert [f.result().status_code for f in [first, *futs]] == [200] * 11
         assert [len(b) for b in pipe.batches] == [1, 10]   # ten requests, one forward
+
+
+def test_refusals_reach_the_client_over_a_real_socket(tmp_path):
+    """413 / 401 are answered before the body is used; the rest of the body is read and
+    dropped so the kernel does not reset the connection under the client's feet."""
+    cfg = ServeConfig(db=tmp_path / "db", max_body_bytes=1_000_000)
+    with live_server(cfg, FakePipeline()) as (url, server, service), httpx.Client(timeout=30) as c:
+        big = [("files", ("big.png", b"\0" * 3_000_000, "image/png"))]
+        for _ in range(5):
+            assert c.post(url + "/v1/persons", files=big, headers=H).status_code == 413
+            assert c.post(url + "/v1/persons", files=[("files", ("a.png", b"\0" * 500_000, "image/png"))]
+                          ).status_code == 401
+
+        def chunks():
+            for _ in range(50):
+                yield b"\0" * 65536
+        r = c.post(url + "/v1/persons", content=chunks(), headers={**H, "content-type": "application/json"})
+        assert r.status_code == 413
+        assert c.post(url + "/v1/persons", headers=H,
+                      files=[("files", ("ok.png", crop_png(1), "image/png"))]).status_code == 200

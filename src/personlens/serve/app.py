@@ -33,6 +33,7 @@ from ..data.images import ImageLoadError
 from ..library import UnknownAttributeError, parse_where
 from .auth import COOKIE, bearer, token_matches
 from .batcher import DeadlineExceeded, QueueFull, ShuttingDown
+from .redisq import QueueUnavailable
 from .service import PersonService, decode_crop, record_json
 
 STATIC = Path(__file__).parent / "static"
@@ -83,14 +84,20 @@ class GuardMiddleware:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             resp = self._refuse(scope, path, method, headers)
             if resp is not None:
+                # read (and drop) what the client is still sending before answering: a server
+                # that closes with unread data makes the kernel reset the connection, and the
+                # client never sees the answer (there is no lingering close in uvicorn)
+                if not await _drain(receive, 2 * svc.config.max_body_bytes + (1 << 20)):
+                    resp.headers["Connection"] = "close"
                 return await resp(scope, receive, send_wrapped)
             limit = svc.config.max_body_bytes
-            seen = {"n": 0}
+            seen = {"n": 0, "more": True}
 
             async def receive_limited():
                 message = await receive()
                 if message["type"] == "http.request":
                     seen["n"] += len(message.get("body", b""))
+                    seen["more"] = message.get("more_body", False)
                     if seen["n"] > limit:
                         raise BodyTooLarge()
                 return message
@@ -99,8 +106,10 @@ class GuardMiddleware:
                 await self.app(scope, receive_limited, send_wrapped)
             except BodyTooLarge:
                 m.error("too_large")
-                await _json(413, f"request body over {limit} bytes",
-                            {"Connection": "close"})(scope, receive, send_wrapped)
+                resp = _json(413, f"request body over {limit} bytes")
+                if seen["more"] and not await _drain(receive, 2 * limit + (1 << 20)):
+                    resp.headers["Connection"] = "close"
+                await resp(scope, receive, send_wrapped)
         finally:
             svc.inflight -= 1
             route = scope.get("route")
@@ -130,9 +139,29 @@ class GuardMiddleware:
                 return _json(400, "bad Content-Length")
             if n > svc.config.max_body_bytes:
                 m.error("too_large")
-                return _json(413, f"request body over {svc.config.max_body_bytes} bytes",
-                             {"Connection": "close"})
+                return _json(413, f"request body over {svc.config.max_body_bytes} bytes")
         return None
+
+
+async def _drain(receive, cap_bytes: int, cap_s: float = 10.0) -> bool:
+    """Read and drop the rest of the request body; False when it ran past ``cap_bytes`` or
+    ``cap_s`` (then the connection is closed after the answer)."""
+    n, end = 0, time.monotonic() + cap_s
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except asyncio.TimeoutError:
+            return False
+        if message["type"] != "http.request":
+            return False  # the client went away
+        n += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+        if n > cap_bytes:
+            return False
 
 
 def _cookie(header: str, name: str) -> str | None:
@@ -230,7 +259,7 @@ async def _read_uploads(request: Request, cfg) -> list[dict]:
     elif ctype == "application/json":
         body = await request.body()
         try:
-            doc = json.loads(body)
+            doc = await asyncio.to_thread(json.loads, body)   # up to max_body_bytes: off the loop
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "bad_request", "the body is not valid JSON") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not doc["images"]:
@@ -385,6 +414,8 @@ def create_app(service: PersonService, token: str | None) -> FastAPI:
             raise ApiError(503, "queue_full", str(e), {"Retry-After": str(cfg.retry_after_s)}) from None
         except ShuttingDown as e:
             raise ApiError(503, "draining", str(e), {"Retry-After": str(cfg.retry_after_s)}) from None
+        except QueueUnavailable as e:
+            raise ApiError(503, "queue_unavailable", str(e), {"Retry-After": str(cfg.retry_after_s)}) from None
         except DeadlineExceeded as e:
             raise ApiError(504, "deadline", str(e)) from None
         service.metrics.queue_wait.observe(time.monotonic() - request.scope["state"]["t0"])
@@ -400,8 +431,8 @@ def create_app(service: PersonService, token: str | None) -> FastAPI:
         cond = _where(where)
         if q is not None and q.strip():
             try:
-                hits = await _call(service, service.backend.search, q, top_k, cond)
-            except ValueError as e:
+                hits = await service.search(q, top_k, cond)
+            except (ValueError, UnknownAttributeError) as e:
                 raise ApiError(400, "bad_request", str(e)) from None
             results = [record_json(r, s, n + 1) for n, (s, r) in enumerate(hits)]
         else:

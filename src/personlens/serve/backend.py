@@ -83,8 +83,12 @@ class Backend:
 
     def search(self, text: str, top_k: int = 20, where: dict | None = None):
         """[(score, record)] best first, for a sentence."""
+        return self.search_vector(self.pipeline.encode_query(text), top_k, where)
+
+    def search_vector(self, query, top_k: int = 20, where: dict | None = None):
+        """[(score, record)] best first, for an already encoded query."""
         where = self.validate_where(where)
-        return self._query("search", self.pipeline.encode_query(text), top_k, where)
+        return self._query("search", query, top_k, where)
 
     def similar(self, id: str, top_k: int = 20, where: dict | None = None):
         """[(score, record)] for people who look like stored record ``id`` (itself left out);

@@ -36,6 +36,7 @@ class ServeConfig:
     # scale-out mode
     queue_url: str | None = None            # redis://host:port/db -> Redis Streams queue
     store_url: str | None = None            # postgresql://... -> PostgreSQL store
+    store_schema: str = "public"            # PostgreSQL schema of the tables
     stream: str = "personlens:crops"        # Redis stream (and consumer group "workers")
     keep_uploads: bool = True               # keep uploaded crop bytes (thumbnails for the page)
     extra: dict = field(default_factory=dict)

@@ -9,7 +9,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 # Error kinds counted by personlens_errors_total{kind=...}
 ERROR_KINDS = ("unauthorized", "unsupported_media_type", "too_large", "bad_image", "bad_request",
-               "not_found", "queue_full", "deadline", "draining", "internal")
+               "not_found", "queue_full", "queue_unavailable", "deadline", "draining", "internal")
 
 
 class ServiceMetrics:

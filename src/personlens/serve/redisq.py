@@ -34,6 +34,11 @@ log = logging.getLogger("personlens.worker")
 
 GROUP = "workers"
 REPLY_TTL_S = 300
+SOCKET_TIMEOUT_S = 15.0    # above every blocking call we make (BLPOP <= 2 s, XREADGROUP <= block_s)
+
+
+class QueueUnavailable(Exception):
+    """Redis cannot be reached (answer 503)."""
 
 # KEYS[1] stream; ARGV[1] max length, ARGV[2] number of entries, ARGV[3] fields per entry,
 # then the entries' field/value pairs. Returns the stream length after, or -1 when full.
@@ -77,12 +82,13 @@ class RedisIngestQueue:
         import redis
         import redis.asyncio as aredis
 
-        sync = redis.Redis.from_url(self.url)
+        sync = redis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5)
         try:
             _ensure_group(sync, self.stream)
         finally:
             sync.close()
-        self._r = aredis.Redis.from_url(self.url)
+        self._r = aredis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT_S,
+                                        socket_connect_timeout=5)
         self._add = self._r.register_script(_ADD_LUA)
         self._depth = await self._r.xlen(self.stream)
 
@@ -97,7 +103,12 @@ class RedisIngestQueue:
         return self._depth
 
     async def refresh(self) -> int:
-        self._depth = await self._r.xlen(self.stream)
+        import redis
+
+        try:
+            self._depth = await self._r.xlen(self.stream)
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # keep the last value; /healthz and ingest report the outage
         return self._depth
 
     @property
@@ -106,6 +117,14 @@ class RedisIngestQueue:
 
     async def submit(self, crops, deadline: float) -> list[str]:
         """Queue crops (all or none) and wait for the workers; returns their ids when stored."""
+        import redis
+
+        try:
+            return await self._submit(crops, deadline)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise QueueUnavailable(f"the queue is unavailable ({type(e).__name__})") from None
+
+    async def _submit(self, crops, deadline: float) -> list[str]:
         remaining = deadline - time.monotonic()
         wall_deadline = time.time() + remaining
         reply = f"{self.stream}:reply:{uuid.uuid4().hex}"
@@ -131,7 +150,7 @@ class RedisIngestQueue:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise DeadlineExceeded("the request's deadline passed")
-                got = await self._r.blpop([reply], timeout=max(0.01, min(left, 5.0)))
+                got = await self._r.blpop([reply], timeout=max(0.01, min(left, 2.0)))
                 if got is None:
                     continue
                 msg = json.loads(got[1])
@@ -154,23 +173,24 @@ class Worker:
     def __init__(self, queue_url: str, store_url: str | None, pipeline, *, name: str | None = None,
                  stream: str = "personlens:crops", max_batch: int = 32, max_wait_s: float = 0.05,
                  claim_idle_s: float = 30.0, block_s: float = 1.0, max_deliveries: int = 5,
-                 store=None):
+                 store=None, store_schema: str = "public"):
         import redis
 
-        self.r = redis.Redis.from_url(queue_url)
+        self.block_ms = max(1, int(block_s * 1000))
+        self.r = redis.Redis.from_url(queue_url, socket_timeout=SOCKET_TIMEOUT_S + block_s,
+                                      socket_connect_timeout=5)
         self.stream = stream
         _ensure_group(self.r, stream)
         if store is None:
             from ..store.postgres import PostgresStore
 
-            store = PostgresStore(store_url)
+            store = PostgresStore(store_url, schema=store_schema)
         self.store = store
         self.pipeline = pipeline
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_s)
         self.claim_idle_ms = int(claim_idle_s * 1000)
-        self.block_ms = max(1, int(block_s * 1000))
         self.max_deliveries = int(max_deliveries)
         self.stopping = False
         self._last_claim = 0.0

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -107,7 +108,11 @@ class PersonService:
         self._backend_factory = backend_factory
         self.backend = None
         self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="personlens-store")
+        # One lock around every use of the pipeline: forwards already use all cores, and the
+        # text encoder's (Rust) tokenizer must not be called from two threads at once.
         self._infer_lock = threading.Lock()
+        self._queries: OrderedDict[str, object] = OrderedDict()   # query text -> embedding
+        self._queries_lock = threading.Lock()
         self.queue = queue
         self.batcher: DynamicBatcher | None = None
         self.draining = False
@@ -143,7 +148,7 @@ class PersonService:
             from .backend import StoreBackend
 
             pipe = self._pipeline or _load_pipeline(self.config)
-            return StoreBackend(PostgresStore(self.config.store_url), pipe)
+            return StoreBackend(PostgresStore(self.config.store_url, schema=self.config.store_schema), pipe)
         from ..library import PersonLibrary
         from .backend import LibraryBackend
 
@@ -183,6 +188,26 @@ class PersonService:
         """Run ``fn`` on the store thread (the only thread that touches the backend)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store_exec, lambda: fn(*args, **kw))
+
+    # ------------------------------------------------------------------ queries
+    def encode_query(self, text: str, cache: int = 512):
+        """A sentence's search embedding (LRU-cached; ValueError for an empty one)."""
+        key = text.strip()
+        with self._queries_lock:
+            if key in self._queries:
+                self._queries.move_to_end(key)
+                return self._queries[key]
+        with self._infer_lock:
+            vec = self.backend.pipeline.encode_query(key)
+        with self._queries_lock:
+            self._queries[key] = vec
+            while len(self._queries) > cache:
+                self._queries.popitem(last=False)
+        return vec
+
+    async def search(self, text: str, top_k: int, where: dict):
+        vec = await asyncio.to_thread(self.encode_query, text)
+        return await self.call(self.backend.search_vector, vec, top_k, where)
 
     # ------------------------------------------------------------------ ingest
     async def ingest(self, crops: list[Crop], deadline: float) -> list[tuple[PersonRecord, bool]]:

@@ -71,6 +71,17 @@ class PostgresStore(PersonStore):
             elif json.loads(row[0]) > SCHEMA_VERSION:
                 raise ValueError(f"{schema} was written by a newer personlens (schema {row[0]})")
 
+    @property
+    def _c(self):
+        """The connection, opened again when the server dropped it (restart, network)."""
+        if self._conn is None:
+            raise RuntimeError("the store is closed")
+        if self._conn.broken:
+            import psycopg
+
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        return self._conn
+
     def _q(self, text: str):
         return self._sql.SQL(text).format(**self._t)
 
@@ -106,13 +117,13 @@ class PostgresStore(PersonStore):
         for r in records:
             if not isinstance(r, PersonRecord):
                 raise TypeError(f"expected PersonRecord, got {type(r).__name__}")
-        records = sorted({r.id: r for r in records}.values(), key=lambda r: r.id)
+        records = list({r.id: r for r in records}.values())  # writers are serialised: order kept
         now = time.time()
         rows = [(r.id, r.path, json.dumps(r.attributes), list(r.present), _blob(r.search_embedding),
                  _blob(r.reid_embedding), r.camera, r.timestamp, r.track_id, r.model_version,
                  r.description, now, now) for r in records]
         names = list(dict.fromkeys(n for r in records for n in r.attributes))
-        c = self._conn
+        c = self._c
         with c.transaction():
             self._bump(c)  # first: serialises writers (see the module docstring)
             with c.cursor() as cur:
@@ -130,7 +141,7 @@ class PostgresStore(PersonStore):
 
     def delete(self, ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(ids))
-        c = self._conn
+        c = self._c
         with c.transaction():
             self._bump(c)
             cur = c.execute(self._q("DELETE FROM {records} WHERE id = ANY(%s)"), (ids,))
@@ -138,26 +149,26 @@ class PostgresStore(PersonStore):
 
     # ------------------------------------------------------------------ reading
     def get(self, id: str) -> PersonRecord | None:
-        row = self._conn.execute(self._q(f"SELECT {_COLUMNS} FROM {{records}} WHERE id=%s"), (id,)).fetchone()
+        row = self._c.execute(self._q(f"SELECT {_COLUMNS} FROM {{records}} WHERE id=%s"), (id,)).fetchone()
         return _record(row) if row else None
 
     def get_many(self, ids: Sequence[str]) -> list[PersonRecord]:
         ids = list(ids)
         if not ids:
             return []
-        rows = self._conn.execute(self._q(f"SELECT {_COLUMNS} FROM {{records}} WHERE id = ANY(%s)"),
+        rows = self._c.execute(self._q(f"SELECT {_COLUMNS} FROM {{records}} WHERE id = ANY(%s)"),
                                   (ids,)).fetchall()
         found = {row[0]: _record(row) for row in rows}
         return [found[i] for i in ids if i in found]
 
     def model_version_of(self, id: str) -> str | None:
-        row = self._conn.execute(self._q("SELECT model_version FROM {records} WHERE id=%s"), (id,)).fetchone()
+        row = self._c.execute(self._q("SELECT model_version FROM {records} WHERE id=%s"), (id,)).fetchone()
         return row[0] if row else None
 
     def model_versions_of(self, ids: Sequence[str]) -> dict[str, str]:
         if not ids:
             return {}
-        return dict(self._conn.execute(self._q(
+        return dict(self._c.execute(self._q(
             "SELECT id, model_version FROM {records} WHERE id = ANY(%s)"), (list(ids),)).fetchall())
 
     def _pages(self, columns: str, model_version, batch_size, order="ord", after=-1):
@@ -167,7 +178,7 @@ class PostgresStore(PersonStore):
                     f"ORDER BY {order} LIMIT %s")
         while True:
             args = (after, model_version, batch_size) if model_version is not None else (after, batch_size)
-            rows = self._conn.execute(q, args).fetchall()
+            rows = self._c.execute(q, args).fetchall()
             if not rows:
                 return
             after = rows[-1][0]
@@ -189,7 +200,7 @@ class PostgresStore(PersonStore):
             yield [r[1] for r in rows], mat.reshape(len(rows), -1).astype(np.float32)
 
     def max_seq(self) -> int:
-        return int(self._conn.execute(self._q("SELECT coalesce(max(seq), -1) FROM {records}")).fetchone()[0])
+        return int(self._c.execute(self._q("SELECT coalesce(max(seq), -1) FROM {records}")).fetchone()[0])
 
     def changes_since(self, seq: int, model_version: str | None = None,
                       batch_size: int = 10000) -> Iterator[dict]:
@@ -203,12 +214,12 @@ class PostgresStore(PersonStore):
 
     def count(self, model_version: str | None = None) -> int:
         if model_version is None:
-            return self._conn.execute(self._q("SELECT COUNT(*) FROM {records}")).fetchone()[0]
-        return self._conn.execute(self._q("SELECT COUNT(*) FROM {records} WHERE model_version=%s"),
+            return self._c.execute(self._q("SELECT COUNT(*) FROM {records}")).fetchone()[0]
+        return self._c.execute(self._q("SELECT COUNT(*) FROM {records} WHERE model_version=%s"),
                                   (model_version,)).fetchone()[0]
 
     def model_versions(self) -> dict[str, int]:
-        return dict(self._conn.execute(self._q(
+        return dict(self._c.execute(self._q(
             "SELECT model_version, COUNT(*) FROM {records} GROUP BY model_version")).fetchall())
 
     def filter_ids(self, where: dict[str, bool], model_version: str | None = None) -> list[str]:
@@ -225,23 +236,23 @@ class PostgresStore(PersonStore):
             clauses.append("NOT (present && %s::text[])")
             args.append(no)
         sql = "SELECT id FROM {records}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        return [r[0] for r in self._conn.execute(self._q(sql + " ORDER BY ord"), args)]
+        return [r[0] for r in self._c.execute(self._q(sql + " ORDER BY ord"), args)]
 
     def attribute_names(self) -> list[str]:
-        return [r[0] for r in self._conn.execute(self._q("SELECT name FROM {attribute_names} ORDER BY ord"))]
+        return [r[0] for r in self._c.execute(self._q("SELECT name FROM {attribute_names} ORDER BY ord"))]
 
     def generation(self) -> int:
-        return int(self._conn.execute(self._q("SELECT generation FROM {state} WHERE id=1")).fetchone()[0])
+        return int(self._c.execute(self._q("SELECT generation FROM {state} WHERE id=1")).fetchone()[0])
 
     # ------------------------------------------------------------------ metadata
     def get_meta(self, key: str, default=None):
-        row = self._conn.execute(self._q("SELECT value FROM {meta} WHERE key=%s"), (key,)).fetchone()
+        row = self._c.execute(self._q("SELECT value FROM {meta} WHERE key=%s"), (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     def set_meta(self, key: str, value) -> None:
         if key in ("schema_version", "generation"):
             raise ValueError(f"{key!r} is managed by the store")
-        self._conn.execute(self._q("INSERT INTO {meta} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+        self._c.execute(self._q("INSERT INTO {meta} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
                                    "DO UPDATE SET value=excluded.value"), (key, json.dumps(value)))
 
     # ------------------------------------------------------------------ lifetime
@@ -252,7 +263,7 @@ class PostgresStore(PersonStore):
 
     def drop(self) -> None:
         """Remove this store's tables (tests, benchmarks)."""
-        c = self._conn
+        c = self._c
         with c.transaction():
             for t in ("records", "state", "meta", "attribute_names"):
                 c.execute(self._q(f"DROP TABLE IF EXISTS {{{t}}}"))
