@@ -137,3 +137,23 @@ def test_prediction_rejects_out_of_range(value):
 def test_prediction_accepts_bounds():
     p = AttributePrediction("x.png", {"a": 0.0, "b": 1.0}, ["b"])
     assert p.to_dict()["attributes"] == {"a": 0.0, "b": 1.0}
+
+
+def test_flip_tta_override_changes_only_the_mirror_averaging(tmp_path):
+    """flip_tta=False must give the plain forward; the default follows the model config."""
+    import torch
+    from PIL import Image as _Image
+
+    from personlens.predict import AttributePredictor as _AP
+
+    img = _Image.new("RGB", (64, 128), (200, 30, 30))
+    img.paste((20, 20, 200), (0, 0, 20, 128))  # asymmetric, so the mirror differs
+    plain = _AP(precision="fp32", flip_tta=False)
+    tta = _AP(precision="fp32", flip_tta=True)
+    assert plain.flip_tta is False and tta.flip_tta is True
+    x = plain.preprocess(img)[None]
+    with torch.inference_mode():
+        ref = torch.sigmoid(plain.model(x)).numpy()[0]
+        mirrored = torch.sigmoid(plain.model(x.flip(-1))).numpy()[0]
+    assert abs(plain.probabilities([img])[0] - ref).max() < 1e-5
+    assert abs(tta.probabilities([img])[0] - (ref + mirrored) / 2).max() < 1e-5

@@ -27,12 +27,14 @@ def main():
               help="A trained model directory (default: the shipped PETA model).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--top", default=8, show_default=True, help="Attributes shown per image in the table.")
-def attributes(images, as_json, weights, batch_size, top):
+@click.option("--flip-tta/--no-flip-tta", default=None,
+              help="Average with the mirror image (default: as the model was calibrated).")
+def attributes(images, as_json, weights, batch_size, top, flip_tta):
     """Recognise pedestrian attributes on person crops (IMAGE... files or folders)."""
     from .predict import PredictionError
 
     paths = _expand(images)
-    predictor = _load_predictor(weights)
+    predictor = _load_predictor(weights, flip_tta=flip_tta)
     results, failed = [], 0
     for r in predictor.predict_paths(paths, batch_size=batch_size):
         if isinstance(r, PredictionError):
@@ -334,8 +336,10 @@ def eval_():
 @click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--attributes", "attr_set", default="standard", show_default=True)
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--flip-tta/--no-flip-tta", default=None,
+              help="Average with the mirror image (default: as the model was calibrated).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), required=True)
-def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, json_path):
+def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, flip_tta, json_path):
     """mA, instance accuracy/precision/recall/F1 and per-attribute results (JSON + PNG plot)."""
     from .data import create_dataset
     from .eval.par import evaluate_par, write_report
@@ -346,14 +350,14 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
     except (FileNotFoundError, KeyError, ValueError) as e:
         _err(e.args[0] if isinstance(e, KeyError) else str(e))
         sys.exit(2)
-    predictor = _load_predictor(weights, precision=precision)
+    predictor = _load_predictor(weights, precision=precision, flip_tta=flip_tta)
     try:
         results = evaluate_par(predictor, ds)
     except ValueError as e:
         _err(str(e))
         sys.exit(2)
     meta = {"dataset": dataset, "partition": partition, "split": split,
-            "weights": str(weights or "shipped:par-peta"), "precision": precision,
+            "weights": str(weights or "shipped:par-peta"), "precision": precision, "flip_tta": predictor.flip_tta,
             "title": f"{dataset} partition {partition} {split}: per-attribute mA"}
     plot = write_report(results, json_path, meta)
     for label, m in results.items():

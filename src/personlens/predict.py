@@ -38,7 +38,7 @@ class AttributePredictor:
     """Batched, bf16 + channels_last CPU inference (the fast path measured in benchmarks/)."""
 
     def __init__(self, model_dir: str | Path | None = None, precision: str = "bf16",
-                 threads: int | None = None):
+                 threads: int | None = None, flip_tta: bool | None = None):
         if threads:
             torch.set_num_threads(threads)
         if precision not in ("bf16", "fp32"):
@@ -50,6 +50,8 @@ class AttributePredictor:
         th = self.config.thresholds or [0.5] * len(self.names)
         self.thresholds = np.asarray(th, np.float32)
         self.precision = precision
+        # mirror-image averaging: the model's setting unless the caller trades it for speed
+        self.flip_tta = self.config.flip_tta if flip_tta is None else flip_tta
 
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """(N, A) probabilities for decoded RGB images."""
@@ -58,10 +60,10 @@ class AttributePredictor:
         x = torch.stack([self.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
                                                    enabled=self.precision == "bf16"):
-            if self.config.flip_tta:
+            if self.flip_tta:
                 x = torch.cat([x, x.flip(-1)])
             probs = torch.sigmoid(self.model(x).float())
-        if self.config.flip_tta:
+        if self.flip_tta:
             probs = (probs[:len(images)] + probs[len(images):]) / 2
         return probs.numpy()
 
