@@ -107,6 +107,22 @@ def _head_arg(h) -> str | None:
     return _abs(h)
 
 
+def ranked_records(get_index, store, model_version, query, top_k, where, exclude=frozenset()):
+    """(score, record) pairs, best first, restricted to ``where`` and without ``exclude``."""
+    if top_k <= 0:
+        return []
+    exclude = set(exclude)
+    allowed = None
+    if where:
+        allowed = [i for i in store.filter_ids(where, model_version) if i not in exclude]
+        if not allowed:
+            return []
+    hits = [h for h in get_index().search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
+    hits = hits[:top_k]
+    records = {r.id: r for r in store.get_many([i for i, _ in hits])}
+    return [(s, records[i]) for i, s in hits if i in records]
+
+
 class PersonLibrary:
     def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
                  reid_head=None, pipeline=None, index_kind: str | None = None,
@@ -373,19 +389,9 @@ class PersonLibrary:
         return cid, rec.reid_embedding
 
     def _query(self, kind, query, top_k, where, exclude=frozenset()) -> list[SearchHit]:
-        if top_k <= 0:
-            return []
-        idx = self.index(kind)
-        allowed = None
-        if where:
-            allowed = [i for i in self.store.filter_ids(where, self.model_version) if i not in exclude]
-            if not allowed:
-                return []
-        hits = [h for h in idx.search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
-        hits = hits[:top_k]
-        records = {r.id: r for r in self.store.get_many([i for i, _ in hits])}
-        return [SearchHit(rank=n + 1, score=s, record=records[i])
-                for n, (i, s) in enumerate(h for h in hits if h[0] in records)]
+        pairs = ranked_records(lambda: self.index(kind), self.store, self.model_version,
+                               query, top_k, where, exclude)
+        return [SearchHit(rank=n + 1, score=s, record=r) for n, (s, r) in enumerate(pairs)]
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.schema import schema_for
 from ..index import VectorIndex
-from ..library import UnknownAttributeError
+from ..library import UnknownAttributeError, ranked_records
 from ..records import PersonRecord
 from ..store import EMBEDDING_KINDS, PersonStore
 
@@ -107,19 +107,8 @@ class Backend:
         return self.store.get_many(ids[::-1][:limit])
 
     def _query(self, kind, vec, top_k, where, exclude: Iterable[str] = ()):
-        exclude = set(exclude)
-        if top_k <= 0:
-            return []
-        idx = self.index(kind)
-        allowed = None
-        if where:
-            allowed = [i for i in self.store.filter_ids(where, self.model_version) if i not in exclude]
-            if not allowed:
-                return []
-        hits = [h for h in idx.search(vec, top_k + len(exclude), allowed) if h[0] not in exclude]
-        hits = hits[:top_k]
-        recs = {r.id: r for r in self.store.get_many([i for i, _ in hits])}
-        return [(s, recs[i]) for i, s in hits if i in recs]
+        return ranked_records(lambda: self.index(kind), self.store, self.model_version,
+                              vec, top_k, where, exclude)
 
     def close(self) -> None:
         self.store.close()
