@@ -68,15 +68,18 @@ def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
 
-def bench_latency(predictor, images, warmup: int, runs: int) -> dict:
-    """ms per image at batch 1, from a decoded image (preprocessing included)."""
+def bench_latency(predictor, images, warmup: int, runs: int, call=None) -> dict:
+    """ms per image at batch 1, from a decoded image (preprocessing included).
+
+    ``call(batch)`` is what is timed (default: the predictor's probabilities)."""
+    call = call or predictor.probabilities
     for i in range(warmup):
-        predictor.probabilities([images[i % len(images)]])
+        call([images[i % len(images)]])
     times = []
     for i in range(runs):
         img = images[i % len(images)]
         t0 = time.perf_counter()
-        predictor.probabilities([img])
+        call([img])
         times.append((time.perf_counter() - t0) * 1000)
     return {"median_ms": statistics.median(times), "p90_ms": percentile(times, 90),
             "min_ms": min(times), "mean_ms": statistics.fmean(times), "runs": runs}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,20 +26,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_attributes import DEFAULT_REAL, cpu_info, percentile, real_crops, synthetic_crops  # noqa: E402
+from bench_attributes import DEFAULT_REAL, cpu_info, real_crops, synthetic_crops  # noqa: E402
+from bench_attributes import bench_latency as _bench_latency  # noqa: E402
 
 
 def bench_latency(describer, images, warmup: int, runs: int) -> dict:
-    for i in range(warmup):
-        describer.describe_images([images[i % len(images)]])
-    times = []
-    for i in range(runs):
-        img = images[i % len(images)]
-        t0 = time.perf_counter()
-        describer.describe_images([img])
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": statistics.median(times), "p90_ms": percentile(times, 90),
-            "min_ms": min(times), "mean_ms": statistics.fmean(times), "runs": runs}
+    return _bench_latency(describer, images, warmup, runs, call=describer.describe_images)
 
 
 def bench_throughput(describer, images, batch: int, rounds: int) -> dict:

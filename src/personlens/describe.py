@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.images import ImageLoadError, load_image
 from .models.captioner import describer_par_dir, load_captioner, pool_tokens, resolve_describer_dir
 from .models.generate import DecodeConfig
-from .predict import AttributePredictor, PredictionError
+from .predict import AttributePredictor, PredictionError, batched_over_paths
 from .text.consistency import reconcile
 
 CONSISTENCY = ("fix", "flag", "off")
@@ -119,20 +118,5 @@ class Describer:
     def describe_paths(self, paths: Iterable[str | Path], batch_size: int = 32
                        ) -> Iterator[Description | PredictionError]:
         """One result per path, in order; unreadable files give a ``PredictionError``."""
-        pending: list[tuple[str, Image.Image]] = []
-
-        def flush():
-            results = self.describe_images([im for _, im in pending], [s for s, _ in pending])
-            pending.clear()
-            yield from results
-
-        for path in paths:
-            try:
-                pending.append((str(path), load_image(path)))
-            except ImageLoadError as e:
-                yield from flush()
-                yield PredictionError(str(path), e.reason)
-                continue
-            if len(pending) >= batch_size:
-                yield from flush()
-        yield from flush()
+        return batched_over_paths(paths, batch_size,
+                                  lambda sources, images: self.describe_images(images, sources))

@@ -1,7 +1,7 @@
 """Attribute inference on person crops with a trained (by default the shipped) PAR model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -80,21 +80,31 @@ class AttributePredictor:
     def predict_paths(self, paths: Iterable[str | Path], batch_size: int = 32
                       ) -> Iterator[AttributePrediction | PredictionError]:
         """Yield one result per path, in order; unreadable files yield a PredictionError."""
-        pending: list[tuple[str, Image.Image]] = []
 
-        def flush():
-            probs = self.probabilities([im for _, im in pending])
-            for (src, _), p in zip(pending, probs):
-                yield self.to_prediction(src, p)
+        def run(sources, images):
+            return [self.to_prediction(src, p) for src, p in zip(sources, self.probabilities(images))]
+
+        return batched_over_paths(paths, batch_size, run)
+
+
+def batched_over_paths(paths: Iterable[str | Path], batch_size: int, run) -> Iterator:
+    """Decode paths into batches for ``run(sources, images) -> results``; yield results in input
+    order, with a ``PredictionError`` in place of each file that cannot be read."""
+    pending: list[tuple[str, Image.Image]] = []
+
+    def flush():
+        if pending:
+            results = run([s for s, _ in pending], [im for _, im in pending])
             pending.clear()
+            yield from results
 
-        for path in paths:
-            try:
-                pending.append((str(path), load_image(path)))
-            except ImageLoadError as e:
-                yield from flush()
-                yield PredictionError(str(path), e.reason)
-                continue
-            if len(pending) >= batch_size:
-                yield from flush()
-        yield from flush()
+    for path in paths:
+        try:
+            pending.append((str(path), load_image(path)))
+        except ImageLoadError as e:
+            yield from flush()
+            yield PredictionError(str(path), e.reason)
+            continue
+        if len(pending) >= batch_size:
+            yield from flush()
+    yield from flush()
