@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -330,8 +330,20 @@ class PersonLibrary:
 
     def _commit(self, pending, camera) -> None:
         ids, srcs, imgs, _ = zip(*pending)
-        records = self.pipeline.process(list(imgs), list(srcs), ids=list(ids), camera=camera)
-        self.store.put(records)  # one transaction: the whole batch or nothing
+        self.add_records(self.pipeline.process(list(imgs), list(srcs), ids=list(ids), camera=camera))
+
+    def add_records(self, records: Sequence[PersonRecord]) -> None:
+        """Store finished records and add their embeddings to the indexes.
+
+        The store write is one transaction; if the index update then fails the in-memory indexes
+        are dropped and rebuilt from the store when next used, so the two never disagree.
+        """
+        records = list({r.id: r for r in records}.values())
+        if not records:
+            return
+        for kind in EMBEDDING_KINDS:
+            self.index(kind)  # in step with the store *before* the write; they follow it after
+        self.store.put(records)
         try:
             gen = self.store.generation()
             for kind, idx in self._indexes.items():

@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from typing import Iterable, Sequence
 
-import numpy as np
-
 from ..data.schema import schema_for
 from ..index import VectorIndex
 from ..library import UnknownAttributeError, ranked_records
@@ -134,21 +132,7 @@ class LibraryBackend(Backend):
         return self.lib.index(kind)
 
     def add(self, records: Sequence[PersonRecord]) -> None:
-        records = list({r.id: r for r in records}.values())
-        if not records:
-            return
-        # the indexes in step with the store *before* the write; they follow it after
-        indexes = {kind: self.lib.index(kind) for kind in EMBEDDING_KINDS}
-        self.store.put(records)
-        try:
-            gen = self.store.generation()
-            for kind, idx in indexes.items():
-                idx.add([r.id for r in records],
-                        np.stack([getattr(r, f"{kind}_embedding") for r in records]))
-                idx.metadata["generation"] = gen
-        except BaseException:
-            self.lib._indexes.clear()  # rebuilt from the store when next used
-            raise
+        self.lib.add_records(records)
         if time.monotonic() - self._last_save > self.save_every_s:
             self.lib.save_indexes()
             self._last_save = time.monotonic()
