@@ -127,7 +127,8 @@ def test_similar_get_and_thumbnail(client):
 def test_attributes_health_metrics_openapi(client):
     attrs = client.get("/v1/attributes", headers=H).json()["attributes"]
     assert [a["name"] for a in attrs] == FIXTURE_ATTRIBUTES and all(a["phrase"] for a in attrs)
-    assert client.get("/healthz").json()["status"] == "ok"            # open
+    health = client.get("/healthz").json()                               # open
+    assert health["status"] == "ok" and health["checks"] == {"store": "ok"}
     m = client.get("/metrics", headers=H)
     assert m.status_code == 200
     for name in ("personlens_queue_depth", "personlens_batch_size_bucket",
@@ -214,3 +215,16 @@ def test_malformed_json_bodies(client):
         assert 400 <= r.status_code < 500, (body, r.status_code)
     m = client.get("/metrics", headers=H).text
     assert 'personlens_errors_total{kind="internal"} 0.0' in m
+
+
+def test_healthz_is_503_when_the_store_does_not_answer(client, monkeypatch):
+    def down(timeout_s=2.0):
+        raise ConnectionError("store unreachable")
+
+    monkeypatch.setattr(client.service.backend.store, "ping", down)
+    r = client.get("/healthz")
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json() == {"status": "unavailable",
+                        "checks": {"store": "error: ConnectionError: store unreachable"}}
+    monkeypatch.undo()
+    assert client.get("/healthz").status_code == 200

@@ -163,3 +163,16 @@ def test_expired_entries_are_acknowledged_without_inference(tmp_path, env):
             assert pipe.processed == [] and w.worker.stats["expired"] == 1
         finally:
             w.stop()
+
+
+def test_healthz_checks_the_store_and_queue_servers(tmp_path, env):
+    with _server(tmp_path, env) as (url, server, service):
+        ok = httpx.get(url + "/healthz", timeout=10)
+        assert ok.status_code == 200
+        assert ok.json()["checks"] == {"store": "ok", "queue": "ok"}
+        service.backend.store.url = "postgresql://nobody@127.0.0.1:1/none"  # server gone
+        down = httpx.get(url + "/healthz", timeout=10)
+        assert down.status_code == 503 and down.headers["retry-after"]
+        body = down.json()
+        assert body["status"] == "unavailable" and body["checks"]["queue"] == "ok"
+        assert body["checks"]["store"].startswith("error: OperationalError")

@@ -353,10 +353,15 @@ def create_app(service: PersonService, token: str | None) -> FastAPI:
     # -------------------------------------------------------------- open
     @app.get("/healthz", tags=["service"])
     async def healthz():
-        """Liveness/readiness (no auth): 200 when serving, 503 while draining."""
+        """Readiness (no auth): 200 when serving; 503 while draining or when the store or queue
+        server (PostgreSQL, Redis) does not answer, with the failing check in ``checks``."""
         if service.draining:
             return _json(503, "draining", {"Retry-After": str(cfg.retry_after_s)})
-        return {"status": "ok", "queue_depth": service.depth}
+        checks = await service.check_dependencies()
+        if any(v != "ok" for v in checks.values()):
+            return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503,
+                                headers={"Retry-After": str(cfg.retry_after_s)})
+        return {"status": "ok", "queue_depth": service.depth, "checks": checks}
 
     @app.get("/", include_in_schema=False)
     async def page(request: Request):

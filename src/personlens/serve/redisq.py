@@ -19,6 +19,7 @@ Stream length = crops waiting + crops being processed (entries are deleted once 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -114,6 +115,10 @@ class RedisIngestQueue:
     @property
     def idle(self) -> bool:
         return self._waiting == 0
+
+    async def ping(self, timeout_s: float = 2.0) -> None:
+        """Raise if Redis does not answer within ``timeout_s``."""
+        await asyncio.wait_for(self._r.ping(), timeout_s)
 
     async def submit(self, crops, deadline: float) -> list[str]:
         """Queue crops (all or none) and wait for the workers; returns their ids when stored."""

@@ -184,6 +184,27 @@ class PersonService:
                (self.queue is not None and not self.queue.idle)
         return self.inflight == 0 and not busy
 
+    async def check_dependencies(self, timeout_s: float = 2.0) -> dict[str, str]:
+        """``{"store": "ok" | "error: ...", "queue": ...}`` for the servers this service needs.
+
+        Checked off the store thread (a busy writer must not make the service look dead).
+        """
+        checks: dict[str, str] = {}
+
+        async def check(name, coro):
+            try:
+                await asyncio.wait_for(coro, timeout_s + 0.5)
+                checks[name] = "ok"
+            except Exception as e:  # noqa: BLE001 - any failure means "not ready"
+                checks[name] = f"error: {type(e).__name__}: {e}"[:200]
+
+        store = getattr(self.backend, "store", None)
+        if store is not None:
+            await check("store", asyncio.to_thread(store.ping, timeout_s))
+        if self.queue is not None and hasattr(self.queue, "ping"):
+            await check("queue", self.queue.ping(timeout_s))
+        return checks
+
     async def call(self, fn, *args, **kw):
         """Run ``fn`` on the store thread (the only thread that touches the backend)."""
         loop = asyncio.get_running_loop()

@@ -38,6 +38,13 @@ class PersonStore(ABC):
     def delete(self, ids: Iterable[str]) -> int:
         """Remove records by id (one transaction); returns how many existed."""
 
+    def ping(self, timeout_s: float = 2.0) -> None:
+        """Raise if the store's server cannot be reached (embedded stores: nothing to check).
+
+        Must not use the connection the store's thread is using: ``/healthz`` calls it from
+        another thread, and must answer while a long write is under way.
+        """
+
     # -- reading ------------------------------------------------------------
     @abstractmethod
     def get(self, id: str) -> PersonRecord | None:

@@ -82,6 +82,12 @@ class PostgresStore(PersonStore):
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         return self._conn
 
+    def ping(self, timeout_s: float = 2.0) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(timeout_s))) as c:
+            c.execute("SELECT 1")
+
     def _q(self, text: str):
         return self._sql.SQL(text).format(**self._t)
 
