@@ -64,9 +64,12 @@ def _png(i) -> bytes:
 
 def malformed_inputs() -> dict:
     png, jpg = _png(1), synthetic_crop(1)
-    return {"zero_bytes": b"", "random_bytes": np.random.default_rng(0).bytes(4096),
-            "truncated_png": png[: len(png) // 2], "truncated_jpeg": jpg[: len(jpg) // 3],
-            "decompression_bomb": _bomb(), "text": b"hello, not an image"}
+    out = {"zero_bytes": b"", "random_bytes": np.random.default_rng(0).bytes(4096)}
+    for pct in (10, 50, 90):
+        out[f"png_truncated_{pct}%"] = png[: len(png) * pct // 100]
+        out[f"jpeg_truncated_{pct}%"] = jpg[: len(jpg) * pct // 100]
+    out.update({"decompression_bomb": _bomb(), "text": b"hello, not an image"})
+    return out
 
 
 def scenario_malformed(server: ServerProcess, repeat: int) -> dict:
@@ -160,7 +163,8 @@ def scenario_sigterm(fake: bool, weights, inflight: int) -> dict:
             "seconds_to_exit": round(dt, 2)}
 
 
-def scenario_sigkill_worker(fake: bool, weights, redis_url: str, pg_url: str, crops: int) -> dict:
+def scenario_sigkill_worker(fake: bool, weights, redis_url: str, pg_url: str, crops: int,
+                            per_request: int = 10) -> dict:
     import httpx
     import psycopg
     import redis
@@ -168,20 +172,22 @@ def scenario_sigkill_worker(fake: bool, weights, redis_url: str, pg_url: str, cr
     schema, stream = f"fault_{uuid.uuid4().hex[:8]}", f"personlens-fault:{uuid.uuid4().hex[:8]}"
     r = redis.Redis.from_url(redis_url)
     server = ServerProcess(fake=fake, weights=weights, queue_url=redis_url, store_url=pg_url,
-                           schema=schema, stream=stream)
+                           schema=schema, stream=stream, queue_size=max(256, crops))
     workers = []
+    groups = [list(range(i, min(i + per_request, crops))) for i in range(0, crops, per_request)]
     try:
         w1 = WorkerProcess(fake=fake, weights=weights, queue_url=redis_url, store_url=pg_url,
                            schema=schema, stream=stream, name="w1", delay=0.5, max_batch=4,
                            claim_idle_s=2.0, log_dir=server.db.parent)
         workers.append(w1)
 
-        def one(i):
-            return httpx.post(server.url + "/v1/persons", headers=server.headers, timeout=180,
-                              files=[("files", (f"{i}.jpg", synthetic_crop(70_000 + i), "image/jpeg"))]).status_code
+        def one(idx):
+            return httpx.post(server.url + "/v1/persons", headers=server.headers, timeout=300,
+                              files=[("files", (f"{i}.jpg", synthetic_crop(70_000 + i), "image/jpeg"))
+                                     for i in idx]).status_code
 
-        with ThreadPoolExecutor(crops) as pool:
-            futs = [pool.submit(one, i) for i in range(crops)]
+        with ThreadPoolExecutor(len(groups)) as pool:
+            futs = [pool.submit(one, g) for g in groups]
             end = time.monotonic() + 120
             while time.monotonic() < end:   # w1 holds entries it has not acknowledged
                 try:
@@ -195,7 +201,7 @@ def scenario_sigkill_worker(fake: bool, weights, redis_url: str, pg_url: str, cr
             w1.kill()
             t0 = time.perf_counter()
             w2 = WorkerProcess(fake=fake, weights=weights, queue_url=redis_url, store_url=pg_url,
-                               schema=schema, stream=stream, name="w2", max_batch=4, claim_idle_s=2.0,
+                               schema=schema, stream=stream, name="w2", max_batch=32, claim_idle_s=2.0,
                                log_dir=server.db.parent)
             workers.append(w2)
             answers = [f.result() for f in futs]
@@ -203,8 +209,9 @@ def scenario_sigkill_worker(fake: bool, weights, redis_url: str, pg_url: str, cr
         with psycopg.connect(pg_url) as c:
             stored = c.execute(f'SELECT COUNT(*), COUNT(DISTINCT id) FROM "{schema}".personlens_records').fetchone()
         left = {"pending": r.xpending(stream, "workers")["pending"], "stream_length": r.xlen(stream)}
-        ok = answers == [200] * crops and stored == (crops, crops) and left == {"pending": 0, "stream_length": 0}
-        return {"ok": ok, "crops": crops, "pending_at_kill": pending_at_kill,
+        ok = answers == [200] * len(groups) and stored == (crops, crops) and \
+            left == {"pending": 0, "stream_length": 0}
+        return {"ok": ok, "crops": crops, "requests": len(groups), "pending_at_kill": pending_at_kill,
                 "stream_length_at_kill": queued_at_kill, "answers": {str(a): answers.count(a) for a in set(answers)},
                 "stored": stored[0], "left": left, "seconds_to_recover": round(recovery, 2)}
     finally:
@@ -255,7 +262,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="malformed: rounds over every kind")
     ap.add_argument("--burst", type=int, default=16, help="queue_full: concurrent requests")
     ap.add_argument("--inflight", type=int, default=4, help="sigterm: requests in flight")
-    ap.add_argument("--kill-crops", type=int, default=12, help="sigkill_worker: concurrent crops")
+    ap.add_argument("--kill-crops", type=int, default=12, help="sigkill_worker: crops queued")
+    ap.add_argument("--kill-crops-per-request", type=int, default=10,
+                    help="sigkill_worker: crops per request (all requests sent at once)")
     ap.add_argument("--soak-requests", type=int, default=200)
     ap.add_argument("--soak-seconds", type=float, default=120)
     ap.add_argument("--redis", default=None, help="redis://127.0.0.1:6379/15 (sigkill_worker)")
@@ -280,7 +289,8 @@ def main(argv=None) -> int:
                 if not (a.redis and a.pg):
                     res = {"ok": None, "skipped": "needs --redis and --pg (bash .ci/services.sh)"}
                 else:
-                    res = scenario_sigkill_worker(a.fake, a.weights, a.redis, a.pg, a.kill_crops)
+                    res = scenario_sigkill_worker(a.fake, a.weights, a.redis, a.pg, a.kill_crops,
+                                                  a.kill_crops_per_request)
             else:
                 res = scenario_soak(shared, a.soak_requests, a.soak_seconds)
             res["wall_s"] = round(time.perf_counter() - t0, 2)
