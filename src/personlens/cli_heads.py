@@ -93,9 +93,12 @@ def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidd
 @_THREADS_OPTION
 @click.option("--limit", type=click.IntRange(min=2), default=None,
               help="Use only the images of the first identities, N in all (quick runs).")
+@click.option("--val-domains", default="3DPeS,i-LIDS", show_default=True,
+              help="PETA subsets held out of training to choose the epoch, feature and base weight "
+                   "on unseen cameras (comma-separated; empty: CUHK03-subset val, in-domain).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train_reid_cmd(peta_root, cuhk03_root, par, out, epochs, p, k, hidden, out_dim, lr, cache, seed,
-                   threads, limit, progress):
+                   threads, limit, val_domains, progress):
     """Train a re-ID head (ID loss + batch-hard triplet, PK batches) on the PAR model's encoder.
 
     VIPeR, PRID and GRID are never used for training (they are the cross-domain tests).
@@ -109,11 +112,13 @@ def train_reid_cmd(peta_root, cuhk03_root, par, out, epochs, p, k, hidden, out_d
     try:
         _, summary = train_reid(out, peta_root=peta_root, cuhk03_root=cuhk03_root, par_dir=par,
                                 cfg=cfg, cache_root=cache, log=click.echo, progress=progress,
-                                limit=limit)
+                                limit=limit,
+                                val_domains=tuple(d.strip() for d in val_domains.split(",") if d.strip()))
     except (FileNotFoundError, ValueError, KeyError) as e:
         _fail(e)
     click.echo(json.dumps({"out": str(out), "best_epoch": summary["best_epoch"],
-                           "feature": summary["feature"], "val": summary.get("val")}, indent=2))
+                           "feature": summary["feature"], "base_weight": summary["base_weight"],
+                           "val": summary.get("val")}, indent=2))
 
 
 def _print_methods(methods: dict) -> None:
@@ -123,6 +128,10 @@ def _print_methods(methods: dict) -> None:
             continue
         click.echo(f"{name:>22}: R1 {m['R1']:.2f}  R5 {m['R5']:.2f}  R10 {m['R10']:.2f}  "
                    f"mAP {m['mAP']:.2f}  mINP {m['mINP']:.2f}")
+        u = m.get("unseen")
+        if u:
+            click.echo(f"{'unseen queries':>22}: R1 {u['R1']:.2f}  R5 {u['R5']:.2f}  R10 {u['R10']:.2f}  "
+                       f"mAP {u['mAP']:.2f}  ({u['num_queries']} queries per trial)")
 
 
 @eval_.command("search")

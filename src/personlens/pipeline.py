@@ -183,13 +183,13 @@ class PersonPipeline:
     @property
     def search_dim(self) -> int:
         if self.search_head is not None and hasattr(self.search_head, "config"):
-            return int(self.search_head.config.out_dim)
+            return int(self.search_head.config.embedding_dim)
         return int(self.text_encoder.dim)
 
     @property
     def reid_dim(self) -> int:
         if self.reid_head is not None and hasattr(self.reid_head, "config"):
-            return int(self.reid_head.config.out_dim)
+            return int(self.reid_head.config.embedding_dim)
         return int(self.model.encoder.dim)
 
     def describe(self) -> dict:

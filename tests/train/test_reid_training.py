@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from personlens.eval.retrieval import evaluate_ranking
 from personlens.train.pooled import head_embeddings, mean_pooled_embeddings
 from personlens.train.reid import (PKSampler, ReidTrainConfig, batch_hard_triplet,
-                                   reid_training_items, train_reid_head)
+                                   domain_query_gallery, reid_training_items, train_reid_head)
 
 
 def test_batch_hard_triplet_by_hand():
@@ -116,3 +116,30 @@ def test_reid_training_items_offsets_sources(tmp_path):
     assert not any("VIPeR" in k for k in sources)
     with pytest.raises(ValueError):
         reid_training_items(None, None)
+
+
+def test_domain_query_gallery_one_query_per_identity_with_a_match():
+    from types import SimpleNamespace
+
+    items = [SimpleNamespace(pid=p) for p in ["a", "a", "b", "c", "c", "c"]]
+    q, g = domain_query_gallery(items, seed=3)
+    assert sorted(items[i].pid for i in q) == ["a", "c"]      # "b" has no second image
+    assert sorted(q + g) == list(range(6)) and not set(q) & set(g)
+    assert [i for i in g if items[i].pid == "b"] == [2]       # kept as a distractor
+    assert domain_query_gallery(items, seed=3) == (q, g)
+
+
+def test_fused_output_is_chosen_when_the_untrained_feature_helps():
+    # identity signal in the raw features that the few training identities do not cover well
+    x, y, _ = _toy(6, 4, seed=0)
+    vx, vy, vc = _toy(12, 4, seed=1)
+    rng = np.random.default_rng(0)
+    vx = vx.astype(np.float32)
+    vx[..., :16] = np.repeat(rng.normal(size=(12, 1, 16)) * 5, 4, axis=0) + vx[..., :16] * 0.1
+    q = np.flatnonzero(np.arange(len(vy)) % 4 == 0)
+    g = np.setdiff1d(np.arange(len(vy)), q)
+    val = {"pooled": vx.astype(np.float16), "pids": vy, "camids": vc, "query": q, "gallery": g}
+    cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=3, p=6, k=4, input_dropout=0.0)
+    head, summary = train_reid_head(x, y, cfg, in_dim=16, val=val, log=lambda *_: None)
+    assert summary["base_weight"] > 0 and head.config.base_weight == summary["base_weight"]
+    assert head_embeddings(head, val["pooled"], False).shape == (len(vy), 8 + 16)

@@ -48,18 +48,45 @@ def reid_trials(dataset: str, root, trials: int = 10, seed: int = 0, n_test: int
     raise ValueError(f"unknown re-ID dataset {dataset!r}; choose from {', '.join(DATASETS)}")
 
 
-def evaluate_trials(features: dict[str, np.ndarray], trials, index: dict) -> dict[str, list]:
+def evaluate_trials(features: dict[str, np.ndarray], trials, index: dict,
+                    query_masks: list[np.ndarray] | None = None) -> dict[str, list]:
     """Per method, the ``RetrievalMetrics`` of every trial (features: (N, d) unit vectors
-    over the images of ``index``: path -> row)."""
+    over the images of ``index``: path -> row). With ``query_masks`` (one boolean array per
+    trial), only the selected queries are scored (against the whole gallery)."""
     out: dict[str, list] = {k: [] for k in features}
-    for t in trials:
+    for n, t in enumerate(trials):
         qi = np.array([index[str(it.path)] for it in t.query])
         gi = np.array([index[str(it.path)] for it in t.gallery])
         a = t.arrays()
+        keep = np.ones(len(qi), bool) if query_masks is None else query_masks[n]
         for name, f in features.items():
-            out[name].append(evaluate_ranking(f[qi] @ f[gi].T, a["q_pids"], a["g_pids"],
-                                              a["q_camids"], a["g_camids"], ranks=EVAL_RANKS))
+            out[name].append(evaluate_ranking(f[qi[keep]] @ f[gi].T, a["q_pids"][keep], a["g_pids"],
+                                              a["q_camids"][keep], a["g_camids"], ranks=EVAL_RANKS))
     return out
+
+
+def par_training_images(peta_root, partition: int = 0) -> set[str]:
+    """Resolved paths of the PETA images the attribute model was trained and calibrated on."""
+    from ..data.peta import PETA
+
+    return {str(Path(p).resolve()) for split in ("train", "val")
+            for p in PETA(peta_root, split=split, partition=partition).paths}
+
+
+def unseen_query_mask(trial, seen: set[str]) -> np.ndarray:
+    """Queries that, like all their true matches in the gallery, no model has trained on.
+
+    PETA labels attributes per identity, so an encoder fine-tuned on an image's attributes
+    has, in effect, seen its identity; these queries are the clean cross-domain test."""
+    def unseen(it):
+        return str(Path(it.path).resolve()) not in seen
+
+    matches: dict = {}
+    for it in trial.gallery:
+        matches.setdefault(it.pid, []).append(it)
+    return np.array([unseen(q) and all(unseen(g) for g in matches.get(q.pid, [])
+                                       if g.camid != q.camid)
+                     for q in trial.query], bool)
 
 
 def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head="default",
@@ -104,6 +131,20 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                                      "without a re-ID head)")
     results = evaluate_trials(feats, ts, index)
     methods = {k: metrics_entry(v, description=descr[k]) for k, v in results.items()}
+    unseen_note = None
+    if key in ("viper", "prid", "grid"):
+        partition = int(model.config.notes.get("calibration", {}).get("partition", 0))
+        seen = par_training_images(root, partition)
+        masks = [unseen_query_mask(t, seen) for t in ts]
+        if all(m.any() for m in masks):
+            clean = evaluate_trials(feats, ts, index, masks)
+            for k, v in clean.items():
+                entry = metrics_entry(v)
+                entry.pop("cmc")
+                methods[k]["unseen"] = entry
+        unseen_note = (f"'unseen' scores only the queries whose image and true matches are not in "
+                       f"PETA partition {partition} train/val, which the attribute model (and so "
+                       f"the shared encoder) was trained on")
     if head is None:
         methods = {"learned": None, **methods}
     notes = head.config.notes if head is not None else {}
@@ -119,6 +160,7 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
             "note": ("VIPeR, PRID and GRID images are in PETA: the PAR encoder was fine-tuned for "
                      "attributes on PETA's training split (no identities); the re-ID head's "
                      "training data is listed in reid_head_trained_on"),
+            "unseen": unseen_note,
             "seconds": round(time.time() - t0, 1)}
     return meta, methods
 

@@ -11,6 +11,7 @@ queries are embedded with that encoder and, when the head has one, a learned lin
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,11 @@ class EmbeddingHeadConfig:
     text_encoder: str | None = None   # search heads: the query encoder ("minilm", ...)
     query_proj: bool = False          # search heads: a learned linear map on query embeddings
     query_dim: int | None = None      # input size of query_proj (the text encoder's width)
+    # re-ID heads: weight w of the untrained part. The output is [sqrt(w) * the L2-normalised
+    # mean-pooled tokens, sqrt(1 - w) * the learned embedding], so cosine similarity is
+    # w * cos(untrained) + (1 - w) * cos(learned). A learned head alone can overfit its source
+    # domains; keeping part of the generic feature is what holds up on unseen cameras.
+    base_weight: float = 0.0
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -45,6 +51,15 @@ class EmbeddingHeadConfig:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         if self.kind == "search" and not self.text_encoder:
             raise ValueError("a search head needs text_encoder (the space its queries live in)")
+        if not 0.0 <= self.base_weight < 1.0:
+            raise ValueError(f"base_weight must be in [0, 1), got {self.base_weight}")
+        if self.base_weight and self.kind != "reid":
+            raise ValueError("base_weight is for re-ID heads (a search head lives in text space)")
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the vectors the head outputs (``out_dim``, plus ``in_dim`` with a base part)."""
+        return self.out_dim + (self.in_dim if self.base_weight else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,9 +98,13 @@ class EmbeddingHead(nn.Module):
         ``personlens.train.pooled`` (the mean half is used). Training on cached pooled
         features and inference on tokens share this code path."""
         c = self.config.in_dim
-        if self.config.pool == "mean" and pooled.shape[-1] == 2 * c:
-            pooled = pooled[..., :c]
-        return F.normalize(self.proj(pooled).float(), dim=-1)
+        learned = F.normalize(self.proj(pooled[..., :c] if self.config.pool == "mean" else pooled).float(),
+                              dim=-1)
+        w = self.config.base_weight
+        if not w:
+            return learned
+        base = F.normalize(pooled[..., :c].float(), dim=-1)   # the mean half of [mean, max]
+        return torch.cat([math.sqrt(w) * base, math.sqrt(1.0 - w) * learned], dim=-1)
 
     def encode_query(self, text_embedding: torch.Tensor) -> torch.Tensor:
         """Map text-encoder embeddings (T, query_dim) into this head's space."""

@@ -240,7 +240,7 @@ def head_embeddings(head, pooled: np.ndarray, flip_tta: bool, batch_size: int = 
     for s in range(0, len(pooled), batch_size):
         x = torch.from_numpy(np.asarray(pooled[s:s + batch_size], np.float32))
         out.append(merge_views(head.forward_pooled(x), flip_tta))
-    return torch.cat(out).numpy() if out else np.zeros((0, head.config.out_dim), np.float32)
+    return torch.cat(out).numpy() if out else np.zeros((0, head.config.embedding_dim), np.float32)
 
 
 def mean_pooled_embeddings(pooled: np.ndarray, flip_tta: bool) -> np.ndarray:

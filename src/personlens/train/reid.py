@@ -36,7 +36,8 @@ from ..models.embedding import EmbeddingHead, EmbeddingHeadConfig, save_embeddin
 from .heads import Standardize, cosine_schedule, fold_batchnorm, fold_input_standardization
 
 __all__ = ["ReidTrainConfig", "PKSampler", "batch_hard_triplet", "train_reid_head",
-           "reid_training_items", "train_reid", "PETA_TRAIN_SUBSETS"]
+           "reid_training_items", "train_reid", "PETA_TRAIN_SUBSETS", "VAL_DOMAINS",
+           "domain_query_gallery"]
 
 PETA_TRAIN_SUBSETS = ("TownCentre", "3DPeS", "CAVIAR4REID", "i-LIDS")
 
@@ -55,6 +56,7 @@ class ReidTrainConfig:
     id_weight: float = 1.0
     triplet_weight: float = 1.0
     input_dropout: float = 0.1
+    base_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)   # tried on val (EmbeddingHeadConfig)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -123,16 +125,24 @@ class _Trainer(nn.Module):
 
 
 @torch.inference_mode()
-def _val_features(trainer: _Trainer, pooled: np.ndarray, std: Standardize, flip_tta: bool
-                  ) -> dict[str, np.ndarray]:
+def _val_features(trainer: _Trainer, pooled: np.ndarray, std: Standardize, flip_tta: bool,
+                  base_weights=(0.0,)) -> dict[str, np.ndarray]:
+    """``{"pre_bn w=0.25": (N, d), ...}``: each candidate output feature, as the pipeline
+    would compute it, for each weight of the untrained mean-pooled part."""
     from .pooled import merge_views
 
     trainer.eval()
-    x = std(torch.from_numpy(np.asarray(pooled, np.float32)))
-    f = trainer.head.proj(x)                                # (N, V, d)
+    raw = torch.from_numpy(np.asarray(pooled, np.float32))
+    f = trainer.head.proj(std(raw))                         # (N, V, d)
     fb = trainer.bn(f.reshape(-1, f.shape[-1])).reshape(f.shape)
-    return {"pre_bn": merge_views(F.normalize(f, dim=-1), flip_tta).numpy(),
-            "bnneck": merge_views(F.normalize(fb, dim=-1), flip_tta).numpy()}
+    base = merge_views(F.normalize(raw[..., :trainer.head.config.in_dim], dim=-1), flip_tta)
+    out = {}
+    for name, feat in (("pre_bn", f), ("bnneck", fb)):
+        learned = merge_views(F.normalize(feat, dim=-1), flip_tta)
+        for w in base_weights:
+            out[f"{name} w={w:g}"] = (torch.cat([math.sqrt(w) * base, math.sqrt(1 - w) * learned], -1)
+                                      if w else learned).numpy()
+    return out
 
 
 def _rank(feats, q_idx, g_idx, pids, camids):
@@ -148,7 +158,8 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
     """Train on ``pooled`` (N, V, 2C) with identity ``labels`` (N,). ``val``: ``pooled``,
     ``pids``, ``camids`` (arrays over the validation images) and ``query``/``gallery`` index
     arrays into them; the best epoch/feature by mAP + R1 is kept (the last epoch, BNNeck
-    feature, without ``val``)."""
+    feature, without ``val``). With ``val``, the weight of the untrained part of the output
+    (``EmbeddingHeadConfig.base_weight``) is chosen from ``cfg.base_weights`` too."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     labels = np.asarray(labels)
@@ -167,7 +178,7 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
     sched = cosine_schedule(opt, cfg.epochs * len(sampler), len(sampler))
     x_all = torch.from_numpy(np.ascontiguousarray(pooled))
     y_t = torch.from_numpy(y_all.astype(np.int64))
-    history, best, best_state, best_feat, best_epoch = [], -math.inf, None, "bnneck", 0
+    history, best, best_state, best_feat, best_epoch = [], -math.inf, None, "bnneck w=0", 0
     t0 = time.time()
     for epoch in range(cfg.epochs):
         trainer.train()
@@ -189,9 +200,9 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
             sums["id"] += l_id.item()
             sums["triplet"] += l_tri.item()
         rec = {"epoch": epoch + 1, **{f"loss_{k}": v / len(sampler) for k, v in sums.items()}}
-        feat, score = "bnneck", float(epoch)
+        feat, score = "bnneck w=0", float(epoch)
         if val is not None:
-            feats = _val_features(trainer, val["pooled"], std, flip_tta)
+            feats = _val_features(trainer, val["pooled"], std, flip_tta, cfg.base_weights)
             rec["val"] = {k: _rank(v, val["query"], val["gallery"], val["pids"], val["camids"])
                           for k, v in feats.items()}
             scores = {k: m["mAP"] + m["R1"] for k, m in rec["val"].items()}
@@ -203,21 +214,23 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
             best_state = {k: v.detach().clone() for k, v in trainer.state_dict().items()}
         msg = f"epoch {epoch + 1}/{cfg.epochs}: id {rec['loss_id']:.3f} triplet {rec['loss_triplet']:.3f}"
         if val is not None:
-            msg += " | val " + ", ".join(f"{k} R1 {m['R1']:.1f} mAP {m['mAP']:.1f}"
-                                         for k, m in rec["val"].items())
+            msg += f" | val best {feat}: R1 {rec['val'][feat]['R1']:.1f} mAP {rec['val'][feat]['mAP']:.1f}"
         log(msg + f" ({time.time() - t0:.0f}s)")
     trainer.load_state_dict(best_state)
     trainer.eval()
-    if best_feat == "bnneck":
+    feature, base_weight = best_feat.split(" w=")
+    if feature == "bnneck":
         fold_batchnorm(head, trainer.bn)
     fold_input_standardization(head, std)
+    head.config.base_weight = float(base_weight)
     head.eval()
-    summary = {"best_epoch": best_epoch, "feature": best_feat, "num_ids": int(len(uniq)),
+    summary = {"best_epoch": best_epoch, "feature": feature, "base_weight": float(base_weight),
+               "num_ids": int(len(uniq)),
                "num_images": int(len(labels)), "history": history,
                "seconds": round(time.time() - t0, 1), "config": cfg.to_dict()}
     if val is not None:
         summary["val"] = history[best_epoch - 1]["val"][best_feat]
-    head.config.notes.update({"best_epoch": best_epoch, "feature": best_feat,
+    head.config.notes.update({"best_epoch": best_epoch, "feature": feature,
                               "val": summary.get("val")})
     return head, summary
 
@@ -246,14 +259,70 @@ def reid_training_items(peta_root=None, cuhk03_root=None, subsets=PETA_TRAIN_SUB
     return paths, np.asarray(labels, np.int64), sources
 
 
+VAL_DOMAINS = ("3DPeS", "i-LIDS")
+
+
+def domain_query_gallery(items, seed: int = 0) -> tuple[list, list]:
+    """Validation ranking on a dataset without camera labels: one random query per identity
+    with at least two images, every other image in the gallery (single-image identities are
+    distractors)."""
+    rng = np.random.default_rng(seed)
+    by_id: dict = {}
+    for i, it in enumerate(items):
+        by_id.setdefault(it.pid, []).append(i)
+    q = sorted(int(rng.choice(idx)) for idx in by_id.values() if len(idx) > 1)
+    qs = set(q)
+    return q, [i for i in range(len(items)) if i not in qs]
+
+
+def _domain_val(model, peta_root, domains, flip_tta, cache_root, progress, batch_size, seed):
+    from ..data.reid import peta_reid_subset
+    from .pooled import pooled_features
+
+    items = [it for d in domains for it in peta_reid_subset(peta_root, d).items]
+    q, g = domain_query_gallery(items, seed)
+    order = q + g
+    items = [items[i] for i in order]
+    pooled = pooled_features(model, [it.path for it in items], flip=flip_tta,
+                             cache_root=cache_root, name="reid-val-" + "-".join(domains),
+                             progress=progress, batch_size=batch_size)
+    # no camera labels: query camera 0, gallery camera 1, so the same-camera rule drops nothing
+    camids = np.r_[np.zeros(len(q), int), np.ones(len(g), int)]
+    return {"pooled": pooled, "pids": np.array([f"{it.pid}" for it in items]), "camids": camids,
+            "query": np.arange(len(q)), "gallery": np.arange(len(q), len(items))}
+
+
+def _cuhk03_val(model, cuhk03_root, flip_tta, cache_root, progress, batch_size, limit):
+    from ..data.reid import cuhk03_subset_query_gallery
+    from .pooled import pooled_features
+
+    trial = cuhk03_subset_query_gallery(cuhk03_root, split="val")
+    items = trial.query + trial.gallery
+    if limit:
+        keep_ids = sorted({it.pid for it in items})[:max(2, limit // 40)]
+        items = [it for it in items if it.pid in keep_ids]
+    vp = pooled_features(model, [it.path for it in items], flip=flip_tta,
+                         cache_root=cache_root, name="cuhk03-subset-val",
+                         progress=progress, batch_size=batch_size)
+    nq = sum(1 for it in items if it in set(trial.query))
+    return {"pooled": vp, "pids": np.array([it.pid for it in items]),
+            "camids": np.array([it.camid for it in items]),
+            "query": np.arange(nq), "gallery": np.arange(nq, len(items))}
+
+
 def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
                cfg: ReidTrainConfig | None = None, cache_root: str | Path = "cache", log=print,
                progress: bool = True, batch_size: int = 64,
-               subsets=PETA_TRAIN_SUBSETS, limit: int | None = None) -> tuple[EmbeddingHead, dict]:
-    """Train on CUHK03-subset train + the PETA re-ID subsets; validate on CUHK03-subset val
-    (when ``cuhk03_root`` is given). ``limit``: keep the first identities' images only (quick
-    runs). Writes the head and ``training.json`` to ``out_dir``."""
-    from ..data.reid import cuhk03_subset_query_gallery
+               subsets=PETA_TRAIN_SUBSETS, val_domains=VAL_DOMAINS,
+               limit: int | None = None) -> tuple[EmbeddingHead, dict]:
+    """Train on CUHK03-subset train + the PETA re-ID subsets, and write the head and
+    ``training.json`` to ``out_dir``.
+
+    Validation (epoch, output feature and base weight) is on ``val_domains``: PETA subsets
+    held out of training (given ``peta_root``), because what the head must do is work on
+    cameras it never saw; an in-domain split (CUHK03-subset ``val``, used when no domain is
+    held out) rewards overfitting the source domains. ``limit``: keep the first identities'
+    images only (quick runs)."""
     from .heads import encoder_fingerprint
     from .pooled import load_encoder_model, model_key, pooled_features
 
@@ -261,7 +330,13 @@ def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
     cache_root = Path(cache_root)
     model = load_encoder_model(par_dir)
     flip_tta = bool(getattr(model.config, "flip_tta", False))
-    paths, labels, sources = reid_training_items(peta_root, cuhk03_root, subsets)
+    val_domains = tuple(val_domains or ()) if peta_root is not None else ()
+    unknown = set(val_domains) - set(subsets)
+    if unknown:
+        raise ValueError(f"validation domains {sorted(unknown)} are not among {list(subsets)}")
+    train_subsets = tuple(s for s in subsets if s not in val_domains)
+    paths, labels, sources = reid_training_items(peta_root if train_subsets else None,
+                                                 cuhk03_root, train_subsets)
     if limit:
         src = np.repeat(np.arange(len(sources)), [v["images"] for v in sources.values()])
         keep = np.sort(np.argsort(labels, kind="stable")[:limit])
@@ -273,23 +348,18 @@ def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
                                       for k, v in sources.items()))
     pooled = pooled_features(model, paths, cache_root=cache_root / "pooled", name="reid-train",
                              progress=progress, batch_size=batch_size)
-    val = None
-    if cuhk03_root is not None:
-        trial = cuhk03_subset_query_gallery(cuhk03_root, split="val")
-        items = trial.query + trial.gallery
-        if limit:
-            keep_ids = sorted({it.pid for it in items})[:max(2, limit // 40)]
-            items = [it for it in items if it.pid in keep_ids]
-        vp = pooled_features(model, [it.path for it in items], flip=flip_tta,
-                             cache_root=cache_root / "pooled", name="cuhk03-subset-val",
-                             progress=progress, batch_size=batch_size)
-        nq = sum(1 for it in items if it in set(trial.query))
-        val = {"pooled": vp, "pids": np.array([it.pid for it in items]),
-               "camids": np.array([it.camid for it in items]),
-               "query": np.arange(nq), "gallery": np.arange(nq, len(items))}
+    val, val_note = None, None
+    if val_domains:
+        val = _domain_val(model, peta_root, val_domains, flip_tta, cache_root / "pooled",
+                          progress, batch_size, cfg.seed)
+        val_note = (f"held-out PETA domains {', '.join(val_domains)} (one query per identity, "
+                    "the rest gallery)")
+    elif cuhk03_root is not None:
+        val = _cuhk03_val(model, cuhk03_root, flip_tta, cache_root / "pooled", progress,
+                          batch_size, limit)
+        val_note = "CUHK03-subset val (one query per identity and camera)"
     notes = {"trained_on": sources, "held_out": "VIPeR, PRID and GRID (cross-domain tests)",
-             "validation": "CUHK03-subset val (one query per identity and camera)"
-             if val is not None else None,
+             "validation": val_note,
              "par_dir": str(par_dir) if par_dir is not None else "shipped:par-peta",
              "par_model": model_key(model), "encoder_fingerprint": encoder_fingerprint(model),
              "flip_tta": flip_tta}
