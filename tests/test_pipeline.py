@@ -138,3 +138,34 @@ def test_trained_heads_are_pluggable(pipeline, par_model_dir, tmp_path, images):
                               tmp_path / "bad")
     with pytest.raises(ValueError, match="1280"):
         PersonPipeline(par_model_dir, reid_head=bad, text_encoder=pipeline.text_encoder)
+
+
+def test_description_model_runs_on_the_same_encoder_pass(pipeline, par_model_dir, tmp_path, images):
+    from personlens.models.captioner import CaptionerConfig, build_captioner, save_captioner
+    from personlens.text.vocab import Vocab
+
+    torch.manual_seed(0)
+    sents = ["The image shows a male adult wearing a black jacket, carrying a backpack.",
+             "The image shows a female adult with long hair wearing a red top."]
+    cfg = CaptionerConfig(decoder_args={"d_model": 32, "layers": 1, "heads": 2, "ff": 64,
+                                        "dropout": 0.0, "max_len": 40},
+                          image_dim=1280, attributes=list(pipeline.names), max_words=12)
+    d = save_captioner(build_captioner(cfg, Vocab.build(sents)).eval(), tmp_path / "desc")
+    with_text = PersonPipeline(par_model_dir, search_head=None, reid_head=None, describer=d,
+                               text_encoder=pipeline.text_encoder)
+    assert with_text.model_version != pipeline.model_version      # descriptions are in the record
+    assert str(d) in with_text.describe()["describer"] and pipeline.describe()["describer"] == "none"
+    calls = []
+    h = with_text.model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        recs = with_text.process(images[:3], ["a", "b", "c"])
+    finally:
+        h.remove()
+    assert len(calls) == 1
+    texts = [r.description for r in recs]
+    assert all(isinstance(t, str) and t for t in texts)
+    assert [r.description for r in with_text.process(images[:3], ["a", "b", "c"])] == texts
+    # the embeddings do not depend on the description model
+    base = pipeline.process(images[:3], ["a", "b", "c"])
+    for r, b in zip(recs, base):
+        np.testing.assert_allclose(r.reid_embedding, b.reid_embedding, atol=1e-6)

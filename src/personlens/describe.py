@@ -44,14 +44,56 @@ class Description:
         return d
 
 
-class Describer:
-    def __init__(self, weights: str | Path | None = None, par_dir: str | Path | None = None,
-                 decoding: DecodeConfig | None = None, consistency: str = "fix",
-                 precision: str = "bf16", warn=None):
+class TextHead:
+    """The text half of a describer: pooled encoder tokens + attribute probabilities -> the
+    cleaned, consistency-checked description. ``PersonPipeline`` uses it on the tokens of its
+    one encoder pass; ``Describer`` adds its own attribute model around it."""
+
+    def __init__(self, weights: str | Path | None = None, decoding: DecodeConfig | None = None,
+                 consistency: str = "fix"):
         if consistency not in CONSISTENCY:
             raise ValueError(f"consistency must be one of {CONSISTENCY}")
         self.weights = resolve_describer_dir(weights)
         self.captioner = load_captioner(self.weights)
+        self.config = self.captioner.config
+        self.decoding = decoding or DecodeConfig(max_len=self.config.max_words + 1)
+        self.consistency = consistency
+
+    def matches(self, par_dir: str | Path | None, names) -> bool:
+        """Was it trained on the tokens (and attributes) of this PAR model?"""
+        from .models.io import WEIGHTS_FILE, shipped_dir
+        from .train.captioner import file_sha256
+
+        if self.config.attr_conditioning and list(self.config.attributes) != list(names):
+            return False
+        d = Path(par_dir) if par_dir is not None else shipped_dir()
+        return not self.config.par_sha256 or file_sha256(d / WEIGHTS_FILE) == self.config.par_sha256
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        return pool_tokens(tokens.float(), self.config.token_grid, self.config.grid)
+
+    @torch.no_grad()
+    def texts(self, pooled: torch.Tensor, probs: np.ndarray, thresholds: dict[str, float],
+              names) -> list[tuple[str, list, str]]:
+        """Per crop ``(text, contradictions found, generated text before any fix)``."""
+        cond = torch.from_numpy(np.asarray(probs, np.float32)) if self.config.attr_conditioning else None
+        out = []
+        for text, p in zip(self.captioner.generate(pooled, cond, self.decoding), probs):
+            final, found = text, []
+            if self.consistency != "off":
+                final, found = reconcile(text, dict(zip(names, (float(x) for x in p))), thresholds,
+                                         mode="fix" if self.consistency == "fix" else "flag")
+            out.append((final, [c.to_dict() for c in found], text))
+        return out
+
+
+class Describer:
+    def __init__(self, weights: str | Path | None = None, par_dir: str | Path | None = None,
+                 decoding: DecodeConfig | None = None, consistency: str = "fix",
+                 precision: str = "bf16", warn=None):
+        self.text_head = TextHead(weights, decoding, consistency)
+        self.weights = self.text_head.weights
+        self.captioner = self.text_head.captioner
         self.config = self.captioner.config
         par_dir = Path(par_dir) if par_dir is not None else describer_par_dir(self.weights)
         self.predictor = AttributePredictor(par_dir, precision=precision)
@@ -61,21 +103,13 @@ class Describer:
             raise ValueError(f"the description model was trained with the attributes of another PAR "
                              f"model ({len(self.config.attributes)} attributes); pass the --par it was "
                              f"trained with")
-        self._check_par(warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))
-        self.decoding = decoding or DecodeConfig(max_len=self.config.max_words + 1)
+        if not self.text_head.matches(par_dir, self.names):
+            (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(
+                f"the description model was trained on the tokens of another PAR model than "
+                f"{par_dir or 'the shipped one'}; descriptions may be poor")
+        self.decoding = self.text_head.decoding
         self.consistency = consistency
         self.thresholds = dict(zip(self.names, (float(t) for t in self.predictor.thresholds)))
-
-    def _check_par(self, warn) -> None:
-        from .models.io import WEIGHTS_FILE, shipped_dir
-        from .train.captioner import file_sha256
-
-        if not self.config.par_sha256:
-            return
-        d = self.par_dir if self.par_dir is not None else shipped_dir()
-        if file_sha256(Path(d) / WEIGHTS_FILE) != self.config.par_sha256:
-            warn(f"the description model was trained on the tokens of another PAR model than {d}; "
-                 f"descriptions may be poor")
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> tuple[torch.Tensor, np.ndarray]:
@@ -93,8 +127,7 @@ class Describer:
             probs = torch.sigmoid(model.head(tokens).float())
         if flip:
             probs = (probs[:b] + probs[b:]) / 2
-        pooled = pool_tokens(tokens[:b].float(), self.config.token_grid, self.config.grid)
-        return pooled.clone(), probs.numpy()
+        return self.text_head.pool(tokens[:b]).clone(), probs.numpy()
 
     def describe_images(self, images: list[Image.Image],
                         sources: list[str] | None = None) -> list[Description]:
@@ -102,17 +135,12 @@ class Describer:
             return []
         sources = sources or [f"<image {i}>" for i in range(len(images))]
         pooled, probs = self.encode(images)
-        cond = torch.from_numpy(probs) if self.config.attr_conditioning else None
-        texts = self.captioner.generate(pooled, cond, self.decoding)
         out = []
-        for src, text, p in zip(sources, texts, probs):
+        for src, p, (final, found, text) in zip(sources, probs,
+                                                self.text_head.texts(pooled, probs, self.thresholds,
+                                                                     self.names)):
             pred = self.predictor.to_prediction(src, p)
-            final, found = text, []
-            if self.consistency != "off":
-                final, found = reconcile(text, pred.attributes, self.thresholds,
-                                         mode="fix" if self.consistency == "fix" else "flag")
-            out.append(Description(src, final, pred.attributes, pred.present,
-                                   [c.to_dict() for c in found], text))
+            out.append(Description(src, final, pred.attributes, pred.present, found, text))
         return out
 
     def describe_paths(self, paths: Iterable[str | Path], batch_size: int = 32

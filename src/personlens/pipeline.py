@@ -130,11 +130,35 @@ def resolve_head(head, kind: str, model, shipped_par: bool):
     return h, str(head) if isinstance(head, (str, Path)) else type(head).__name__
 
 
+def resolve_describer(describer, par_dir, names):
+    """``(TextHead or None, source)`` for the ``describer`` argument of ``PersonPipeline``:
+    ``None``/``"baseline"``: none; ``"default"``: the shipped description model when the
+    package holds one trained on this PAR model's tokens; a directory: that model (a warning
+    when it was trained on another PAR model's tokens)."""
+    import warnings
+
+    from .describe import TextHead
+
+    if describer is None or describer == BASELINE_HEAD:
+        return None, "none"
+    if isinstance(describer, str) and describer == DEFAULT_HEAD:
+        try:
+            head = TextHead(None)
+        except FileNotFoundError:
+            return None, "none"
+        return (head, f"shipped:{head.weights.name}") if head.matches(par_dir, names) else (None, "none")
+    head = describer if isinstance(describer, TextHead) else TextHead(describer)
+    if not head.matches(par_dir, names):
+        warnings.warn("the description model was trained on another PAR model's tokens; "
+                      "descriptions may be poor", stacklevel=3)
+    return head, str(describer) if isinstance(describer, (str, Path)) else "TextHead"
+
+
 class PersonPipeline:
     """Attributes + search + re-ID embeddings from one encoder pass (bf16 + channels_last CPU)."""
 
     def __init__(self, par_dir: str | Path | None = None, search_head=DEFAULT_HEAD,
-                 reid_head=DEFAULT_HEAD, *,
+                 reid_head=DEFAULT_HEAD, *, describer=DEFAULT_HEAD,
                  text_encoder=None, precision: str = "bf16", threads: int | None = None,
                  sentence_cache: int = 4096):
         self.predictor = AttributePredictor(par_dir, precision=precision, threads=threads)
@@ -145,7 +169,9 @@ class PersonPipeline:
         shipped_par = par_dir is None
         self.search_head, search_src = resolve_head(search_head, "search", self.model, shipped_par)
         self.reid_head, reid_src = resolve_head(reid_head, "reid", self.model, shipped_par)
-        self.head_sources = {"search": search_src, "reid": reid_src}
+        self.text_head, describer_src = resolve_describer(describer, par_dir, self.names)
+        self.head_sources = {"search": search_src, "reid": reid_src, "describer": describer_src}
+        self._thresholds = {n: float(t) for n, t in zip(self.names, self.predictor.thresholds)}
         enc_dim = self.model.encoder.dim
         for kind, head in (("search", self.search_head), ("reid", self.reid_head)):
             cfg = getattr(head, "config", None)
@@ -178,6 +204,8 @@ class PersonPipeline:
             cfg = getattr(head, "config", None)
             cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else {"class": type(head).__name__}
             v[kind] = baseline if head is None else module_fingerprint(head, cfg)
+        if self.text_head is not None:  # descriptions are part of the record
+            v["describer"] = module_fingerprint(self.text_head.captioner, self.text_head.config.to_dict())
         return v
 
     @property
@@ -202,6 +230,8 @@ class PersonPipeline:
                 f"baseline: attributes rendered as text, {getattr(self.text_encoder, 'name', '?')}",
                 "reid": f"trained head ({self.head_sources['reid']})" if self.reid_head is not None
                 else "baseline: mean-pooled encoder tokens",
+                "describer": f"description model ({self.head_sources['describer']})"
+                if self.text_head is not None else "none",
                 "search_dim": self.search_dim, "reid_dim": self.reid_dim}
 
     # ------------------------------------------------------------------ text
@@ -239,6 +269,10 @@ class PersonPipeline:
         their mirror images go through the encoder together (still one pass) and every
         output is averaged over the two views.
         """
+        return self._run(images)[:3]
+
+    def _run(self, images):
+        """``forward`` plus the describer's pooled tokens of the crops (or None)."""
         n = len(images)
         flip = bool(getattr(self.model.config, "flip_tta", False))
         x = torch.stack([self.preprocess(im) for im in images]).contiguous(
@@ -257,6 +291,7 @@ class PersonPipeline:
                     else tokens.mean(1))
             search = (F.normalize(self.search_head(tokens).float(), dim=-1)
                       if self.search_head is not None else None)
+            text_tokens = self.text_head.pool(tokens[:n]) if self.text_head is not None else None
 
         def merge(t):  # average the two views
             return (t[:n] + t[n:]) / 2 if flip else t
@@ -265,7 +300,7 @@ class PersonPipeline:
         reid = F.normalize(merge(reid), dim=-1).numpy()
         if search is not None:
             search = F.normalize(merge(search), dim=-1).numpy()
-        return probs, reid, search
+        return probs, reid, search, text_tokens
 
     def process(self, images: list[Image.Image], sources: list[str], *, ids: list[str] | None = None,
                 camera: str | None = None, timestamps: list[float | None] | None = None,
@@ -282,12 +317,15 @@ class PersonPipeline:
         track_ids = list(track_ids) if track_ids is not None else [None] * n
         if not len(ids) == len(timestamps) == len(track_ids) == n:
             raise ValueError("ids, timestamps and track_ids must match the images in length")
-        probs, reid, search = self.forward(images)
+        probs, reid, search, text_tokens = self._run(images)
         preds = [self.predictor.to_prediction(str(s), p) for s, p in zip(sources, probs)]
         descriptions: list[str | None] = [None] * n
         if search is None:
             descriptions = [render_attributes(p.present, self.schema, p.attributes) for p in preds]
             search = self._embed_sentences(descriptions)
+        if text_tokens is not None:
+            descriptions = [t[0] for t in self.text_head.texts(text_tokens, probs, self._thresholds,
+                                                                self.names)]
         return [PersonRecord(id=ids[i], path=str(sources[i]), attributes=preds[i].attributes,
                              present=preds[i].present, search_embedding=search[i],
                              reid_embedding=reid[i], camera=camera, timestamp=timestamps[i],
