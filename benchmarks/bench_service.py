@@ -65,17 +65,19 @@ def service_load(server: ServerProcess, clients: int, requests: int, per_request
                  max_seconds: float) -> dict:
     import httpx
 
-    end = time.monotonic() + max_seconds
     lat, codes, lock = [], {}, threading.Lock()
+    # the crops are encoded before the clock starts: the clients share this machine's cores
+    payloads = [[[("files", (f"{b + i}.jpg", synthetic_crop(b + i), "image/jpeg"))
+                  for i in range(per_request)]
+                 for b in ((k * requests + j) * per_request for j in range(requests))]
+                for k in range(clients)]
+    end = time.monotonic() + max_seconds
 
     def client(k: int):
         with httpx.Client(base_url=server.url, headers=server.headers, timeout=120) as c:
-            for j in range(requests):
+            for files in payloads[k]:
                 if time.monotonic() > end:
                     return
-                base = (k * requests + j) * per_request
-                files = [("files", (f"{base + i}.jpg", synthetic_crop(base + i), "image/jpeg"))
-                         for i in range(per_request)]
                 t0 = time.perf_counter()
                 r = c.post("/v1/persons", files=files)
                 dt = time.perf_counter() - t0

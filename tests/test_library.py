@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from crops_testlib import crop_image, write_crops
@@ -209,3 +210,31 @@ def test_missing_library_is_not_created(tmp_path):
     with pytest.raises(LibraryNotFoundError):
         PersonLibrary(tmp_path / "nope", create=False)
     assert not (tmp_path / "nope").exists()
+
+
+def test_filter_cache_reuses_a_compiled_filter_until_the_store_changes():
+    from personlens.index import VectorIndex
+    from personlens.library import FilterCache
+
+    class Store:
+        gen, calls = 0, 0
+
+        def generation(self):
+            return self.gen
+
+        def filter_ids(self, where, model_version):
+            self.calls += 1
+            return ["a", "c"]
+
+    idx = VectorIndex.build(["a", "b", "c"], np.eye(3, dtype=np.float32))
+    store, cache = Store(), FilterCache(size=2)
+    first = cache.get(idx, store, "v1", {"hairLong": True})
+    assert cache.get(idx, store, "v1", {"hairLong": True}) is first and store.calls == 1
+    assert {h for h, _ in idx.search(np.ones(3, np.float32), 3, first)} == {"a", "c"}
+    cache.get(idx, store, "v1", {"hairLong": False})
+    cache.get(idx, store, "v2", {"hairLong": True})        # evicts the first (size 2)
+    assert store.calls == 3
+    cache.get(idx, store, "v1", {"hairLong": True})
+    store.gen += 1                                           # a write: compiled again
+    cache.get(idx, store, "v1", {"hairLong": True})
+    assert store.calls == 5

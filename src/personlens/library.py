@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -107,17 +109,46 @@ def _head_arg(h) -> str | None:
     return _abs(h)
 
 
-def ranked_records(get_index, store, model_version, query, top_k, where, exclude=frozenset()):
+class FilterCache:
+    """Compiled attribute filters (``AllowedIds``), keyed by the filter, the model version and
+    the store's generation: a repeated ``--where`` (a filter chip on the page) skips the store
+    query and the id conversion. Faiss ids are hashes of the record ids, so a compiled filter
+    fits every index built on the same store state."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._cache: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, index, store, model_version, where: dict[str, bool]):
+        key = (store.generation(), model_version, tuple(sorted(where.items())))
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        hit = index.compile_filter(store.filter_ids(where, model_version))
+        with self._lock:
+            self._cache[key] = hit
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return hit
+
+
+def ranked_records(get_index, store, model_version, query, top_k, where, exclude=frozenset(),
+                   filters: FilterCache | None = None):
     """(score, record) pairs, best first, restricted to ``where`` and without ``exclude``."""
     if top_k <= 0:
         return []
     exclude = set(exclude)
+    index = get_index()
     allowed = None
     if where:
-        allowed = [i for i in store.filter_ids(where, model_version) if i not in exclude]
-        if not allowed:
+        allowed = (filters.get(index, store, model_version, where) if filters is not None
+                   else index.compile_filter(store.filter_ids(where, model_version)))
+        if len(allowed) == 0:
             return []
-    hits = [h for h in get_index().search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
+    hits = [h for h in index.search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
     hits = hits[:top_k]
     records = {r.id: r for r in store.get_many([i for i, _ in hits])}
     return [(s, records[i]) for i, s in hits if i in records]
@@ -159,6 +190,7 @@ class PersonLibrary:
         self.checkpoint_every_s = checkpoint_every_s
         self._pipeline = pipeline
         self._indexes: dict[str, VectorIndex] = {}
+        self._filters = FilterCache()
 
     # ------------------------------------------------------------------ parts
     @property
@@ -402,7 +434,7 @@ class PersonLibrary:
 
     def _query(self, kind, query, top_k, where, exclude=frozenset()) -> list[SearchHit]:
         pairs = ranked_records(lambda: self.index(kind), self.store, self.model_version,
-                               query, top_k, where, exclude)
+                               query, top_k, where, exclude, self._filters)
         return [SearchHit(rank=n + 1, score=s, record=r) for n, (s, r) in enumerate(pairs)]
 
     # ------------------------------------------------------------------ lifetime

@@ -174,3 +174,12 @@ def test_bench_describe_smoke(describe_dir, tmp_path, capsys):
     assert data["results"]["batch"]["descriptions"] == 3
     assert data["meta"]["decoding"]["method"] == "greedy" and data["meta"]["threads"] == 1
     assert "batch 1 ms/description" in capsys.readouterr().out
+
+
+def test_describe_uses_the_shipped_model_by_default(runner, good_images):
+    r = _run(runner, "describe", "--json", good_images[0])
+    assert r.exit_code == 0, r.output
+    (item,) = json.loads(r.stdout)
+    assert item["text"].startswith("The image shows ") and item["text"].endswith(".")
+    assert len(item["attributes"]) == 35
+    assert check_consistency(item["text"], item["present"], known=list(item["attributes"])) == []

@@ -175,3 +175,20 @@ def test_save_keeps_old_file_when_writing_fails(tmp_path, data, monkeypatch):
     with pytest.raises(RuntimeError):
         VectorIndex.build(ids[:20], x[:20]).save(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["a.index"]
+
+
+@pytest.mark.parametrize("kind, params", [("flat", {}), *ANN])
+@pytest.mark.parametrize("brute_force_max", [0, 20000])
+def test_compiled_filter_matches_ids_and_skips_later_removals(data, kind, params, brute_force_max):
+    x, ids, q = data
+    idx = VectorIndex.build(ids, x, kind=kind, **params)
+    idx.brute_force_max = brute_force_max
+    allowed = ids[1::4] + ["unknown"]
+    compiled = idx.compile_filter(allowed)
+    assert len(compiled) == len(ids[1::4])
+    for row in q[:3]:
+        assert idx.search(row, 10, compiled) == idx.search(row, 10, allowed)
+    gone = [h for h, _ in idx.search(q[0], 3, compiled)]
+    idx.remove(gone)
+    got = [h for h, _ in idx.search(q[0], 10, compiled)]
+    assert len(got) == 10 and not set(got) & set(gone) and set(got) <= set(allowed)

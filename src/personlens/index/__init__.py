@@ -1,4 +1,4 @@
 """Vector indexes over record embeddings (faiss): exact by default, HNSW or IVF on request."""
-from .vector import KINDS, IndexFileError, VectorIndex, faiss_id
+from .vector import KINDS, AllowedIds, IndexFileError, VectorIndex, faiss_id
 
-__all__ = ["KINDS", "IndexFileError", "VectorIndex", "faiss_id"]
+__all__ = ["KINDS", "AllowedIds", "IndexFileError", "VectorIndex", "faiss_id"]

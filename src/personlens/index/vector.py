@@ -17,7 +17,9 @@ gets the same faiss id (collisions are detected and refused).
 Attribute-filtered search (``allowed_ids``): small allowed sets (up to ``brute_force_max``) are
 scored exactly from the stored vectors; larger ones go through a faiss ``IDSelector`` inside
 the ANN search, widened (nprobe / efSearch x4) and finally done exactly when that returns
-fewer than k hits.
+fewer than k hits. Turning 100k string ids into a selector costs far more than an IVF search,
+so ``compile_filter`` does it once and the ``AllowedIds`` it returns can be passed to any
+number of searches (callers cache it per filter and store state).
 
 ``save(path)`` writes one file (a JSON header, the id map, then the faiss index) to a temporary
 name and renames it into place, so a crash never leaves a half-written index.
@@ -46,6 +48,19 @@ DEFAULTS = {
 
 class IndexFileError(ValueError):
     """An index file that cannot be read (missing, truncated, not an index)."""
+
+
+class AllowedIds:
+    """A compiled ``allowed_ids`` filter: the faiss ids of the allowed entries (sorted) and a
+    selector over them, made by ``VectorIndex.compile_filter``. Entries removed later are
+    still skipped by the search; entries added later are not allowed (compile again)."""
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = labels
+        self.selector = faiss.IDSelectorBatch(labels) if len(labels) else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 def faiss_id(key: str) -> int:
@@ -145,6 +160,13 @@ class VectorIndex:
     def ids(self) -> list[str]:
         return list(self._ids)
 
+    def _live_ids(self, among: np.ndarray | None = None) -> np.ndarray:
+        """faiss ids of the live entries (of ``among``, when given)."""
+        if among is None:
+            return np.fromiter(self._keys, dtype=np.int64, count=len(self._keys))
+        keys = self._keys
+        return among[np.fromiter((int(i) in keys for i in among), bool, len(among))]
+
     def _live_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         ints = np.fromiter(self._keys, dtype=np.int64, count=len(self._keys))
         if len(ints) == 0:
@@ -224,13 +246,15 @@ class VectorIndex:
             return [[] for _ in q]
         allowed = None
         if allowed_ids is not None:
-            get = self._ids.get
-            allowed = np.unique(np.fromiter((get(a, -1) for a in allowed_ids), np.int64))
-            allowed = allowed[allowed >= 0] if len(allowed) and allowed[0] < 0 else allowed
+            compiled = (allowed_ids if isinstance(allowed_ids, AllowedIds)
+                        else self.compile_filter(allowed_ids))
+            allowed = compiled.labels
             if len(allowed) == 0:
                 return [[] for _ in q]
             if len(allowed) <= max(self.brute_force_max, k):
-                return self._exact(q, k, allowed)
+                live = self._live_ids(allowed)
+                return self._exact(q, k, live) if len(live) else [[] for _ in q]
+            allowed = compiled
         k_eff = min(k, len(self) if allowed is None else len(allowed))
         scores, labels = self._faiss_search(q, k_eff, allowed, widen=1)
         out = []
@@ -240,8 +264,8 @@ class VectorIndex:
                 s2, l2 = self._faiss_search(q[row:row + 1], k_eff, allowed, widen=4)
                 hits = self._hits(s2[0], l2[0])
                 if len(hits) < k_eff:  # still short (very selective filter): exact
-                    hits = self._exact(q[row:row + 1], k_eff,
-                                       allowed if allowed is not None else self._live_arrays()[0])[0]
+                    ids = self._live_ids(allowed.labels if allowed is not None else None)
+                    hits = self._exact(q[row:row + 1], k_eff, ids)[0] if len(ids) else []
             out.append(hits)
         return out
 
@@ -249,11 +273,17 @@ class VectorIndex:
         return [(self._keys[int(i)], float(s)) for s, i in zip(scores, labels)
                 if i >= 0 and int(i) in self._keys]
 
-    def _selector(self, allowed):
+    def compile_filter(self, allowed_ids: Iterable[str]) -> AllowedIds:
+        """The ``AllowedIds`` of these string ids (ids not in the index are left out)."""
+        get = self._ids.get
+        labels = np.unique(np.fromiter((get(a, -1) for a in allowed_ids), np.int64))
+        return AllowedIds(labels[labels >= 0] if len(labels) and labels[0] < 0 else labels)
+
+    def _selector(self, allowed: AllowedIds | None):
         """An IDSelector (plus the objects it references, kept alive by the caller)."""
         parts = []
         if allowed is not None:
-            parts.append(faiss.IDSelectorBatch(allowed))
+            parts.append(allowed.selector)
         if self._tombstones:
             parts.append(faiss.IDSelectorNot(faiss.IDSelectorBatch(
                 np.fromiter(self._tombstones, np.int64, len(self._tombstones)))))

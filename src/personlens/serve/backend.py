@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from ..data.schema import schema_for
 from ..index import VectorIndex
-from ..library import UnknownAttributeError, ranked_records
+from ..library import FilterCache, UnknownAttributeError, ranked_records
 from ..records import PersonRecord
 from ..store import EMBEDDING_KINDS, PersonStore
 
@@ -106,7 +106,7 @@ class Backend:
 
     def _query(self, kind, vec, top_k, where, exclude: Iterable[str] = ()):
         return ranked_records(lambda: self.index(kind), self.store, self.model_version,
-                              vec, top_k, where, exclude)
+                              vec, top_k, where, exclude, self._filters)
 
     def close(self) -> None:
         self.store.close()
@@ -117,6 +117,7 @@ class LibraryBackend(Backend):
 
     def __init__(self, library):
         self.lib = library
+        self._filters = FilterCache()
         self.store = library.store
         self.pipeline = library.pipeline
         library.store.set_meta("models", library.models)
@@ -146,6 +147,7 @@ class StoreBackend(Backend):
 
     def __init__(self, store: PersonStore, pipeline, index_kind: str = "flat", **index_params):
         self.store = store
+        self._filters = FilterCache()
         self.pipeline = pipeline
         self.index_kind = index_kind
         self.index_params = index_params
