@@ -147,7 +147,7 @@ def scenario_sigterm(fake: bool, weights, inflight: int) -> dict:
             m = httpx.get(server.url + "/metrics", headers=H).text
             n = next((float(line.split()[1]) for line in m.splitlines()
                       if line.startswith("personlens_inflight_requests ")), 0)
-            if n >= inflight:           # the metrics request itself is one of them
+            if n >= inflight + 1:       # + 1: the metrics request itself is counted too
                 break
             time.sleep(0.01)
         t0 = time.perf_counter()
@@ -171,8 +171,10 @@ def scenario_sigkill_worker(fake: bool, weights, redis_url: str, pg_url: str, cr
 
     schema, stream = f"fault_{uuid.uuid4().hex[:8]}", f"personlens-fault:{uuid.uuid4().hex[:8]}"
     r = redis.Redis.from_url(redis_url)
+    # deadline: long enough for the surviving worker to work through every queued crop
     server = ServerProcess(fake=fake, weights=weights, queue_url=redis_url, store_url=pg_url,
-                           schema=schema, stream=stream, queue_size=max(256, crops))
+                           schema=schema, stream=stream, queue_size=max(256, crops),
+                           extra=("--timeout", "600"))
     workers = []
     groups = [list(range(i, min(i + per_request, crops))) for i in range(0, crops, per_request)]
     try:

@@ -1,16 +1,21 @@
-"""Regenerate tests/golden/par_peta.json after shipping new attribute weights.
+"""Regenerate the golden outputs after shipping new weights.
 
-    .venv/bin/python scripts/make_golden.py
+    .venv/bin/python scripts/make_golden.py            # tests/golden/par_peta.json + heads.json
+
+``par_peta.json``: the attribute model's logits on a seeded random batch and its probabilities on
+four real PETA crops. ``heads.json``: each shipped embedding head on seeded random encoder tokens,
+the first values of the full pipeline's search and re-ID embeddings on the same real crops, and
+the pipeline's descriptions of them (shipped description model, greedy, fp32).
 """
 import json
 from pathlib import Path
 
 import torch
 
-from personlens.predict import AttributePredictor
-
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ["00001.png", "05000.png", "10000.png", "15000.png"]
+IMAGES = ROOT.parent / "shared/data/PETA/images"
+HEAD_DIMS = 8  # leading embedding values kept per real crop
 
 
 def synthetic_batch() -> torch.Tensor:
@@ -18,18 +23,57 @@ def synthetic_batch() -> torch.Tensor:
     return torch.rand(2, 3, 256, 192, generator=g)
 
 
-def main():
-    torch.set_num_threads(1)
+def synthetic_tokens(dim: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(2, 48, dim, generator=g)
+
+
+def real_paths():
+    return [next(IMAGES.glob(name.split(".")[0] + ".*")) for name in REAL]
+
+
+def par_golden() -> dict:
+    from personlens.predict import AttributePredictor
+
     p = AttributePredictor(precision="fp32")
     with torch.inference_mode():
         logits = p.model(synthetic_batch())
     out = {"synthetic_logits": logits.tolist(), "real": {}}
-    images = ROOT.parent / "shared/data/PETA/images"
-    for name in REAL:
-        path = next(images.glob(name.split(".")[0] + ".*"))
-        r = next(p.predict_paths([path]))
-        out["real"][name.split(".")[0]] = r.attributes
-    (ROOT / "tests/golden/par_peta.json").write_text(json.dumps(out, indent=1))
+    for path in real_paths():
+        out["real"][path.stem] = next(p.predict_paths([path])).attributes
+    return out
+
+
+def heads_golden() -> dict:
+    from personlens.models.embedding import load_embedding_head
+    from personlens.models.io import shipped_head_dir
+    from personlens.pipeline import PersonPipeline, load_crop
+
+    out = {"synthetic": {}, "real": {}}
+    for kind in ("search", "reid"):
+        d = shipped_head_dir(kind)
+        if d is None:
+            continue
+        head = load_embedding_head(d, kind)
+        with torch.inference_mode():
+            out["synthetic"][kind] = head(synthetic_tokens(head.config.in_dim)).tolist()
+    pipe = PersonPipeline(precision="fp32")
+    paths = real_paths()
+    images = [load_crop(p)[1] for p in paths]
+    out["descriptions"] = {}
+    for p, r in zip(paths, pipe.process(images, [str(p) for p in paths])):
+        out["real"][p.stem] = {"search": r.search_embedding[:HEAD_DIMS].tolist(),
+                               "reid": r.reid_embedding[:HEAD_DIMS].tolist()}
+        out["descriptions"][p.stem] = r.description
+    out["sources"] = {k: pipe.describe()[k] for k in ("search", "reid", "describer")}
+    return out
+
+
+def main():
+    torch.set_num_threads(1)
+    golden = ROOT / "tests/golden"
+    (golden / "par_peta.json").write_text(json.dumps(par_golden(), indent=1))
+    (golden / "heads.json").write_text(json.dumps(heads_golden(), indent=1))
 
 
 if __name__ == "__main__":

@@ -156,6 +156,7 @@ def _main(argv=None) -> None:
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=20)
     ap.add_argument("--drain-timeout", type=float, default=30)
+    ap.add_argument("--timeout", type=float, default=30, help="per-request deadline (s)")
     a = ap.parse_args(argv)
     if a.worker:
         from personlens.serve.redisq import Worker
@@ -166,6 +167,7 @@ def _main(argv=None) -> None:
         return
     cfg = ServeConfig(db=Path(a.db), queue_size=a.queue_size, max_batch=a.max_batch,
                       max_wait_ms=a.max_wait_ms, drain_timeout_s=a.drain_timeout, token=a.token,
+                      request_timeout_s=a.timeout,
                       queue_url=a.queue, store_url=a.store, store_schema=a.schema, stream=a.stream)
     factory = None
     if a.store:
