@@ -127,6 +127,8 @@ def _print_hits(hits, top: int = 5) -> None:
         r = h.record
         attrs = ", ".join(f"{n} {r.attributes[n]:.2f}" for n in r.top_present(top)) or "(none present)"
         click.echo(f"{h.rank:>4}  {h.score:6.3f}  {r.path}\n              {attrs}")
+        if r.description:
+            click.echo(f"              {r.description}")
 
 
 @main.command("index")

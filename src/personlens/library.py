@@ -80,7 +80,8 @@ class SearchHit:
     def to_dict(self, top: int | None = None) -> dict:
         r = self.record
         return {"rank": self.rank, "image": r.path, "score": round(self.score, 4),
-                "attributes": {n: r.attributes[n] for n in r.top_present(top)}, "id": r.id}
+                "attributes": {n: r.attributes[n] for n in r.top_present(top)}, "id": r.id,
+                "description": r.description}
 
 
 def parse_where(items: Iterable[str]) -> dict[str, bool]:
