@@ -416,7 +416,7 @@ def _version() -> str:
 
 from . import cli_describe  # noqa: E402,F401  (describe, train describe, eval describe)
 from . import cli_heads  # noqa: E402,F401  (train/eval search, train/eval reid)
+from . import cli_serve  # noqa: E402,F401  (serve, worker)
 
 if __name__ == "__main__":
     main()
-from . import cli_serve  # noqa: E402,F401

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import PersonDataset, Sample
-from .schema import PETA_SCHEMA, PETA_STANDARD_35, AttributeSchema
+from .schema import PETA_SCHEMA, PETA_STANDARD_35
 
 SPLITS = ("train", "val", "test", "trainval", "all")
 

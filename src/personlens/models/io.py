@@ -5,7 +5,6 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from .par import PARConfig, PARModel, build_head
