@@ -109,6 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--crops-per-request", type=int, default=1)
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=50)
+    ap.add_argument("--workers", type=int, default=1, help="the server's inference worker threads")
     ap.add_argument("--raw-crops", type=int, default=64, help="crops for the raw measurement (0: skip)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the raw measurement")
     ap.add_argument("--max-seconds", type=float, default=300)
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
         raw = raw_throughput(a.weights, a.max_batch, a.raw_crops, a.threads)
         print(f"raw pipeline      batch {raw['batch']:>3}: {raw['crops_per_s']:8.2f} crops/s")
     server = ServerProcess(fake=a.fake, weights=a.weights, max_batch=a.max_batch,
-                           max_wait_ms=a.max_wait_ms, queue_size=max(256, a.clients * a.crops_per_request))
+                           max_wait_ms=a.max_wait_ms, queue_size=max(256, a.clients * a.crops_per_request),
+                           extra=() if a.fake else ("--workers", str(a.workers)))
     try:
         svc = service_load(server, a.clients, a.requests, a.crops_per_request, a.max_seconds)
         svc["server_rss_mb"] = server.rss_mb
