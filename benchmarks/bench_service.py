@@ -56,6 +56,8 @@ def _batch_sizes(metrics_text: str) -> dict:
             out["sum"] = float(line.split()[1])
         elif line.startswith("personlens_batch_size_count"):
             out["count"] = float(line.split()[1])
+        elif line.startswith("personlens_batch_seconds_sum"):
+            out["busy_seconds"] = round(float(line.split()[1]), 3)   # time inside batches
     if out.get("count"):
         out["mean"] = round(out["sum"] / out["count"], 2)
     return out
