@@ -140,15 +140,21 @@ def _print_hits(hits, top: int = 5) -> None:
 @click.option("--weights", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Attribute model directory (default: the library's, else the shipped model).")
 @click.option("--search-head", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Trained search-embedding head (default: attributes as text).")
+              default=None, help="Trained search-embedding head (default: the library's, else the "
+                                 "shipped one, else attributes as text).")
 @click.option("--reid-head", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Trained re-ID head (default: mean-pooled encoder features).")
+              default=None, help="Trained re-ID head (default: the library's, else the shipped one, "
+                                 "else mean-pooled encoder features).")
+@click.option("--describer", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Description model (default: the library's, else the shipped one).")
+@click.option("--no-descriptions", is_flag=True,
+              help="Store no descriptions (faster indexing; remembered by the library).")
 @click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivf"]), default=None,
               help="Vector index kind (remembered by the library; default flat, exact).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, index_type, progress,
-              as_json):
+def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, describer,
+              no_descriptions, index_type, progress, as_json):
     """Add person crops (PATH... files or folders, recursive) to a searchable library.
 
     Crops are keyed by content: indexing the same files again adds nothing, and an
@@ -156,9 +162,12 @@ def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, in
     """
     from tqdm import tqdm
 
+    if describer is not None and no_descriptions:
+        raise click.UsageError("--describer and --no-descriptions exclude each other")
     files = _expand(paths)
     lib = _open_library(db, create=True, par_dir=weights, search_head=search_head,
-                        reid_head=reid_head, index_kind=index_type)
+                        reid_head=reid_head, index_kind=index_type,
+                        describer="baseline" if no_descriptions else describer)
     try:
         summary = lib.index_paths(files, batch_size=batch_size, progress=progress, camera=camera,
                                   on_error=lambda e: tqdm.write(f"error: {e.image}: {e.error}",

@@ -157,7 +157,7 @@ def ranked_records(get_index, store, model_version, query, top_k, where, exclude
 
 class PersonLibrary:
     def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
-                 reid_head=None, pipeline=None, index_kind: str | None = None,
+                 reid_head=None, describer=None, pipeline=None, index_kind: str | None = None,
                  index_params: dict | None = None, create: bool = True, precision: str = "bf16",
                  checkpoint_every_s: float = 300.0):
         self.db_dir = Path(db_dir)
@@ -169,9 +169,9 @@ class PersonLibrary:
         self.store = SQLiteStore(self.db_dir / DB_FILE)
         stored = self.store.get_meta("models", {}) or {}
         given = {"par_dir": _abs(par_dir), "search_head": _head_arg(search_head),
-                 "reid_head": _head_arg(reid_head)}
+                 "reid_head": _head_arg(reid_head), "describer": _head_arg(describer)}
         self.models = {k: given[k] if given[k] is not None else stored.get(k) for k in given}
-        for k in ("search_head", "reid_head"):  # nothing chosen: the shipped head or baseline
+        for k in ("search_head", "reid_head", "describer"):  # nothing chosen: shipped or none
             if self.models[k] is None:
                 self.models[k] = DEFAULT_HEAD
         stored_index = self.store.get_meta("index", None) or {"kind": "flat", "params": {}}
@@ -201,7 +201,7 @@ class PersonLibrary:
 
             m = self.models
             self._pipeline = PersonPipeline(m["par_dir"], m["search_head"], m["reid_head"],
-                                            precision=self.precision)
+                                            describer=m["describer"], precision=self.precision)
         return self._pipeline
 
     @property

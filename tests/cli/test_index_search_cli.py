@@ -181,3 +181,28 @@ def test_default_db_is_personlens_db_in_cwd(runner, folder, shared_pipeline, par
         assert r.exit_code == 0 and len(json.loads(r.stdout)) == 2
     finally:
         os.chdir(cwd)
+
+
+def test_descriptions_by_default_and_no_descriptions_remembered(tmp_path):
+    """The shipped models: each record gets a description, unless the library was told not to."""
+    from personlens.library import PersonLibrary
+
+    crops = tmp_path / "crops"
+    write_crops(crops, 2)
+    runner = make_runner()
+    for db, extra, described in ((tmp_path / "with", [], True),
+                                 (tmp_path / "without", ["--no-descriptions"], False)):
+        r = runner.invoke(main, ["index", str(crops), "--db", str(db), "--no-progress", *extra],
+                          catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        lib = PersonLibrary(db, create=False)
+        try:
+            texts = [rec.description for rec in lib.store.iterate()]
+            assert len(texts) == 2
+            if described:
+                assert all(t.startswith("The image shows ") for t in texts)
+                assert lib.models["describer"] == "default"
+            else:
+                assert texts == [None, None] and lib.models["describer"] == "baseline"
+        finally:
+            lib.close()
