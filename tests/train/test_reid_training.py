@@ -119,14 +119,12 @@ def test_reid_training_items_offsets_sources(tmp_path):
 
 
 def test_domain_query_gallery_one_query_per_identity_with_a_match():
-    from types import SimpleNamespace
-
-    items = [SimpleNamespace(pid=p) for p in ["a", "a", "b", "c", "c", "c"]]
-    q, g = domain_query_gallery(items, seed=3)
-    assert sorted(items[i].pid for i in q) == ["a", "c"]      # "b" has no second image
+    pids = ["a", "a", "b", "c", "c", "c"]
+    q, g = domain_query_gallery(pids, seed=3)
+    assert sorted(pids[i] for i in q) == ["a", "c"]           # "b" has no second image
     assert sorted(q + g) == list(range(6)) and not set(q) & set(g)
-    assert [i for i in g if items[i].pid == "b"] == [2]       # kept as a distractor
-    assert domain_query_gallery(items, seed=3) == (q, g)
+    assert [i for i in g if pids[i] == "b"] == [2]            # kept as a distractor
+    assert domain_query_gallery(pids, seed=3) == (q, g)
 
 
 def test_fused_output_is_chosen_when_the_untrained_feature_helps():

@@ -262,33 +262,33 @@ def reid_training_items(peta_root=None, cuhk03_root=None, subsets=PETA_TRAIN_SUB
 VAL_DOMAINS = ("3DPeS", "i-LIDS")
 
 
-def domain_query_gallery(items, seed: int = 0) -> tuple[list, list]:
-    """Validation ranking on a dataset without camera labels: one random query per identity
-    with at least two images, every other image in the gallery (single-image identities are
-    distractors)."""
+def domain_query_gallery(pids, seed: int = 0) -> tuple[list, list]:
+    """Validation ranking on a dataset without camera labels, given each image's identity:
+    one random query per identity with at least two images, every other image in the gallery
+    (single-image identities are distractors). Returns (query rows, gallery rows)."""
     rng = np.random.default_rng(seed)
     by_id: dict = {}
-    for i, it in enumerate(items):
-        by_id.setdefault(it.pid, []).append(i)
+    for i, pid in enumerate(pids):
+        by_id.setdefault(pid, []).append(i)
     q = sorted(int(rng.choice(idx)) for idx in by_id.values() if len(idx) > 1)
     qs = set(q)
-    return q, [i for i in range(len(items)) if i not in qs]
+    return q, [i for i in range(len(pids)) if i not in qs]
 
 
 def _domain_val(model, peta_root, domains, flip_tta, cache_root, progress, batch_size, seed):
     from ..data.reid import peta_reid_subset
     from .pooled import pooled_features
 
-    items = [it for d in domains for it in peta_reid_subset(peta_root, d).items]
-    q, g = domain_query_gallery(items, seed)
-    order = q + g
-    items = [items[i] for i in order]
-    pooled = pooled_features(model, [it.path for it in items], flip=flip_tta,
+    # person ids restart in every sub-dataset: key them by it
+    items = [(f"{d}/{it.pid}", it.path) for d in domains for it in peta_reid_subset(peta_root, d).items]
+    q, g = domain_query_gallery([pid for pid, _ in items], seed)
+    items = [items[i] for i in q + g]
+    pooled = pooled_features(model, [path for _, path in items], flip=flip_tta,
                              cache_root=cache_root, name="reid-val-" + "-".join(domains),
                              progress=progress, batch_size=batch_size)
     # no camera labels: query camera 0, gallery camera 1, so the same-camera rule drops nothing
     camids = np.r_[np.zeros(len(q), int), np.ones(len(g), int)]
-    return {"pooled": pooled, "pids": np.array([f"{it.pid}" for it in items]), "camids": camids,
+    return {"pooled": pooled, "pids": np.array([pid for pid, _ in items]), "camids": camids,
             "query": np.arange(len(q)), "gallery": np.arange(len(q), len(items))}
 
 
