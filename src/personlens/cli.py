@@ -274,8 +274,11 @@ def train():
 @click.option("--calibration", type=click.Choice(["ma", "f1", "balanced", "joint", "keep_ma"]),
               default="joint", show_default=True, help="How per-attribute thresholds are fitted on val.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--exclude-subsets", default="", show_default=True,
+              help="PETA sub-datasets to leave out of train and val, comma-separated "
+                   "(e.g. VIPeR,PRID,GRID: an encoder that has never seen the re-ID test sets).")
 def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, encoder, stage,
-                     attr_set, cache, encoder_lr, calibration, seed):
+                     attr_set, cache, encoder_lr, calibration, seed, exclude_subsets):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split."""
     import torch
 
@@ -285,11 +288,16 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
-    tr = create_dataset(dataset, root, "train", partition=partition, attributes=attrs)
-    va = create_dataset(dataset, root, "val", partition=partition, attributes=attrs)
+    excluded = tuple(s.strip() for s in exclude_subsets.split(",") if s.strip())
+    try:
+        tr, va = (create_dataset(dataset, root, split, partition=partition, attributes=attrs,
+                                 exclude_subsets=excluded) for split in ("train", "val"))
+    except (FileNotFoundError, ValueError) as e:
+        raise click.UsageError(str(e)) from None
     cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
                       head=HeadConfig(kind=head), cache_root=str(cache), seed=seed, dataset=dataset,
-                      encoder_lr=encoder_lr, calibration=calibration)
+                      encoder_lr=encoder_lr, calibration=calibration, partition=partition,
+                      exclude_subsets=excluded)
     model, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo)
     click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
                           indent=2))

@@ -96,3 +96,18 @@ def test_create_dataset_peta():
     ds = create_dataset("peta", PETA_ROOT, "val", partition=1)
     assert isinstance(ds, PETA) and len(ds) == 1900 and ds.partition == 1
     assert set(ds.paths) != set(PETA(PETA_ROOT, split="val").paths)  # another partition
+
+
+def test_exclude_subsets_leaves_those_images_out():
+    out = {}
+    with (PETA_ROOT / "identities.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            out[f"{int(row['index']):05d}"] = row["subset"]
+    full = PETA(PETA_ROOT, split="train")
+    kept = PETA(PETA_ROOT, split="train", exclude_subsets=("VIPeR", "PRID", "GRID"))
+    dropped = sum(out[p.stem] in ("VIPeR", "PRID", "GRID") for p in full.paths)
+    assert dropped > 1000 and len(kept) == len(full) - dropped
+    assert not {out[p.stem] for p in kept.paths} & {"VIPeR", "PRID", "GRID"}
+    assert len(kept.labels) == len(kept.paths)
+    with pytest.raises(ValueError, match="unknown PETA sub-datasets"):
+        PETA(PETA_ROOT, split="train", exclude_subsets=("Market1501",))

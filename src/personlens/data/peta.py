@@ -7,6 +7,7 @@ train/val/test splits (1-based image indices). Published results use the first 3
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,12 @@ class PETA(PersonDataset):
 
     ``attributes="standard"`` selects the 35 attributes used by published results,
     ``"all"`` the full 105 (colours included), or pass a list of names.
+    ``exclude_subsets`` leaves out images of the named sub-datasets (``identities.csv``), e.g.
+    VIPeR, PRID and GRID for an encoder whose re-ID results on them must be cross-domain.
     """
 
     def __init__(self, root: str | Path, split: str = "train", partition: int = 0,
-                 attributes: str | list[str] = "standard"):
+                 attributes: str | list[str] = "standard", exclude_subsets: Sequence[str] = ()):
         import scipy.io
 
         root = Path(root)
@@ -67,6 +70,13 @@ class PETA(PersonDataset):
         else:
             idx = part[split].ravel()
         rows = data[np.asarray(idx, dtype=np.int64) - 1]
+        if exclude_subsets:
+            subsets = _read_subsets(root / "identities.csv")
+            unknown = set(exclude_subsets) - set(subsets.values())
+            if unknown:
+                raise ValueError(f"unknown PETA sub-datasets {sorted(unknown)}; identities.csv "
+                                 f"has {sorted(set(subsets.values()))}")
+            rows = rows[[subsets.get(int(r[0])) not in set(exclude_subsets) for r in rows]]
 
         cams = _read_cameras(root / "identities.csv")
         images_dir = root / "images"
@@ -83,6 +93,14 @@ class PETA(PersonDataset):
         super().__init__(samples, schema)
         self.split = split
         self.partition = partition
+
+
+def _read_subsets(path: Path) -> dict[int, str]:
+    """Image index -> sub-dataset name, from identities.csv."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is needed to leave sub-datasets out")
+    with path.open(newline="") as f:
+        return {int(row["index"]): row["subset"].strip() for row in csv.DictReader(f)}
 
 
 def _read_cameras(path: Path) -> dict[int, int]:

@@ -65,12 +65,13 @@ def evaluate_trials(features: dict[str, np.ndarray], trials, index: dict,
     return out
 
 
-def par_training_images(peta_root, partition: int = 0) -> set[str]:
-    """Resolved paths of the PETA images the attribute model was trained and calibrated on."""
+def par_training_images(peta_root, partition: int = 0, exclude_subsets=()) -> set[str]:
+    """Resolved paths of the PETA images the attribute model was trained on."""
     from ..data.peta import PETA
 
     return {str(Path(p).resolve()) for split in ("train", "val")
-            for p in PETA(peta_root, split=split, partition=partition).paths}
+            for p in PETA(peta_root, split=split, partition=partition,
+                          exclude_subsets=exclude_subsets).paths}
 
 
 def unseen_query_mask(trial, seen: set[str]) -> np.ndarray:
@@ -133,8 +134,10 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
     methods = {k: metrics_entry(v, description=descr[k]) for k, v in results.items()}
     unseen_note = None
     if key in ("viper", "prid", "grid"):
-        partition = int(model.config.notes.get("calibration", {}).get("partition", 0))
-        seen = par_training_images(root, partition)
+        par_notes = model.config.notes
+        data = par_notes.get("training_data") or {}
+        partition = int(data.get("partition", par_notes.get("calibration", {}).get("partition", 0)))
+        seen = par_training_images(root, partition, tuple(data.get("exclude_subsets", ())))
         masks = [unseen_query_mask(t, seen) for t in ts]
         if all(m.any() for m in masks):
             clean = evaluate_trials(feats, ts, index, masks)
@@ -142,9 +145,11 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                 entry = metrics_entry(v)
                 entry.pop("cmc")
                 methods[k]["unseen"] = entry
-        unseen_note = (f"'unseen' scores only the queries whose image and true matches are not in "
-                       f"PETA partition {partition} train/val, which the attribute model (and so "
-                       f"the shared encoder) was trained on")
+        unseen_note = (f"'unseen' scores only the queries whose image and true matches are not "
+                       f"among the images the attribute model (and so the shared encoder) was "
+                       f"trained on: PETA partition {partition} train/val"
+                       + (f" without {', '.join(data['exclude_subsets'])}"
+                          if data.get("exclude_subsets") else ""))
     if head is None:
         methods = {"learned": None, **methods}
     notes = head.config.notes if head is not None else {}

@@ -42,6 +42,8 @@ class TrainConfig:
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
+    partition: int = 0
+    exclude_subsets: tuple[str, ...] = ()   # PETA sub-datasets left out of train and val
 
 
 def build_model(cfg: TrainConfig, attributes: list[str], schema, pretrained: bool = True) -> PARModel:
@@ -173,7 +175,9 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         "train_images": len(tr_idx), "val_images": len(va_idx),
     }
     model.config.notes = {"best_epoch": int(np.argmax([h["val_mA"] + h["val_f1"] for h in history]) + 1),
-                          "val_fixed": summary["val_fixed"], "val_calibrated": summary["val_calibrated"]}
+                          "val_fixed": summary["val_fixed"], "val_calibrated": summary["val_calibrated"],
+                          "training_data": {"dataset": cfg.dataset, "partition": cfg.partition,
+                                            "exclude_subsets": list(cfg.exclude_subsets)}}
     if out_dir is not None:
         from ..models.io import save_par
 
