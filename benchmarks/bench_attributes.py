@@ -58,6 +58,17 @@ def real_crops(n: int, folder: Path, seed: int = 0) -> list[Image.Image]:
     return [load_image(files[i]) for i in sorted(pick)]
 
 
+def bench_crops(args) -> tuple[list[Image.Image], str] | None:
+    """(``--n`` crops, where they came from): real PETA crops with ``--real``, else synthetic;
+    None (after a message) when ``--real`` finds no crops."""
+    if not args.real:
+        return synthetic_crops(args.n, args.seed), "synthetic smooth-noise crops (h 224-288, w 96-160)"
+    if not args.images.is_dir():
+        print(f"error: --real needs crops in {args.images}", file=sys.stderr)
+        return None
+    return real_crops(args.n, args.images, args.seed), f"PETA crops from {args.images.resolve()}"
+
+
 def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
@@ -153,15 +164,10 @@ def main(argv=None) -> int:
         print(f"error: cannot load model: {e}", file=sys.stderr)
         return 2
 
-    if args.real:
-        if not args.images.is_dir():
-            print(f"error: --real needs crops in {args.images}", file=sys.stderr)
-            return 2
-        images = real_crops(args.n, args.images, args.seed)
-        source = f"PETA crops from {args.images.resolve()}"
-    else:
-        images = synthetic_crops(args.n, args.seed)
-        source = "synthetic smooth-noise crops (h 224-288, w 96-160)"
+    loaded = bench_crops(args)
+    if loaded is None:
+        return 2
+    images, source = loaded
     encoded = [jpeg_bytes(im) for im in images]
     sizes = np.array([im.size for im in images])
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_attributes import DEFAULT_REAL, cpu_info, real_crops, synthetic_crops  # noqa: E402
+from bench_attributes import DEFAULT_REAL, bench_crops, cpu_info  # noqa: E402
 from bench_attributes import bench_latency as _bench_latency  # noqa: E402
 
 
@@ -88,15 +88,10 @@ def main(argv=None) -> int:
         return 2
     describer.decoding = DecodeConfig(method=args.decoding, beam_size=args.beam_size,
                                       max_len=describer.config.max_words + 1)
-    if args.real:
-        if not args.images.is_dir():
-            print(f"error: --real needs crops in {args.images}", file=sys.stderr)
-            return 2
-        images = real_crops(args.n, args.images, args.seed)
-        source = f"PETA crops from {args.images.resolve()}"
-    else:
-        images = synthetic_crops(args.n, args.seed)
-        source = "synthetic smooth-noise crops (h 224-288, w 96-160)"
+    loaded = bench_crops(args)
+    if loaded is None:
+        return 2
+    images, source = loaded
 
     from personlens.models.captioner import parameter_counts
 

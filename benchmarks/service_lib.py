@@ -56,6 +56,18 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def stop_process(proc: subprocess.Popen, log, kill: bool = False) -> None:
+    """SIGTERM (SIGKILL with ``kill``) a child still running, SIGKILL it after 30 s, close its log."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    log.close()
+
+
 class ServerProcess:
     """``personlens serve`` (real pipeline) or the test server on the fake pipeline (``fake``)."""
 
@@ -127,14 +139,7 @@ class ServerProcess:
             return None
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+        stop_process(self.proc, self.log, kill)
 
 
 class WorkerProcess:
@@ -163,14 +168,7 @@ class WorkerProcess:
         self.proc.wait(30)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 def environment() -> dict:

@@ -31,23 +31,30 @@ def main():
               help="Average with the mirror image (default: as the model was calibrated).")
 def attributes(images, as_json, weights, batch_size, top, flip_tta):
     """Recognise pedestrian attributes on person crops (IMAGE... files or folders)."""
-    from .predict import PredictionError
-
     paths = _expand(images)
     predictor = _load_predictor(weights, flip_tta=flip_tta)
-    results, failed = [], 0
-    for r in predictor.predict_paths(paths, batch_size=batch_size):
+    _report_per_image(predictor.predict_paths(paths, batch_size=batch_size), len(paths), as_json,
+                      lambda r: _print_row(r, top))
+
+
+def _report_per_image(results, n: int, as_json: bool, show) -> None:
+    """Print per-image results (``show(r)`` each, or one JSON list); an unreadable image
+    (``PredictionError``) gets one line on stderr, and any makes the exit status 1."""
+    from .predict import PredictionError
+
+    done, failed = [], 0
+    for r in results:
         if isinstance(r, PredictionError):
             failed += 1
             _err(f"{r.image}: {r.error}")
             continue
-        results.append(r)
+        done.append(r)
         if not as_json:
-            _print_row(r, top)
+            show(r)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        click.echo(json.dumps([r.to_dict() for r in done], indent=2))
     if failed:
-        _err(f"{failed} of {len(paths)} images could not be read")
+        _err(f"{failed} of {n} images could not be read")
         sys.exit(1)
 
 

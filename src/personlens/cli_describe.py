@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .cli import _err, _expand, eval_, main, train
+from .cli import _err, _expand, _report_per_image, eval_, main, train
 
 DECODINGS = ("greedy", "beam", "sample")
 CONSISTENCY = ("fix", "flag", "off")
@@ -78,27 +78,16 @@ def describe(images, as_json, weights, par, batch_size, consistency, **decode_kw
     The attributes come from the same encoder pass; the text is checked against them
     (--consistency).
     """
-    from .predict import PredictionError
-
     paths = _expand(images)
     describer = _load_describer(weights, par, decode_kw, consistency)
-    results, failed = [], 0
-    for r in describer.describe_paths(paths, batch_size=batch_size):
-        if isinstance(r, PredictionError):
-            failed += 1
-            _err(f"{r.image}: {r.error}")
-            continue
-        results.append(r)
-        if not as_json:
-            click.echo(f"{r.image}\n    {r.text}")
-            for c in r.contradictions:
-                verb = "corrected" if consistency == "fix" else "contradiction"
-                click.echo(f"    ({verb}: {c['message']})")
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
-    if failed:
-        _err(f"{failed} of {len(paths)} images could not be read")
-        sys.exit(1)
+    verb = "corrected" if consistency == "fix" else "contradiction"
+
+    def show(r):
+        click.echo(f"{r.image}\n    {r.text}")
+        for c in r.contradictions:
+            click.echo(f"    ({verb}: {c['message']})")
+
+    _report_per_image(describer.describe_paths(paths, batch_size=batch_size), len(paths), as_json, show)
 
 
 def _grid(value: str) -> tuple[int, int]:

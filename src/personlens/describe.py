@@ -109,7 +109,7 @@ class Describer:
                 f"{par_dir or 'the shipped one'}; descriptions may be poor")
         self.decoding = self.text_head.decoding
         self.consistency = consistency
-        self.thresholds = dict(zip(self.names, (float(t) for t in self.predictor.thresholds)))
+        self.thresholds = self.predictor.threshold_map
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> tuple[torch.Tensor, np.ndarray]:

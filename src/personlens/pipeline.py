@@ -171,7 +171,6 @@ class PersonPipeline:
         self.reid_head, reid_src = resolve_head(reid_head, "reid", self.model, shipped_par)
         self.text_head, describer_src = resolve_describer(describer, par_dir, self.names)
         self.head_sources = {"search": search_src, "reid": reid_src, "describer": describer_src}
-        self._thresholds = {n: float(t) for n, t in zip(self.names, self.predictor.thresholds)}
         enc_dim = self.model.encoder.dim
         for kind, head in (("search", self.search_head), ("reid", self.reid_head)):
             cfg = getattr(head, "config", None)
@@ -324,8 +323,8 @@ class PersonPipeline:
             descriptions = [render_attributes(p.present, self.schema, p.attributes) for p in preds]
             search = self._embed_sentences(descriptions)
         if text_tokens is not None:
-            descriptions = [t[0] for t in self.text_head.texts(text_tokens, probs, self._thresholds,
-                                                                self.names)]
+            texts = self.text_head.texts(text_tokens, probs, self.predictor.threshold_map, self.names)
+            descriptions = [text for text, _, _ in texts]
         return [PersonRecord(id=ids[i], path=str(sources[i]), attributes=preds[i].attributes,
                              present=preds[i].present, search_embedding=search[i],
                              reid_embedding=reid[i], camera=camera, timestamp=timestamps[i],

@@ -49,6 +49,7 @@ class AttributePredictor:
         self.preprocess = Preprocess.from_dict(self.config.preprocess)
         th = self.config.thresholds or [0.5] * len(self.names)
         self.thresholds = np.asarray(th, np.float32)
+        self.threshold_map = {n: float(t) for n, t in zip(self.names, self.thresholds)}
         self.precision = precision
         # mirror-image averaging: the model's setting unless the caller trades it for speed
         self.flip_tta = self.config.flip_tta if flip_tta is None else flip_tta

@@ -55,9 +55,10 @@ class AllowedIds:
     selector over them, made by ``VectorIndex.compile_filter``. Entries removed later are
     still skipped by the search; entries added later are not allowed (compile again)."""
 
-    def __init__(self, labels: np.ndarray):
+    def __init__(self, labels: np.ndarray, removals: int = 0):
         self.labels = labels
         self.selector = faiss.IDSelectorBatch(labels) if len(labels) else None
+        self.removals = removals  # the index's removal count when compiled: all live then
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,6 +94,7 @@ class VectorIndex:
         self._keys: dict[int, str] = {}      # faiss id -> string id (live entries only)
         self._ids: dict[str, int] = {}       # string id -> faiss id
         self._tombstones: set[int] = set()   # hnsw: removed but still in the graph
+        self._removals = 0                   # remove() calls that removed something
         self.trained_n = 0                   # ivf: vectors it was trained on (0: still exact)
         self._index = self._new_index()
 
@@ -160,12 +162,17 @@ class VectorIndex:
     def ids(self) -> list[str]:
         return list(self._ids)
 
-    def _live_ids(self, among: np.ndarray | None = None) -> np.ndarray:
-        """faiss ids of the live entries (of ``among``, when given)."""
-        if among is None:
-            return np.fromiter(self._keys, dtype=np.int64, count=len(self._keys))
+    def _live_ids(self) -> np.ndarray:
+        """faiss ids of the live entries."""
+        return np.fromiter(self._keys, dtype=np.int64, count=len(self._keys))
+
+    def _live_allowed(self, allowed: AllowedIds) -> np.ndarray:
+        """The allowed faiss ids still in the index (checked only after a removal)."""
+        if allowed.removals == self._removals:
+            return allowed.labels
         keys = self._keys
-        return among[np.fromiter((int(i) in keys for i in among), bool, len(among))]
+        return allowed.labels[np.fromiter((int(i) in keys for i in allowed.labels), bool,
+                                          len(allowed.labels))]
 
     def _live_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         ints = np.fromiter(self._keys, dtype=np.int64, count=len(self._keys))
@@ -217,6 +224,7 @@ class VectorIndex:
             return 0
         for i in ints:
             del self._keys[i]
+        self._removals += 1
         if self.kind == "hnsw":
             self._tombstones.update(ints)
             if len(self._tombstones) > 0.2 * max(1, self._index.ntotal):
@@ -246,15 +254,13 @@ class VectorIndex:
             return [[] for _ in q]
         allowed = None
         if allowed_ids is not None:
-            compiled = (allowed_ids if isinstance(allowed_ids, AllowedIds)
-                        else self.compile_filter(allowed_ids))
-            allowed = compiled.labels
+            allowed = (allowed_ids if isinstance(allowed_ids, AllowedIds)
+                       else self.compile_filter(allowed_ids))
             if len(allowed) == 0:
                 return [[] for _ in q]
             if len(allowed) <= max(self.brute_force_max, k):
-                live = self._live_ids(allowed)
+                live = self._live_allowed(allowed)
                 return self._exact(q, k, live) if len(live) else [[] for _ in q]
-            allowed = compiled
         k_eff = min(k, len(self) if allowed is None else len(allowed))
         scores, labels = self._faiss_search(q, k_eff, allowed, widen=1)
         out = []
@@ -264,7 +270,7 @@ class VectorIndex:
                 s2, l2 = self._faiss_search(q[row:row + 1], k_eff, allowed, widen=4)
                 hits = self._hits(s2[0], l2[0])
                 if len(hits) < k_eff:  # still short (very selective filter): exact
-                    ids = self._live_ids(allowed.labels if allowed is not None else None)
+                    ids = self._live_ids() if allowed is None else self._live_allowed(allowed)
                     hits = self._exact(q[row:row + 1], k_eff, ids)[0] if len(ids) else []
             out.append(hits)
         return out
@@ -277,7 +283,8 @@ class VectorIndex:
         """The ``AllowedIds`` of these string ids (ids not in the index are left out)."""
         get = self._ids.get
         labels = np.unique(np.fromiter((get(a, -1) for a in allowed_ids), np.int64))
-        return AllowedIds(labels[labels >= 0] if len(labels) and labels[0] < 0 else labels)
+        return AllowedIds(labels[labels >= 0] if len(labels) and labels[0] < 0 else labels,
+                          self._removals)
 
     def _selector(self, allowed: AllowedIds | None):
         """An IDSelector (plus the objects it references, kept alive by the caller)."""

@@ -25,6 +25,15 @@ from ..records import PersonRecord
 EMBEDDING_KINDS = ("search", "reid")
 
 
+def checked_records(records: Sequence[PersonRecord]) -> list[PersonRecord]:
+    """``records`` as a list, refusing anything that is not a ``PersonRecord``."""
+    records = list(records)
+    for r in records:
+        if not isinstance(r, PersonRecord):
+            raise TypeError(f"expected PersonRecord, got {type(r).__name__}")
+    return records
+
+
 class PersonStore(ABC):
     # -- writing ------------------------------------------------------------
     @abstractmethod

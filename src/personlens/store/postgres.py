@@ -24,7 +24,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..records import PersonRecord
-from .base import EMBEDDING_KINDS, PersonStore
+from .base import EMBEDDING_KINDS, PersonStore, checked_records
 
 SCHEMA_VERSION = 1
 _COLUMNS = ("id, path, attributes, present, search_embedding, reid_embedding, camera, ts, "
@@ -117,12 +117,9 @@ class PostgresStore(PersonStore):
         conn.execute(self._q("UPDATE {state} SET generation = generation + 1 WHERE id = 1"))
 
     def put(self, records: Sequence[PersonRecord]) -> None:
-        records = list(records)
+        records = checked_records(records)
         if not records:
             return
-        for r in records:
-            if not isinstance(r, PersonRecord):
-                raise TypeError(f"expected PersonRecord, got {type(r).__name__}")
         records = list({r.id: r for r in records}.values())  # writers are serialised: order kept
         now = time.time()
         rows = [(r.id, r.path, json.dumps(r.attributes), list(r.present), _blob(r.search_embedding),

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..records import PersonRecord
-from .base import EMBEDDING_KINDS, PersonStore
+from .base import EMBEDDING_KINDS, PersonStore, checked_records
 
 SCHEMA_VERSION = 1
 _CHUNK = 900  # ids per "IN (...)" query, below SQLite's variable limit everywhere
@@ -110,12 +110,9 @@ class SQLiteStore(PersonStore):
 
     # ------------------------------------------------------------------ writing
     def put(self, records: Sequence[PersonRecord]) -> None:
-        records = list(records)
+        records = checked_records(records)
         if not records:
             return
-        for r in records:
-            if not isinstance(r, PersonRecord):
-                raise TypeError(f"expected PersonRecord, got {type(r).__name__}")
         now = time.time()
         rows = [(r.id, r.path, json.dumps(r.attributes), json.dumps(r.present),
                  _blob(r.search_embedding), _blob(r.reid_embedding), r.camera, r.timestamp,

@@ -301,7 +301,7 @@ def train_describer(train: CaptionSet, val: CaptionSet, cfg: DescribeTrainConfig
     cap.eval()
     best_epoch = int(np.argmin([h["val_loss"] for h in history]) + 1) if history else 0
 
-    summary = {"train_config": _jsonable(asdict(cfg)), "history": history, "best_epoch": best_epoch,
+    summary = {"train_config": asdict(cfg), "history": history, "best_epoch": best_epoch,
                "parameters": counts, "vocab_size": len(vocab), "train_images": len(tr_rows),
                "val_images": len(va_rows), "par_dir": str(par_dir), "par_sha256": par_sha,
                "seconds": round(time.time() - t0, 1)}
@@ -357,10 +357,3 @@ def _val_sample(cap, pooled, probs, rows, val: CaptionSet, n: int, flip_tta: boo
         out["text_attribute_accuracy"] = text_field_accuracy(texts, val.labels[:n])
     return out
 
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x

@@ -168,7 +168,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     val_fixed = par_metrics(best_probs, y_va, names)
     val_cal = par_metrics(best_probs, y_va, names, th)
     summary = {
-        "train_config": _jsonable(asdict(cfg)),
+        "train_config": asdict(cfg),
         "history": history,
         "val_fixed": {k: getattr(val_fixed, k) for k in ("mA", "accuracy", "precision", "recall", "f1")},
         "val_calibrated": {k: getattr(val_cal, k) for k in ("mA", "accuracy", "precision", "recall", "f1")},
@@ -191,10 +191,3 @@ def _full_state(model: PARModel, partial: dict) -> dict:
     state.update(partial)
     return state
 
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
