@@ -1,6 +1,7 @@
 """PersonLibrary: idempotent, crash-safe indexing; search, filters and similar; index rebuilds."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import numpy as np
@@ -12,6 +13,7 @@ from personlens.index import VectorIndex
 from personlens.library import (INDEX_FILES, PersonLibrary, UnknownAttributeError, parse_where)
 from personlens.models.embedding import EmbeddingHead, EmbeddingHeadConfig, save_embedding_head
 from personlens.pipeline import PersonPipeline
+from personlens.records import PersonRecord
 
 N = 9
 
@@ -182,6 +184,55 @@ def test_similar_finds_the_same_person(tmp_path, pipeline, crops):
         own = lib.similar(crops[5], top_k=N)                       # the crop itself is left out
         assert len(own) == N - 1 and all(h.record.path != str(crops[5].resolve()) for h in own)
         assert lib.similar(crops[5], top_k=1, exclude_self=False)[0].score == pytest.approx(1, abs=1e-4)
+
+
+def _two_camera_records(lib, pipeline, n=12, seed=0):
+    """n people seen by cameras "a" and "b"; each camera adds a strong offset to everyone."""
+    probe = pipeline.process([crop_image(0)], ["probe"], ids=["0" * 64])[0]
+    rng = np.random.default_rng(seed)
+    d = len(probe.reid_embedding)
+    ident = rng.normal(size=(n, d))
+    offset = {"a": rng.normal(size=d) * 10, "b": rng.normal(size=d) * 10}
+    recs = []
+    for cam in "ab":
+        for i in range(n):
+            e = ident[i] + offset[cam]
+            recs.append(PersonRecord(id=hashlib.sha256(f"{cam}{i}".encode()).hexdigest(),
+                                     path=f"/{cam}/{i}.png", attributes=probe.attributes,
+                                     present=probe.present, search_embedding=probe.search_embedding,
+                                     reid_embedding=e / np.linalg.norm(e),
+                                     model_version=lib.model_version, camera=cam))
+    lib.add_records(recs)
+    return recs
+
+
+def test_similar_with_camera_centring(tmp_path, pipeline):
+    with _lib(tmp_path, pipeline) as lib:
+        recs = _two_camera_records(lib, pipeline)
+        q = recs[3]                                             # person 3 in camera a
+        lib._reid_embedding = lambda _: (q.id, q.reid_embedding, q.camera)
+        raw = lib.similar("q", top_k=5)
+        assert all(h.record.camera == "a" for h in raw)         # the camera outweighs the person
+        centred = lib.similar("q", top_k=5, camera_centring=True)
+        assert centred[0].record.path == "/b/3.png" and q.id not in {h.record.id for h in centred}
+        assert [h.rank for h in centred] == [1, 2, 3, 4, 5]
+        assert all(a.score >= b.score for a, b in zip(centred, centred[1:]))
+        stats = lib.camera_statistics()
+        assert stats.counts == {"a": 12, "b": 12} and lib.camera_statistics() is stats  # cached
+        # a query from outside the library: its camera comes from the caller
+        lib._reid_embedding = lambda _: ("f" * 64, q.reid_embedding, None)
+        top2 = lib.similar("q", top_k=2, camera_centring=True, camera="a")
+        assert {h.record.path for h in top2} == {"/a/3.png", "/b/3.png"}     # itself, then b
+        lib.delete([recs[0].id])
+        assert lib.camera_statistics().counts == {"a": 11, "b": 12}  # the store changed
+
+
+def test_camera_centring_without_cameras_is_an_error(tmp_path, pipeline, crops):
+    with _lib(tmp_path, pipeline) as lib:
+        lib.index_paths(crops, progress=False)
+        assert lib.camera_statistics() is None
+        with pytest.raises(ValueError, match="--camera NAME"):
+            lib.similar(crops[0], camera_centring=True)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])

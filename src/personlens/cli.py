@@ -227,8 +227,13 @@ def search(query, db, top_k, where, as_json):
               show_default=True)
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--where", "where", multiple=True, metavar="ATTR=yes|no")
+@click.option("--camera-centring", is_flag=True,
+              help="Subtract each camera's mean embedding before ranking (needs crops indexed "
+                   "with --camera; helps across cameras, see docs/results.md).")
+@click.option("--camera", default=None,
+              help="Camera of query images that are not in the library (for --camera-centring).")
 @click.option("--json", "as_json", is_flag=True)
-def similar(images, db, top_k, where, as_json):
+def similar(images, db, top_k, where, camera_centring, camera, as_json):
     """Find people who look like the person in each IMAGE (re-identification)."""
     from .data.images import ImageLoadError
 
@@ -236,9 +241,14 @@ def similar(images, db, top_k, where, as_json):
     out, failed = [], 0
     try:
         cond = _parse_where(where, lib)
+        if camera_centring and lib.camera_statistics() is None:
+            _err("--camera-centring needs records with a camera: index them with "
+                 "`personlens index PATH --camera NAME`")
+            sys.exit(2)
         for img in _expand(images):
             try:
-                hits = lib.similar(img, top_k=top_k, where=cond)
+                hits = lib.similar(img, top_k=top_k, where=cond, camera_centring=camera_centring,
+                                   camera=camera)
             except ImageLoadError as e:
                 failed += 1
                 _err(f"{img}: {e.reason}")

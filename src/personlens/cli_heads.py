@@ -180,9 +180,12 @@ def eval_search_cmd(dataset, root, partition, split, par, search_head, seed, jso
 @_THREADS_OPTION
 @click.option("--n-test", type=click.IntRange(min=1), default=None,
               help="Test identities per trial (default: the protocol's; quick runs).")
+@click.option("--camera-centring/--no-camera-centring", default=True, show_default=True,
+              help="Also score every method after per-camera centring (camera ids only; "
+                   "reported as 'METHOD+camera').")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def eval_reid_cmd(dataset, root, trials, par, reid_head, seed, json_path, cache, threads, n_test,
-                  progress):
+                  camera_centring, progress):
     """Re-ID: learned head vs ImageNet and PAR-encoder baselines, CMC + mAP (JSON + PNG)."""
     from .eval.reid import run_reid_eval
 
@@ -190,7 +193,8 @@ def eval_reid_cmd(dataset, root, trials, par, reid_head, seed, json_path, cache,
     try:
         out, png = run_reid_eval(json_path, dataset=dataset, root=root, trials=trials, par_dir=par,
                                  reid_head=reid_head or "default", seed=seed, cache_root=cache,
-                                 progress=progress, n_test=n_test, log=click.echo)
+                                 progress=progress, n_test=n_test,
+                                 camera_centring=camera_centring, log=click.echo)
     except (FileNotFoundError, ValueError, KeyError) as e:
         _fail(e)
     _print_methods(out["methods"])

@@ -42,6 +42,7 @@ from .records import PersonRecord, content_id
 from .store import EMBEDDING_KINDS, SQLiteStore
 
 DB_FILE = "personlens.sqlite"
+CENTRING_CANDIDATES = 1000   # raw re-ID matches re-scored by ``similar(camera_centring=True)``
 INDEX_FILES = {"search": "search.index", "reid": "reid.index"}
 YES = {"yes", "y", "true", "1", "present"}
 NO = {"no", "n", "false", "0", "absent"}
@@ -155,6 +156,62 @@ def ranked_records(get_index, store, model_version, query, top_k, where, exclude
     return [(s, records[i]) for i, s in hits if i in records]
 
 
+class CameraStatsCache:
+    """``CameraCentring`` of a store's re-ID embeddings (one model version), recomputed only
+    when the store has changed. ``None`` when no record names its camera."""
+
+    def __init__(self):
+        self._key = None
+        self._stats = None
+        self._lock = threading.Lock()
+
+    def get(self, store, model_version):
+        from .models.camera_norm import CameraSums
+
+        key = (store.generation(), model_version)
+        with self._lock:
+            if self._key == key:
+                return self._stats
+        acc, embs, cams = None, [], []
+        for rec in store.iterate(model_version):
+            embs.append(rec.reid_embedding)
+            cams.append(rec.camera)
+            if len(embs) == 4096:
+                acc = acc or CameraSums(len(embs[0]))
+                acc.add(np.stack(embs), cams)
+                embs, cams = [], []
+        if embs:
+            acc = acc or CameraSums(len(embs[0]))
+            acc.add(np.stack(embs), cams)
+        stats = acc.centring() if acc is not None and acc.counts else None
+        with self._lock:
+            self._key, self._stats = key, stats
+        return stats
+
+
+NO_CAMERAS = ("camera centring needs records with a camera: index them with "
+              "`personlens index PATH --camera NAME`")
+
+
+def camera_centred_records(get_index, store, model_version, query, query_camera, stats, top_k,
+                           where, exclude=frozenset(), filters: FilterCache | None = None):
+    """Like ``ranked_records`` for re-ID, scored after per-camera centring (``stats``: a
+    ``CameraCentring``; ``query_camera`` None: the global mean). The best
+    ``CENTRING_CANDIDATES`` (at least 10 x top_k) raw matches are re-scored, so galleries up
+    to that size are ranked exactly."""
+    if stats is None:
+        raise ValueError(NO_CAMERAS)
+    pool = ranked_records(get_index, store, model_version, query,
+                          max(top_k * 10, CENTRING_CANDIDATES), where, exclude, filters)
+    if not pool or top_k <= 0:
+        return []
+    records = [r for _, r in pool]
+    q = stats.transform(np.asarray(query)[None], [query_camera])[0]
+    g = stats.transform(np.stack([r.reid_embedding for r in records]), [r.camera for r in records])
+    scores = g @ q
+    return [(float(scores[i]), records[i]) for i in np.argsort(-scores, kind="stable")[:top_k]]
+
+
 class PersonLibrary:
     def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
                  reid_head=None, describer=None, pipeline=None, index_kind: str | None = None,
@@ -192,6 +249,7 @@ class PersonLibrary:
         self._pipeline = pipeline
         self._indexes: dict[str, VectorIndex] = {}
         self._filters = FilterCache()
+        self._camera_stats = CameraStatsCache()
 
     # ------------------------------------------------------------------ parts
     @property
@@ -408,16 +466,35 @@ class PersonLibrary:
         return self.store.get_many(ids[:limit] if limit else ids)
 
     def similar(self, image_or_path, top_k: int = 20, where: dict[str, bool] | None = None,
-                exclude_self: bool = True) -> list[SearchHit]:
+                exclude_self: bool = True, camera_centring: bool = False,
+                camera: str | None = None) -> list[SearchHit]:
         """People who look like the person in an image (re-ID embedding), best first.
 
         ``exclude_self`` leaves out the record of the query crop itself when it is in the library.
+        ``camera_centring`` scores after subtracting each camera's mean embedding (from the
+        stored records of that camera, see ``camera_statistics`` and
+        ``camera_centred_records``): the query's camera is its stored record's, else
+        ``camera``, else none (the mean of everything).
         """
         where = self.validate_where(where)
-        cid, emb = self._reid_embedding(image_or_path)
-        return self._query("reid", emb, top_k, where, exclude={cid} if exclude_self else set())
+        cid, emb, stored_camera = self._reid_embedding(image_or_path)
+        exclude = {cid} if exclude_self else set()
+        if not camera_centring:
+            return self._query("reid", emb, top_k, where, exclude)
+        pairs = camera_centred_records(lambda: self.index("reid"), self.store, self.model_version,
+                                       emb, stored_camera if stored_camera is not None else camera,
+                                       self.camera_statistics(), top_k, where, exclude,
+                                       self._filters)
+        return [SearchHit(rank=n + 1, score=s, record=r) for n, (s, r) in enumerate(pairs)]
 
-    def _reid_embedding(self, image_or_path) -> tuple[str, np.ndarray]:
+    def camera_statistics(self):
+        """``CameraCentring`` from the stored re-ID embeddings of the current model (cameras
+        with at least 10 records get their own mean); ``None`` when no record has a camera.
+        Cached until the store changes."""
+        return self._camera_stats.get(self.store, self.model_version)
+
+    def _reid_embedding(self, image_or_path) -> tuple[str, np.ndarray, str | None]:
+        """(content id, re-ID embedding, the stored record's camera or None)."""
         if isinstance(image_or_path, Image.Image):
             img = image_or_path.convert("RGB")
             h = hashlib.sha256(f"{img.mode}:{img.size}".encode())
@@ -428,10 +505,10 @@ class PersonLibrary:
             cid, source = content_id(data), str(image_or_path)
             stored = self.store.get(cid)
             if stored is not None and stored.model_version == self.model_version:
-                return cid, stored.reid_embedding
+                return cid, stored.reid_embedding, stored.camera
             img = decode_image(data, source)
         rec = self.pipeline.process([img], [source], ids=[cid])[0]
-        return cid, rec.reid_embedding
+        return cid, rec.reid_embedding, None
 
     def _query(self, kind, query, top_k, where, exclude=frozenset()) -> list[SearchHit]:
         pairs = ranked_records(lambda: self.index(kind), self.store, self.model_version,

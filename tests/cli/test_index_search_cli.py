@@ -163,6 +163,21 @@ def test_similar_table(runner, db, folder):
     assert lines[0] == str(q) and lines[1].split()[0] == "1" and len(lines) == 7
 
 
+def test_similar_camera_centring(runner, db, folder, tmp_path, par_model_dir):
+    query = tmp_path / "q.jpg"
+    crop_image(5).save(query, quality=85)
+    r = _run(runner, "similar", query, "--db", db, "--top-k", 3, "--camera-centring",
+             "--camera", "lobby", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)[0]["results"]
+    assert [h["rank"] for h in res] == [1, 2, 3] and Path(res[0]["image"]).name == "crop005.png"
+    plain = tmp_path / "plain"                                     # indexed without --camera
+    _run(runner, "index", *sorted(folder.glob("*.png"))[:2], "--db", plain, "--weights",
+         par_model_dir, "--no-progress")
+    r = _run(runner, "similar", query, "--db", plain, "--camera-centring")
+    assert r.exit_code == 2 and "index them with `personlens index PATH --camera NAME`" in r.stderr
+
+
 def test_missing_library_is_an_error(runner, tmp_path):
     for cmd in (["search", "x"], ["similar", str(tmp_path)]):
         r = _run(runner, *cmd, "--db", tmp_path / "nope")

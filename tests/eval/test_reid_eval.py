@@ -30,7 +30,9 @@ def test_viper_report_has_learned_and_baselines(roots, par_model_dir, tmp_path, 
                              progress=False, log=lambda *_: None)
     data = json.loads((tmp_path / "viper.json").read_text())
     assert data == out and png.exists() and png.stat().st_size > 1000
-    assert set(data["methods"]) == {"learned", "imagenet_baseline", "par_encoder_baseline"}
+    base = {"learned", "imagenet_baseline", "par_encoder_baseline"}
+    assert set(data["methods"]) == base | {m + "+camera" for m in base}
+    assert "camera" in data["camera_centring"]
     for m in data["methods"].values():
         assert all(k in m for k in HEADLINE) and m["trials"] == 3 and "R1_std" in m
         assert m["num_queries"] == 2 and m["num_gallery"] == 2  # half of 5 ids, other camera
@@ -46,7 +48,7 @@ def test_cuhk03_subset_without_head(roots, par_model_dir, tmp_path):
     out, _ = run_reid_eval(tmp_path / "cuhk.json", dataset="cuhk03-subset", root=roots[1],
                            par_dir=par_model_dir, reid_head=None, cache_root=tmp_path / "c",
                            progress=False, imagenet_baseline=False, log=lambda *_: None)
-    assert out["methods"]["learned"] is None
+    assert out["methods"]["learned"] is None and out["methods"]["learned+camera"] is None
     m = out["methods"]["par_encoder_baseline"]
     assert m["num_queries"] == 6 and m["num_gallery"] == 6 and "trials" not in m
 
@@ -67,3 +69,22 @@ def test_trials_reuse_one_feature_matrix():
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="viper"):
         reid_trials("market", "/nonexistent")
+
+
+def test_camera_centring_is_scored_beside_raw_features():
+    """A per-camera offset that hides identity: raw features fail, centred ones find everyone."""
+    from personlens.data.reid import ReidItem, ReidTrial
+
+    n, rng = 12, np.random.default_rng(1)
+    items = [ReidItem(f"p{i}_{c}", i, c) for c in (1, 2) for i in range(n)]
+    index = {it.path: k for k, it in enumerate(items)}
+    offset = {1: rng.normal(size=16) * 10, 2: rng.normal(size=16) * 10}
+    ident = rng.normal(size=(n, 16))
+    feats = np.stack([ident[it.pid] + offset[it.camid] for it in items])
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    t = ReidTrial(0, items[:n], items[n:], [])
+    res = evaluate_trials({"f": feats}, [t], index, camera_centring=True)
+    assert set(res) == {"f", "f+camera"}
+    assert res["f+camera"][0].mAP == 100.0 and res["f"][0].mAP < 50.0
+    masked = evaluate_trials({"f": feats}, [t], index, [np.arange(n) < 3], camera_centring=True)
+    assert masked["f+camera"][0].num_queries == 3

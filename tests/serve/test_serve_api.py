@@ -112,6 +112,10 @@ def test_similar_get_and_thumbnail(client):
     res = r.json()["results"]
     assert len(res) == 4 and rid not in [x["id"] for x in res]
     assert res[0]["score"] >= res[-1]["score"]
+    c = client.get(f"/v1/persons/{rid}/similar", params={"top_k": 4, "camera_centring": "true"},
+                   headers=H).json()["results"]
+    assert len(c) == 4 and rid not in [x["id"] for x in c]
+    assert [x["rank"] for x in c] == [1, 2, 3, 4] and c[0]["score"] >= c[-1]["score"]
     f = client.get(f"/v1/persons/{rid}/similar", params={"where": "carryingBackpack=yes"}, headers=H)
     assert all("carryingBackpack" in x["present"] for x in f.json()["results"])
     assert client.get(f"/v1/persons/{rid}", headers=H).json()["id"] == rid

@@ -12,7 +12,10 @@ Methods, all from one encoder pass per image (every trial reuses the features):
 * ``imagenet_baseline``: the pretrained ImageNet EfficientNet-Lite0 (not the PAR-fine-tuned
   encoder), mean-pooled tokens, L2-normalised;
 * ``par_encoder_baseline``: the same on the PAR model's encoder, i.e. what the pipeline
-  uses when no re-ID head is available.
+  uses when no re-ID head is available;
+* ``<method>+camera``: each of these after per-camera centring
+  (``personlens.models.camera_norm``): each camera's mean embedding, fitted on the trial's
+  own query and gallery images without identities, is subtracted before ranking.
 
 The PAR encoder was fine-tuned for attributes on PETA's training split, which holds some
 VIPeR/PRID/GRID images (with attribute labels, never identities); the re-ID head was not
@@ -48,20 +51,39 @@ def reid_trials(dataset: str, root, trials: int = 10, seed: int = 0, n_test: int
     raise ValueError(f"unknown re-ID dataset {dataset!r}; choose from {', '.join(DATASETS)}")
 
 
+CAMERA_SUFFIX = "+camera"
+
+
 def evaluate_trials(features: dict[str, np.ndarray], trials, index: dict,
-                    query_masks: list[np.ndarray] | None = None) -> dict[str, list]:
+                    query_masks: list[np.ndarray] | None = None,
+                    camera_centring: bool = False) -> dict[str, list]:
     """Per method, the ``RetrievalMetrics`` of every trial (features: (N, d) unit vectors
     over the images of ``index``: path -> row). With ``query_masks`` (one boolean array per
-    trial), only the selected queries are scored (against the whole gallery)."""
-    out: dict[str, list] = {k: [] for k in features}
+    trial), only the selected queries are scored (against the whole gallery).
+
+    With ``camera_centring``, every method is scored a second time (named ``name+camera``)
+    after ``CameraCentring`` fitted on that trial's own query and gallery images, cameras
+    only: what a deployment can compute from each camera's unlabeled footage."""
+    from ..models.camera_norm import CameraCentring
+
+    names = list(features) + ([n + CAMERA_SUFFIX for n in features] if camera_centring else [])
+    out: dict[str, list] = {k: [] for k in names}
     for n, t in enumerate(trials):
         qi = np.array([index[str(it.path)] for it in t.query])
         gi = np.array([index[str(it.path)] for it in t.gallery])
         a = t.arrays()
         keep = np.ones(len(qi), bool) if query_masks is None else query_masks[n]
         for name, f in features.items():
-            out[name].append(evaluate_ranking(f[qi[keep]] @ f[gi].T, a["q_pids"][keep], a["g_pids"],
-                                              a["q_camids"][keep], a["g_camids"], ranks=EVAL_RANKS))
+            views = [(name, f[qi], f[gi])]
+            if camera_centring:
+                cc = CameraCentring.fit(np.concatenate([f[qi], f[gi]]),
+                                        np.concatenate([a["q_camids"], a["g_camids"]]))
+                views.append((name + CAMERA_SUFFIX, cc.transform(f[qi], a["q_camids"]),
+                              cc.transform(f[gi], a["g_camids"])))
+            for key, q, g in views:
+                out[key].append(evaluate_ranking(q[keep] @ g.T, a["q_pids"][keep], a["g_pids"],
+                                                 a["q_camids"][keep], a["g_camids"],
+                                                 ranks=EVAL_RANKS))
     return out
 
 
@@ -93,8 +115,10 @@ def unseen_query_mask(trial, seen: set[str]) -> np.ndarray:
 def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head="default",
                   seed: int = 0, cache_root: str | Path = "cache", batch_size: int = 64,
                   progress: bool = True, imagenet_baseline: bool = True,
-                  n_test: int | None = None, log=print) -> tuple[dict, dict]:
-    """``(meta, methods)`` for ``write_retrieval_report``."""
+                  n_test: int | None = None, camera_centring: bool = True,
+                  log=print) -> tuple[dict, dict]:
+    """``(meta, methods)`` for ``write_retrieval_report``; with ``camera_centring`` every
+    method also appears as ``name+camera`` (``evaluate_trials``)."""
     from ..models.registry import create_image_encoder
     from ..pipeline import resolve_head
     from ..train.pooled import head_embeddings, load_encoder_model, mean_pooled_embeddings, pooled_features
@@ -130,7 +154,10 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
     feats["par_encoder_baseline"] = mean_pooled_embeddings(pooled, flip_tta)
     descr["par_encoder_baseline"] = ("the PAR model's encoder, mean-pooled tokens (the pipeline "
                                      "without a re-ID head)")
-    results = evaluate_trials(feats, ts, index)
+    results = evaluate_trials(feats, ts, index, camera_centring=camera_centring)
+    for k in list(descr):
+        descr[k + CAMERA_SUFFIX] = (descr[k] + "; then per-camera centring fitted on the trial's "
+                                    "query and gallery images (camera ids only, no identities)")
     methods = {k: metrics_entry(v, description=descr[k]) for k, v in results.items()}
     unseen_note = None
     if key in ("viper", "prid", "grid"):
@@ -140,7 +167,7 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
         seen = par_training_images(root, partition, tuple(data.get("exclude_subsets", ())))
         masks = [unseen_query_mask(t, seen) for t in ts]
         if all(m.any() for m in masks):
-            clean = evaluate_trials(feats, ts, index, masks)
+            clean = evaluate_trials(feats, ts, index, masks, camera_centring=camera_centring)
             for k, v in clean.items():
                 entry = metrics_entry(v)
                 entry.pop("cmc")
@@ -152,6 +179,8 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                           if data.get("exclude_subsets") else ""))
     if head is None:
         methods = {"learned": None, **methods}
+        if camera_centring:
+            methods = {"learned" + CAMERA_SUFFIX: None, **methods}
     notes = head.config.notes if head is not None else {}
     meta = {"task": "person re-identification", "dataset": key, "trials": len(ts),
             "seed": seed, "num_images": len(items),
@@ -162,6 +191,10 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
             "reid_head": head_src if head is not None else None,
             "reid_head_trained_on": notes.get("trained_on"),
             "flip_tta": flip_tta,
+            "camera_centring": (("'+camera' methods subtract each camera's mean embedding, fitted "
+                                 "per trial on its query and gallery images (camera ids only), "
+                                 "then re-normalise (personlens.models.camera_norm)")
+                                if camera_centring else None),
             "note": ("VIPeR, PRID and GRID images are in PETA: the PAR encoder was fine-tuned for "
                      "attributes on PETA's training split (no identities); the re-ID head's "
                      "training data is listed in reid_head_trained_on"),

@@ -453,11 +453,14 @@ def create_app(service: PersonService, token: str | None) -> FastAPI:
         return record_json(rec)
 
     @app.get("/v1/persons/{id}/similar", tags=["persons"])
-    async def similar(id: str, top_k: int = Query(20, ge=1, le=500), where: list[str] = Query([])):
+    async def similar(id: str, top_k: int = Query(20, ge=1, le=500), where: list[str] = Query([]),
+                      camera_centring: bool = Query(False, description=(
+                          "Subtract each camera's mean embedding first (records need a camera)"))):
         """People who look like this one (re-ID embedding), best first, itself left out."""
         cond = _where(where)
         try:
-            hits = await _call(service, service.backend.similar, _check_id(id), top_k, cond)
+            hits = await _call(service, service.backend.similar, _check_id(id), top_k, cond,
+                               camera_centring)
         except ValueError as e:
             raise ApiError(409, "bad_request", str(e)) from None
         if hits is None:

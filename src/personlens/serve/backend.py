@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 
 from ..data.schema import schema_for
 from ..index import VectorIndex
-from ..library import FilterCache, UnknownAttributeError, ranked_records
+from ..library import (CameraStatsCache, FilterCache, UnknownAttributeError,
+                       camera_centred_records, ranked_records)
 from ..records import PersonRecord
 from ..store import EMBEDDING_KINDS, PersonStore
 
@@ -88,15 +89,22 @@ class Backend:
         where = self.validate_where(where)
         return self._query("search", query, top_k, where)
 
-    def similar(self, id: str, top_k: int = 20, where: dict | None = None):
+    def similar(self, id: str, top_k: int = 20, where: dict | None = None,
+                camera_centring: bool = False):
         """[(score, record)] for people who look like stored record ``id`` (itself left out);
-        None when ``id`` is not stored; ValueError when it was made by another model."""
+        None when ``id`` is not stored; ValueError when it was made by another model, or for
+        ``camera_centring`` (``PersonLibrary.similar``) when no record has a camera."""
         where = self.validate_where(where)
         rec = self.store.get(id)
         if rec is None:
             return None
         if rec.model_version != self.model_version:
             raise ValueError("this record was made by another model; index it again first")
+        if camera_centring:
+            return camera_centred_records(lambda: self.index("reid"), self.store,
+                                          self.model_version, rec.reid_embedding, rec.camera,
+                                          self._camera_stats.get(self.store, self.model_version),
+                                          top_k, where, {id}, self._filters)
         return self._query("reid", rec.reid_embedding, top_k, where, exclude={id})
 
     def browse(self, where: dict | None = None, limit: int = 20) -> list[PersonRecord]:
@@ -118,6 +126,7 @@ class LibraryBackend(Backend):
     def __init__(self, library):
         self.lib = library
         self._filters = FilterCache()
+        self._camera_stats = CameraStatsCache()
         self.store = library.store
         self.pipeline = library.pipeline
         library.store.set_meta("models", library.models)
@@ -148,6 +157,7 @@ class StoreBackend(Backend):
     def __init__(self, store: PersonStore, pipeline, index_kind: str = "flat", **index_params):
         self.store = store
         self._filters = FilterCache()
+        self._camera_stats = CameraStatsCache()
         self.pipeline = pipeline
         self.index_kind = index_kind
         self.index_params = index_params
