@@ -37,11 +37,13 @@ def test_search_page_end_to_end(tmp_path, pipeline, browser):
     with live_server(cfg, pipeline) as (url, server, service):
         r = httpx.post(url + "/v1/persons", headers=auth(), timeout=60,
                        files=[("files", (f"{i}.png", crop_png(i, (48, 112)), "image/png"))
-                              for i in range(6)])
+                              for i in range(6)], data={"camera": "door"})
         assert r.status_code == 200, r.text
         ids = {x["id"] for x in r.json()["records"]}
         page = browser.new_page()
         page.set_default_timeout(20000)
+        asked = []
+        page.on("request", lambda req: asked.append(req.url))
         page.goto(url + "/")
         page.wait_for_selector("#token-dialog:not([hidden])")        # 401 -> asks for the token
         page.fill("#token-input", TOKEN)
@@ -83,5 +85,7 @@ def test_search_page_end_to_end(tmp_path, pipeline, browser):
         similar = page.locator("#grid .card")
         got = {similar.nth(i).get_attribute("data-id") for i in range(similar.count())}
         assert got == ids - {chosen}
+        # the person's camera is known, so "more like this" ranks after per-camera centring
+        assert any("/similar?" in u and "camera_centring=true" in u for u in asked)
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         assert page.evaluate("localStorage.getItem('personlens_token')") == TOKEN
