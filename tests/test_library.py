@@ -227,6 +227,50 @@ def test_similar_with_camera_centring(tmp_path, pipeline):
         assert lib.camera_statistics().counts == {"a": 11, "b": 12}  # the store changed
 
 
+class _CountingStore:
+    """Just what ``CameraStatsCache`` reads: generation, count and the records."""
+
+    def __init__(self, n):
+        rng = np.random.default_rng(0)
+        self.records = []
+        for i in range(n):
+            self.add(rng)
+        self.reads = 0
+
+    def add(self, rng=np.random.default_rng(1)):
+        e = rng.normal(size=4)
+        self.records.append(type("R", (), {"reid_embedding": e / np.linalg.norm(e),
+                                           "camera": "a" if len(self.records) % 2 else "b"}))
+
+    def generation(self):
+        return len(self.records)
+
+    def count(self, model_version=None):
+        return len(self.records)
+
+    def iterate(self, model_version=None):
+        self.reads += 1
+        return iter(self.records)
+
+
+def test_camera_stats_are_recomputed_only_for_real_changes():
+    from personlens.library import CameraStatsCache
+
+    store, cache = _CountingStore(100), CameraStatsCache(rel_change=0.02, max_age_s=600)
+    first = cache.get(store, "v1")
+    assert cache.get(store, "v1") is first and store.reads == 1       # nothing changed
+    store.add()                                                        # 1 % more records
+    assert cache.get(store, "v1") is first and store.reads == 1
+    store.add(), store.add()                                           # 3 % more than when read
+    assert cache.get(store, "v1") is not first and store.reads == 2
+    assert cache.get(store, "v2") is not None and store.reads == 3    # another model
+    eager = CameraStatsCache(rel_change=0.02, max_age_s=0)             # every change, at once
+    eager.get(store, "v1")
+    store.add()
+    eager.get(store, "v1")
+    assert store.reads == 5
+
+
 def test_camera_centring_without_cameras_is_an_error(tmp_path, pipeline, crops):
     with _lib(tmp_path, pipeline) as lib:
         lib.index_paths(crops, progress=False)

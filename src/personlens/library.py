@@ -157,21 +157,35 @@ def ranked_records(get_index, store, model_version, query, top_k, where, exclude
 
 
 class CameraStatsCache:
-    """``CameraCentring`` of a store's re-ID embeddings (one model version), recomputed only
-    when the store has changed. ``None`` when no record names its camera."""
+    """``CameraCentring`` of a store's re-ID embeddings (one model version). Computing it reads
+    every stored embedding, so it is redone only when the model changed, the number of records
+    changed by more than ``rel_change`` (2 %), or any change is older than ``max_age_s``: a few
+    new crops barely move a camera's mean, and a service writing all the time would otherwise
+    re-read the whole store for every query. ``None`` when no record names its camera."""
 
-    def __init__(self):
-        self._key = None
-        self._stats = None
+    def __init__(self, rel_change: float = 0.02, max_age_s: float = 600.0):
+        self.rel_change, self.max_age_s = rel_change, max_age_s
+        self._state = None     # (generation, model version, record count, time, stats)
         self._lock = threading.Lock()
+
+    def _fresh(self, gen, model_version, count) -> bool:
+        if self._state is None:
+            return False
+        g, mv, n, t, _ = self._state
+        if mv != model_version:
+            return False
+        if g == gen:
+            return True
+        return (abs(count - n) <= self.rel_change * max(n, 1)
+                and time.monotonic() - t < self.max_age_s)
 
     def get(self, store, model_version):
         from .models.camera_norm import CameraSums
 
-        key = (store.generation(), model_version)
+        gen, count = store.generation(), store.count(model_version)
         with self._lock:
-            if self._key == key:
-                return self._stats
+            if self._fresh(gen, model_version, count):
+                return self._state[4]
         acc, embs, cams = None, [], []
         for rec in store.iterate(model_version):
             embs.append(rec.reid_embedding)
@@ -185,7 +199,7 @@ class CameraStatsCache:
             acc.add(np.stack(embs), cams)
         stats = acc.centring() if acc is not None and acc.counts else None
         with self._lock:
-            self._key, self._stats = key, stats
+            self._state = (gen, model_version, count, time.monotonic(), stats)
         return stats
 
 

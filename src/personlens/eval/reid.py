@@ -160,11 +160,12 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                                     "query and gallery images (camera ids only, no identities)")
     methods = {k: metrics_entry(v, description=descr[k]) for k, v in results.items()}
     unseen_note = None
+    par_notes = model.config.notes
+    data = par_notes.get("training_data") or {}
+    excluded = tuple(data.get("exclude_subsets", ()))
     if key in ("viper", "prid", "grid"):
-        par_notes = model.config.notes
-        data = par_notes.get("training_data") or {}
         partition = int(data.get("partition", par_notes.get("calibration", {}).get("partition", 0)))
-        seen = par_training_images(root, partition, tuple(data.get("exclude_subsets", ())))
+        seen = par_training_images(root, partition, excluded)
         masks = [unseen_query_mask(t, seen) for t in ts]
         if all(m.any() for m in masks):
             clean = evaluate_trials(feats, ts, index, masks, camera_centring=camera_centring)
@@ -196,8 +197,10 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                                  "then re-normalise (personlens.models.camera_norm)")
                                 if camera_centring else None),
             "note": ("VIPeR, PRID and GRID images are in PETA: the PAR encoder was fine-tuned for "
-                     "attributes on PETA's training split (no identities); the re-ID head's "
-                     "training data is listed in reid_head_trained_on"),
+                     "attributes on PETA's training split (no identities)"
+                     + (f" without {', '.join(excluded)}" if excluded else
+                        ", so it has seen these cameras and about half of these people")
+                     + "; the re-ID head's training data is listed in reid_head_trained_on"),
             "unseen": unseen_note,
             "seconds": round(time.time() - t0, 1)}
     return meta, methods
