@@ -67,8 +67,15 @@ def test_train_and_eval_reid(roots, par_model_dir, tmp_path):
              "--reid-head", out, "--json", js, "--cache", cache, "--no-progress")
     assert r.exit_code == 0, r.output
     data = json.loads(js.read_text())
-    assert set(data["methods"]) == {"learned", "imagenet_baseline", "par_encoder_baseline"}
+    base = {"learned", "imagenet_baseline", "par_encoder_baseline"}
+    assert set(data["methods"]) == base | {m + "+camera" for m in base}
     assert data["methods"]["learned"]["num_queries"] == 6 and js.with_suffix(".png").exists()
+    r = _run("eval", "reid", "--dataset", "cuhk03-subset", "--root", cuhk, "--par", par_model_dir,
+             "--reid-head", out, "--json", js, "--cache", cache, "--no-progress",
+             "--no-camera-centring")
+    assert r.exit_code == 0, r.output
+    data = json.loads(js.read_text())
+    assert set(data["methods"]) == base and data["camera_centring"] is None
 
 
 def test_usage_errors(roots, par_model_dir, tmp_path):
