@@ -137,13 +137,12 @@ class FilterCache:
         return hit
 
 
-def ranked_records(get_index, store, model_version, query, top_k, where, exclude=frozenset(),
-                   filters: FilterCache | None = None):
-    """(score, record) pairs, best first, restricted to ``where`` and without ``exclude``."""
+def ranked_ids(index, store, model_version, query, top_k, where, exclude=frozenset(),
+               filters: FilterCache | None = None) -> list[tuple[str, float]]:
+    """(id, score) pairs from ``index``, best first, restricted to ``where``, without ``exclude``."""
     if top_k <= 0:
         return []
     exclude = set(exclude)
-    index = get_index()
     allowed = None
     if where:
         allowed = (filters.get(index, store, model_version, where) if filters is not None
@@ -151,7 +150,13 @@ def ranked_records(get_index, store, model_version, query, top_k, where, exclude
         if len(allowed) == 0:
             return []
     hits = [h for h in index.search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
-    hits = hits[:top_k]
+    return hits[:top_k]
+
+
+def ranked_records(get_index, store, model_version, query, top_k, where, exclude=frozenset(),
+                   filters: FilterCache | None = None):
+    """(score, record) pairs, best first, restricted to ``where`` and without ``exclude``."""
+    hits = ranked_ids(get_index(), store, model_version, query, top_k, where, exclude, filters)
     records = {r.id: r for r in store.get_many([i for i, _ in hits])}
     return [(s, records[i]) for i, s in hits if i in records]
 
@@ -215,15 +220,18 @@ def camera_centred_records(get_index, store, model_version, query, query_camera,
     to that size are ranked exactly."""
     if stats is None:
         raise ValueError(NO_CAMERAS)
-    pool = ranked_records(get_index, store, model_version, query,
-                          max(top_k * 10, CENTRING_CANDIDATES), where, exclude, filters)
-    if not pool or top_k <= 0:
+    index = get_index()
+    hits = ranked_ids(index, store, model_version, query, max(top_k * 10, CENTRING_CANDIDATES),
+                      where, exclude, filters)
+    if not hits or top_k <= 0:
         return []
-    records = [r for _, r in pool]
-    q = stats.transform(np.asarray(query)[None], [query_camera])[0]
-    g = stats.transform(np.stack([r.reid_embedding for r in records]), [r.camera for r in records])
-    scores = g @ q
-    return [(float(scores[i]), records[i]) for i in np.argsort(-scores, kind="stable")[:top_k]]
+    ids = [i for i, _ in hits]
+    cameras = store.cameras_of(ids)            # the candidates' vectors come from the index
+    g = stats.transform(index.vectors(ids), [cameras.get(i) for i in ids])
+    scores = g @ stats.transform(np.asarray(query)[None], [query_camera])[0]
+    best = [ids[j] for j in np.argsort(-scores, kind="stable")[:top_k]]
+    score = dict(zip(ids, scores.tolist()))
+    return [(score[r.id], r) for r in store.get_many(best)]
 
 
 class PersonLibrary:

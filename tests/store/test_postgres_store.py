@@ -41,6 +41,8 @@ def test_roundtrip_upsert_generation(store):
     b = make_record(3, present=["carryingBackpack"], model_version="v2")
     store.put([b, b])
     assert store.count() == 5 and store.get(b.id).present == ["carryingBackpack"]
+    assert store.cameras_of([recs[2].id, "0" * 64, b.id]) == {recs[2].id: "c1", b.id: None}
+    assert store.cameras_of([]) == {}
     assert store.model_versions() == {"v1": 4, "v2": 1}
     assert store.model_versions_of([b.id, "0" * 64]) == {b.id: "v2"}
     assert store.contains(b.id, "v2") and not store.contains(b.id, "v1")

@@ -37,6 +37,10 @@ def test_put_get_roundtrip_exact(store):
         assert np.array_equal(got.reid_embedding, r.reid_embedding)
     assert store.get("0" * 64) is None
     assert [r.id for r in store.get_many([recs[3].id, "0" * 64, recs[1].id])] == [recs[3].id, recs[1].id]
+    store.put([make_record(9)])                                          # no camera
+    assert store.cameras_of([recs[2].id, "0" * 64, make_record(9).id]) == {recs[2].id: "c1",
+                                                                           make_record(9).id: None}
+    assert store.cameras_of([]) == {}
 
 
 def test_same_id_twice_is_one_record_and_replaces_present(store):

@@ -72,6 +72,11 @@ class PersonStore(ABC):
         v = self.model_version_of(id)
         return v is not None and (model_version is None or v == model_version)
 
+    def cameras_of(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """id -> camera for the stored ones among ``ids`` (backends answer it without
+        decoding whole records)."""
+        return {r.id: r.camera for r in self.get_many(list(ids))}
+
     @abstractmethod
     def iterate(self, model_version: str | None = None, batch_size: int = 1000) -> Iterator[PersonRecord]:
         """All records (optionally of one model_version), in a stable order."""

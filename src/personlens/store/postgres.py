@@ -164,6 +164,13 @@ class PostgresStore(PersonStore):
         found = {row[0]: _record(row) for row in rows}
         return [found[i] for i in ids if i in found]
 
+    def cameras_of(self, ids: Sequence[str]) -> dict[str, str | None]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        return dict(self._c.execute(self._q("SELECT id, camera FROM {records} WHERE id = ANY(%s)"),
+                                    (ids,)).fetchall())
+
     def model_version_of(self, id: str) -> str | None:
         row = self._c.execute(self._q("SELECT model_version FROM {records} WHERE id=%s"), (id,)).fetchone()
         return row[0] if row else None

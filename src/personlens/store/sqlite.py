@@ -159,6 +159,15 @@ class SQLiteStore(PersonStore):
                 found[row[0]] = _record(row)
         return [found[i] for i in ids if i in found]
 
+    def cameras_of(self, ids: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            q = ",".join("?" * len(chunk))
+            out.update(self._conn.execute(f"SELECT id, camera FROM records WHERE id IN ({q})", chunk))
+        return out
+
     def model_version_of(self, id: str) -> str | None:
         row = self._conn.execute("SELECT model_version FROM records WHERE id=?", (id,)).fetchone()
         return row[0] if row else None
