@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from personlens.eval.reid import evaluate_trials, reid_trials
-from personlens.pipeline import resolve_head
-from personlens.train.pooled import head_embeddings, load_encoder_model, pooled_features
+from personlens.eval.reid import evaluate_trials, load_reid_models, reid_trials, trial_images
+from personlens.eval.report import metrics_entry
+from personlens.train.pooled import head_embeddings, pooled_features
 
 WEIGHTS = (0.0, 0.2, 0.35, 0.5)
 
@@ -37,16 +37,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
 
-    model = load_encoder_model(args.par)
-    head, head_src = resolve_head(args.reid_head or "default", "reid", model, args.par is None)
+    model, head, head_src = load_reid_models(args.par, args.reid_head or "default")
     if head is None:
         raise SystemExit("no re-ID head for this PAR model: pass --reid-head")
     out = {"par": str(args.par or "shipped"), "reid_head": head_src, "weights": WEIGHTS,
            "rank1": {}}
     for ds in ("viper", "prid", "grid"):
         trials = reid_trials(ds, args.root, 10, 0)
-        items = list(dict.fromkeys(str(it.path) for t in trials for it in t.query + t.gallery))
-        index = {p: i for i, p in enumerate(items)}
+        items, index, _ = trial_images(trials)
         pooled, probs = pooled_features(model, items, flip=True, cache_root=args.cache,
                                         name=f"reid-{ds}", probs=True)
         emb = head_embeddings(head, pooled, True)
@@ -54,7 +52,7 @@ def main() -> None:
         feats = {f"w={w}": _unit(np.concatenate([np.sqrt(1 - w) * emb, np.sqrt(w) * attrs], 1))
                  for w in WEIGHTS}
         res = evaluate_trials(feats, trials, index, camera_centring=True)
-        out["rank1"][ds] = {k: round(float(np.mean([m.cmc[1] for m in v])), 2) for k, v in res.items()}
+        out["rank1"][ds] = {k: round(metrics_entry(v)["R1"], 2) for k, v in res.items()}
         print(ds, out["rank1"][ds], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from personlens.data.images import Preprocess
-from personlens.eval.reid import evaluate_trials, reid_trials
+from personlens.eval.reid import evaluate_trials, load_reid_models, reid_trials, trial_images
+from personlens.eval.report import metrics_entry
 from personlens.models.registry import create_image_encoder
-from personlens.pipeline import resolve_head
-from personlens.train.pooled import (_Images, head_embeddings, load_encoder_model,
+from personlens.train.pooled import (_Images, head_embeddings,
                                      mean_pooled_embeddings, pooled_features)
 
 
@@ -60,8 +60,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
 
-    model = load_encoder_model(args.par)
-    head, head_src = resolve_head(args.reid_head or "default", "reid", model, args.par is None)
+    model, head, head_src = load_reid_models(args.par, args.reid_head or "default")
     if head is None:
         raise SystemExit("no re-ID head for this PAR model: pass --reid-head")
     pre = Preprocess.from_dict(model.config.preprocess)
@@ -69,10 +68,7 @@ def main() -> None:
     out = {"par": str(args.par or "shipped"), "reid_head": head_src, "rank1": {}}
     for ds in args.datasets.split(","):
         trials = reid_trials(ds, args.root, 10, 0)
-        items = list(dict.fromkeys(str(it.path) for t in trials for it in t.query + t.gallery))
-        index = {p: i for i, p in enumerate(items)}
-        camera = {str(it.path): it.camid for t in trials for it in t.query + t.gallery}
-        cams = np.array([camera[p] for p in items])
+        items, index, cams = trial_images(trials)
         loader = _Images(items, pre)
         images = torch.stack([loader[i] for i in range(len(items))])
         pooled = pooled_features(model, items, flip=True, cache_root=args.cache, name=f"reid-{ds}")
@@ -90,7 +86,7 @@ def main() -> None:
                  "imagenet": mean_pooled_embeddings(base, True),
                  "imagenet camera-BN": mean_pooled_embeddings(bn_imagenet, True)}
         res = evaluate_trials(feats, trials, index, camera_centring=True)
-        out["rank1"][ds] = {k: round(float(np.mean([m.cmc[1] for m in v])), 2) for k, v in res.items()}
+        out["rank1"][ds] = {k: round(metrics_entry(v)["R1"], 2) for k, v in res.items()}
         print(ds, out["rank1"][ds], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))

@@ -236,14 +236,14 @@ def search(query, db, top_k, where, as_json):
 def similar(images, db, top_k, where, camera_centring, camera, as_json):
     """Find people who look like the person in each IMAGE (re-identification)."""
     from .data.images import ImageLoadError
+    from .library import NO_CAMERAS
 
     lib = _open_library(db)
     out, failed = [], 0
     try:
         cond = _parse_where(where, lib)
         if camera_centring and lib.camera_statistics() is None:
-            _err("--camera-centring needs records with a camera: index them with "
-                 "`personlens index PATH --camera NAME`")
+            _err(f"--camera-centring: {NO_CAMERAS}")
             sys.exit(2)
         for img in _expand(images):
             try:

@@ -22,6 +22,7 @@ the PAR model), else the baselines; ``"baseline"`` asks for a baseline explicitl
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sys
 import threading
 import time
@@ -191,17 +192,10 @@ class CameraStatsCache:
         with self._lock:
             if self._fresh(gen, model_version, count):
                 return self._state[4]
-        acc, embs, cams = None, [], []
-        for rec in store.iterate(model_version):
-            embs.append(rec.reid_embedding)
-            cams.append(rec.camera)
-            if len(embs) == 4096:
-                acc = acc or CameraSums(len(embs[0]))
-                acc.add(np.stack(embs), cams)
-                embs, cams = [], []
-        if embs:
-            acc = acc or CameraSums(len(embs[0]))
-            acc.add(np.stack(embs), cams)
+        acc, records = None, store.iterate(model_version)
+        while chunk := list(itertools.islice(records, 4096)):
+            acc = acc or CameraSums(len(chunk[0].reid_embedding))
+            acc.add(np.stack([r.reid_embedding for r in chunk]), [r.camera for r in chunk])
         stats = acc.centring() if acc is not None and acc.counts else None
         with self._lock:
             self._state = (gen, model_version, count, time.monotonic(), stats)

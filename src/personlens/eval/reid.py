@@ -54,6 +54,28 @@ def reid_trials(dataset: str, root, trials: int = 10, seed: int = 0, n_test: int
 CAMERA_SUFFIX = "+camera"
 
 
+def trial_images(trials) -> tuple[list[str], dict[str, int], np.ndarray]:
+    """The distinct images of all ``trials`` (queries and galleries) in first-seen order, their
+    row per path, and each row's camera: one feature matrix serves every trial."""
+    seen: dict[str, int] = {}
+    for t in trials:
+        for it in t.query + t.gallery:
+            seen.setdefault(str(it.path), it.camid)
+    items = list(seen)
+    return items, {p: i for i, p in enumerate(items)}, np.array(list(seen.values()))
+
+
+def load_reid_models(par_dir=None, reid_head="default"):
+    """``(PAR model, re-ID head or None, where the head came from)``: ``par_dir`` None is the
+    shipped PAR model; ``reid_head`` as ``personlens.pipeline.resolve_head`` takes it."""
+    from ..pipeline import resolve_head
+    from ..train.pooled import load_encoder_model
+
+    model = load_encoder_model(par_dir)
+    head, head_src = resolve_head(reid_head, "reid", model, par_dir is None)
+    return model, head, head_src
+
+
 def evaluate_trials(features: dict[str, np.ndarray], trials, index: dict,
                     query_masks: list[np.ndarray] | None = None,
                     camera_centring: bool = False) -> dict[str, list]:
@@ -120,19 +142,16 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
     """``(meta, methods)`` for ``write_retrieval_report``; with ``camera_centring`` every
     method also appears as ``name+camera`` (``evaluate_trials``)."""
     from ..models.registry import create_image_encoder
-    from ..pipeline import resolve_head
-    from ..train.pooled import head_embeddings, load_encoder_model, mean_pooled_embeddings, pooled_features
+    from ..train.pooled import head_embeddings, mean_pooled_embeddings, pooled_features
 
     t0 = time.time()
     key = dataset.lower()
     ts = reid_trials(key, root, trials, seed, n_test)
-    items = list(dict.fromkeys(str(it.path) for t in ts for it in t.query + t.gallery))
-    index = {p: i for i, p in enumerate(items)}
+    items, index, _ = trial_images(ts)
     log(f"{dataset}: {len(ts)} trial(s), {len(ts[0].query)} queries, {len(ts[0].gallery)} gallery "
         f"images per trial; {len(items)} distinct images")
-    model = load_encoder_model(par_dir)
+    model, head, head_src = load_reid_models(par_dir, reid_head)
     flip_tta = bool(getattr(model.config, "flip_tta", False))
-    head, head_src = resolve_head(reid_head, "reid", model, par_dir is None)
     cache = Path(cache_root) / "pooled"
     pooled = pooled_features(model, items, flip=flip_tta, cache_root=cache, name=f"reid-{key}",
                              progress=progress, batch_size=batch_size)

@@ -84,9 +84,9 @@ class CameraSums:
         f = np.asarray(features, np.float64)
         self.total += f.sum(0)
         self.n += len(f)
-        cams = [_key(c) for c in camids]
-        for c in set(cams) - {None}:
-            rows = np.array([x == c for x in cams])
+        cams = np.array([_key(c) for c in camids], dtype=object)
+        for c in set(cams.tolist()) - {None}:
+            rows = cams == c
             self.sums[c] = self.sums.get(c, 0.0) + f[rows].sum(0)
             self.counts[c] = self.counts.get(c, 0) + int(rows.sum())
 
