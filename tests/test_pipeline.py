@@ -169,3 +169,25 @@ def test_description_model_runs_on_the_same_encoder_pass(pipeline, par_model_dir
     base = pipeline.process(images[:3], ["a", "b", "c"])
     for r, b in zip(recs, base):
         np.testing.assert_allclose(r.reid_embedding, b.reid_embedding, atol=1e-6)
+
+
+def test_reid_head_with_colour_part_appends_the_crops_colour(pipeline, par_model_dir, tmp_path,
+                                                             images):
+    from personlens.models.colour import ColourConfig, colour_descriptors
+    from personlens.models.embedding import with_colour
+
+    cfg = ColourConfig(height=40, width=40, bins=2, scales=2, retinex_sigmas=(3.0,))
+    torch.manual_seed(2)
+    token_head = EmbeddingHead(EmbeddingHeadConfig(kind="reid", in_dim=1280, out_dim=8, pool="meanmax"))
+    mean, proj = torch.rand(cfg.dim), torch.randn(cfg.dim, 4)
+    d = save_embedding_head(with_colour(token_head, mean, proj, 0.25, cfg), tmp_path / "r")
+    p = PersonPipeline(par_model_dir, reid_head=d, text_encoder=pipeline.text_encoder)
+    assert p.reid_dim == 12
+    recs = p.process(images[:3], ["a", "b", "c"])
+    emb = np.stack([r.reid_embedding for r in recs])
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    colour = torch.nn.functional.normalize(
+        (torch.from_numpy(colour_descriptors(images[:3], cfg)) - mean) @ proj.half().float(), dim=-1)
+    np.testing.assert_allclose(emb[:, 8:], 0.5 * colour.numpy(), atol=1e-5)
+    # different crops, different colour parts: it is not a constant
+    assert not np.allclose(emb[0, 8:], emb[1, 8:], atol=1e-2)

@@ -36,6 +36,7 @@ from PIL import Image
 
 from .data.images import ImageLoadError, decode_image, read_image_bytes
 from .data.schema import GROUPS, AttributeSchema, schema_for
+from .models.colour import colour_descriptors
 from .models.embedding import EmbeddingHead, load_embedding_head
 from .predict import AttributePredictor, PredictionError
 from .records import PersonRecord, content_id
@@ -295,8 +296,12 @@ class PersonPipeline:
         def merge(t):  # average the two views
             return (t[:n] + t[n:]) / 2 if flip else t
 
+        reid = F.normalize(merge(reid), dim=-1)
+        if getattr(self.reid_head, "needs_colour", False):   # from the pixels, not the tokens
+            reid = self.reid_head.add_colour(reid, torch.from_numpy(
+                colour_descriptors(images, self.reid_head.colour_config)))
         probs = merge(probs).numpy()
-        reid = F.normalize(merge(reid), dim=-1).numpy()
+        reid = reid.numpy()
         if search is not None:
             search = F.normalize(merge(search), dim=-1).numpy()
         return probs, reid, search, text_tokens

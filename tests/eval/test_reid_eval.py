@@ -88,3 +88,24 @@ def test_camera_centring_is_scored_beside_raw_features():
     assert res["f+camera"][0].mAP == 100.0 and res["f"][0].mAP < 50.0
     masked = evaluate_trials({"f": feats}, [t], index, [np.arange(n) < 3], camera_centring=True)
     assert masked["f+camera"][0].num_queries == 3
+
+
+def test_a_head_with_a_colour_part_is_scored_whole_and_by_part(roots, par_model_dir, tmp_path):
+    import torch
+
+    from personlens.models.colour import ColourConfig
+    from personlens.models.embedding import load_embedding_head, save_embedding_head, with_colour
+
+    cfg = ColourConfig(height=40, width=40, bins=2, scales=2, retinex_sigmas=(3.0,))
+    g = torch.Generator().manual_seed(0)
+    head = with_colour(load_embedding_head(random_head("reid", tmp_path / "h")),
+                       torch.rand(cfg.dim, generator=g), torch.randn(cfg.dim, 4, generator=g),
+                       0.5, cfg)
+    d = save_embedding_head(head, tmp_path / "hc")
+    out, _ = run_reid_eval(tmp_path / "viper.json", dataset="viper", root=roots[0], trials=2,
+                           par_dir=par_model_dir, reid_head=d, cache_root=tmp_path / "c",
+                           progress=False, imagenet_baseline=False, log=lambda *_: None)
+    parts = {"learned", "learned_without_colour", "colour_only", "par_encoder_baseline"}
+    assert set(out["methods"]) == parts | {m + "+camera" for m in parts}
+    assert "colour weight 0.5" in out["methods"]["learned"]["description"]
+    assert list((tmp_path / "c" / "colour").rglob("reid-viper-*.npy"))   # cached for re-runs

@@ -43,3 +43,61 @@ def test_base_weight_survives_save_and_load(tmp_path):
 def test_bad_base_weight_is_refused(kw):
     with pytest.raises(ValueError, match="base_weight"):
         EmbeddingHeadConfig(in_dim=4, out_dim=3, **kw)
+
+
+SMALL_COLOUR = {"height": 40, "width": 40, "bins": 2, "window": 10, "stride": 5, "scales": 2,
+                "retinex_sigmas": [3.0]}
+
+
+def _colour_head(weight: float = 0.36):
+    from personlens.models.colour import ColourConfig
+    from personlens.models.embedding import with_colour
+
+    cfg = ColourConfig.from_dict(SMALL_COLOUR)
+    g = torch.Generator().manual_seed(0)
+    mean, proj = torch.rand(cfg.dim, generator=g), torch.randn(cfg.dim, 6, generator=g)
+    return with_colour(_head(0.5), mean, proj, weight, cfg), mean, proj
+
+
+def test_colour_part_is_appended_with_its_weight():
+    head, mean, proj = _colour_head(0.36)
+    assert head.needs_colour and head.config.embedding_dim == 5 + 12 + 6
+    tokens, desc = torch.randn(3, 7, 12), torch.rand(3, mean.numel())
+    with torch.no_grad():
+        token_part = head(tokens)
+        full = head.add_colour(token_part, desc)
+    assert full.shape == (3, 23)
+    torch.testing.assert_close(full.norm(dim=-1), torch.ones(3))
+    colour = F.normalize((desc - mean) @ proj, dim=-1)
+    # cosine similarity = 0.64 * token-part similarity + 0.36 * colour similarity
+    want = 0.64 * token_part @ token_part.T + 0.36 * colour @ colour.T
+    torch.testing.assert_close(full @ full.T, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="colour descriptors of shape"):
+        head.add_colour(token_part, desc[:, :5])
+    # a head without a colour part passes embeddings through
+    plain = _head(0.5)
+    assert not plain.needs_colour and plain.add_colour(token_part, desc) is token_part
+
+
+def test_colour_part_survives_save_and_load_in_half_precision(tmp_path):
+    from safetensors.torch import load_file
+
+    head, mean, proj = _colour_head()
+    d = save_embedding_head(head, tmp_path / "h")
+    assert load_file(str(d / "model.safetensors"))["colour_proj"].dtype == torch.float16
+    loaded = load_embedding_head(d, "reid")
+    assert loaded.config.colour == SMALL_COLOUR and loaded.colour_config.dim == mean.numel()
+    e, desc = F.normalize(torch.randn(2, 17), dim=-1), torch.rand(2, mean.numel())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.add_colour(e, desc), head.add_colour(e, desc),
+                                   atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("kw", [{"kind": "reid", "colour_weight": 0.5},
+                                {"kind": "reid", "colour_weight": 1.0, "colour_dim": 4,
+                                 "colour": SMALL_COLOUR},
+                                {"kind": "search", "text_encoder": "minilm", "colour_weight": 0.5,
+                                 "colour_dim": 4, "colour": SMALL_COLOUR}])
+def test_bad_colour_settings_are_refused(kw):
+    with pytest.raises(ValueError, match="colour"):
+        EmbeddingHeadConfig(in_dim=4, out_dim=3, **kw)

@@ -141,3 +141,47 @@ def test_fused_output_is_chosen_when_the_untrained_feature_helps():
     head, summary = train_reid_head(x, y, cfg, in_dim=16, val=val, log=lambda *_: None)
     assert summary["base_weight"] > 0 and head.config.base_weight == summary["base_weight"]
     assert head_embeddings(head, val["pooled"], False).shape == (len(vy), 8 + 16)
+
+
+def _toy_colour(pids, informative: bool, seed: int) -> np.ndarray:
+    """Colour descriptors (the default ColourConfig's length) for identities ``pids``: each
+    identity's colours lie in a shared 6-d subspace (or, not ``informative``, pure noise)."""
+    from personlens.models.colour import ColourConfig
+
+    dim = ColourConfig().dim
+    world = np.random.default_rng(11)
+    mix = world.normal(size=(6, dim)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(len(pids), dim)).astype(np.float32)
+    if not informative:
+        return noise
+    proto = rng.normal(size=(int(pids.max()) + 1, 6)).astype(np.float32)
+    return proto[pids] @ mix + 0.3 * noise
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_colour_weight_is_chosen_on_validation(informative):
+    from personlens.train.reid import add_colour_part
+
+    x, y, _ = _toy(20, 4, seed=0)
+    vx, vy, vc = _toy(12, 4, seed=1)
+    q = np.flatnonzero(np.arange(len(vy)) % 4 == 0)
+    g = np.setdiff1d(np.arange(len(vy)), q)
+    cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=2, p=6, k=4, input_dropout=0.0,
+                          colour_dim=8, colour_pca_dim=40)
+    head, _ = train_reid_head(x, y, cfg, in_dim=16, log=lambda *_: None)
+    val = {"pooled": vx, "pids": vy, "camids": vc, "query": q, "gallery": g,
+           "colour": _toy_colour(vy, informative, seed=2)}
+    out, summary = add_colour_part(head, _toy_colour(y, informative, seed=3), y, cfg, val,
+                                   log=lambda *_: None)
+    assert set(summary["val"]) == {str(w) for w in cfg.colour_weights}
+    if informative:   # the colours identify the validation people: the colour part is kept
+        assert summary["weight"] > 0 and out.needs_colour and out.config.colour_dim == 8
+        emb = head_embeddings(out, vx, False, colour=val["colour"])
+        assert emb.shape == (len(vy), 8 + 8)
+        r1 = evaluate_ranking(emb[q] @ emb[g].T, vy[q], vy[g], vc[q], vc[g]).cmc[1]
+        assert r1 == pytest.approx(summary["val"][str(summary["weight"])]["R1"])
+        with pytest.raises(ValueError, match="colour"):
+            head_embeddings(out, vx, False)
+    else:             # noise only lowers the ranking: weight 0, the head is unchanged
+        assert summary["weight"] == 0 and out is head and not out.needs_colour

@@ -54,6 +54,10 @@ def reid_trials(dataset: str, root, trials: int = 10, seed: int = 0, n_test: int
 CAMERA_SUFFIX = "+camera"
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def trial_images(trials) -> tuple[list[str], dict[str, int], np.ndarray]:
     """The distinct images of all ``trials`` (queries and galleries) in first-seen order, their
     row per path, and each row's camera: one feature matrix serves every trial."""
@@ -142,7 +146,8 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
     """``(meta, methods)`` for ``write_retrieval_report``; with ``camera_centring`` every
     method also appears as ``name+camera`` (``evaluate_trials``)."""
     from ..models.registry import create_image_encoder
-    from ..train.pooled import head_embeddings, mean_pooled_embeddings, pooled_features
+    from ..train.pooled import (colour_features, head_embeddings, mean_pooled_embeddings,
+                                pooled_features)
 
     t0 = time.time()
     key = dataset.lower()
@@ -157,7 +162,22 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                              progress=progress, batch_size=batch_size)
     feats: dict[str, np.ndarray] = {}
     descr = {}
-    if head is not None:
+    if head is not None and getattr(head, "needs_colour", False):
+        colour = colour_features(items, head.colour_config, cache_root=Path(cache_root) / "colour",
+                                 name=f"reid-{key}", progress=progress)
+        full = head_embeddings(head, pooled, flip_tta, colour=colour)
+        k = head.config.colour_dim
+        feats["learned"] = full
+        descr["learned"] = (f"re-ID head ({head_src}): its learned part on the PAR encoder's "
+                            f"pooled tokens and its projected colour descriptor, as the pipeline "
+                            f"runs it (colour weight {head.config.colour_weight})")
+        # the two parts are stacked, each a scaled unit vector: split and re-normalise
+        feats["learned_without_colour"] = _unit(full[:, :-k])
+        descr["learned_without_colour"] = "the same head without its colour part (ablation)"
+        feats["colour_only"] = _unit(full[:, -k:])
+        descr["colour_only"] = ("the head's projected colour descriptor alone (LOMO HSV part, "
+                                "projection fitted on the re-ID training identities)")
+    elif head is not None:
         feats["learned"] = head_embeddings(head, pooled, flip_tta)
         descr["learned"] = f"re-ID head ({head_src}) on the PAR encoder's pooled tokens"
     if imagenet_baseline:

@@ -42,6 +42,13 @@ class EmbeddingHeadConfig:
     # w * cos(untrained) + (1 - w) * cos(learned). A learned head alone can overfit its source
     # domains; keeping part of the generic feature is what holds up on unseen cameras.
     base_weight: float = 0.0
+    # re-ID heads: weight of a projected hand-crafted colour descriptor
+    # (``personlens.models.colour``), appended as sqrt(colour_weight) * its unit vector after
+    # the token part is scaled by sqrt(1 - colour_weight). It comes from the crop's pixels, not
+    # the tokens: callers pass it to ``add_colour`` (the pipeline and ``head_embeddings`` do).
+    colour_weight: float = 0.0
+    colour_dim: int = 0
+    colour: dict | None = None        # the ``ColourConfig`` of the descriptor
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -55,11 +62,16 @@ class EmbeddingHeadConfig:
             raise ValueError(f"base_weight must be in [0, 1), got {self.base_weight}")
         if self.base_weight and self.kind != "reid":
             raise ValueError("base_weight is for re-ID heads (a search head lives in text space)")
+        if not 0.0 <= self.colour_weight < 1.0:
+            raise ValueError(f"colour_weight must be in [0, 1), got {self.colour_weight}")
+        if self.colour_weight and (self.kind != "reid" or self.colour_dim <= 0 or not self.colour):
+            raise ValueError("colour_weight needs a re-ID head with colour_dim > 0 and a colour config")
 
     @property
     def embedding_dim(self) -> int:
         """Size of the vectors the head outputs (``out_dim``, plus ``in_dim`` with a base part)."""
-        return self.out_dim + (self.in_dim if self.base_weight else 0)
+        return (self.out_dim + (self.in_dim if self.base_weight else 0)
+                + (self.colour_dim if self.colour_weight else 0))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +82,8 @@ class EmbeddingHeadConfig:
 
 
 class EmbeddingHead(nn.Module):
-    """Pool the tokens, project, L2-normalise."""
+    """Pool the tokens, project, L2-normalise (and, for re-ID heads with a colour part,
+    ``add_colour`` appends the projected colour descriptor)."""
 
     def __init__(self, config: EmbeddingHeadConfig):
         super().__init__()
@@ -83,6 +96,32 @@ class EmbeddingHead(nn.Module):
             self.proj = nn.Linear(d_in, config.out_dim)
         self.query_proj = (nn.Linear(config.query_dim or config.out_dim, config.out_dim)
                            if config.query_proj else None)
+        self.colour_config = None
+        if config.colour_weight:
+            from .colour import ColourConfig
+
+            self.colour_config = ColourConfig.from_dict(config.colour)
+            # fitted by personlens.train.reid (fit_colour_projection): mean and projection
+            self.register_buffer("colour_mean", torch.zeros(self.colour_config.dim))
+            self.register_buffer("colour_proj", torch.zeros(self.colour_config.dim, config.colour_dim))
+
+    @property
+    def needs_colour(self) -> bool:
+        return self.colour_config is not None
+
+    def add_colour(self, embedding: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """The full re-ID embedding from the token part ``(N, d)`` (unit vectors, views already
+        merged) and the crops' ``colour_descriptor``s ``(N, D)``: unit vectors of
+        ``embedding_dim``. Without a colour part, ``embedding`` unchanged."""
+        if not self.needs_colour:
+            return embedding
+        if descriptors.shape != (len(embedding), self.colour_config.dim):
+            raise ValueError(f"expected colour descriptors of shape ({len(embedding)}, "
+                             f"{self.colour_config.dim}), got {tuple(descriptors.shape)}")
+        colour = F.normalize((descriptors.float() - self.colour_mean) @ self.colour_proj, dim=-1)
+        w = self.config.colour_weight
+        return torch.cat([math.sqrt(1.0 - w) * F.normalize(embedding.float(), dim=-1),
+                          math.sqrt(w) * colour], dim=-1)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.config.pool == "meanmax":
@@ -113,10 +152,28 @@ class EmbeddingHead(nn.Module):
         return F.normalize(text_embedding.float(), dim=-1)
 
 
+def with_colour(head: EmbeddingHead, mean, proj, weight: float, colour_config) -> EmbeddingHead:
+    """A copy of re-ID ``head`` with a colour part: the fitted ``mean`` (D,) and ``proj``
+    (D, k) of ``personlens.models.colour.fit_colour_projection``, weighted ``weight``."""
+    cfg = EmbeddingHeadConfig.from_dict({**head.config.to_dict(), "colour_weight": float(weight),
+                                         "colour_dim": int(proj.shape[1]),
+                                         "colour": colour_config.to_dict()})
+    out = EmbeddingHead(cfg)
+    out.load_state_dict({**head.state_dict(), "colour_mean": torch.as_tensor(mean).float(),
+                         "colour_proj": torch.as_tensor(proj).float()})
+    return out.eval()
+
+
+# float16 halves the largest tensor of a head with a colour part (20,480 x 256); its effect on
+# the embedding is far below the differences between people
+_HALF = ("colour_proj",)
+
+
 def save_embedding_head(head: EmbeddingHead, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().float() for k, v in head.state_dict().items()}
+    state = {k: v.detach().contiguous().half() if k in _HALF else v.detach().contiguous().float()
+             for k, v in head.state_dict().items()}
     save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "personlens-embedding-head"})
     (out_dir / CONFIG_FILE).write_text(json.dumps(head.config.to_dict(), indent=2))
     return out_dir

@@ -33,7 +33,7 @@ from ..data.images import ImageLoadError, Preprocess, load_image
 DEFAULT_CACHE = Path("cache/pooled")
 
 __all__ = ["pooled_features", "model_key", "load_encoder_model", "merge_views",
-           "head_embeddings", "mean_pooled_embeddings", "DEFAULT_CACHE"]
+           "head_embeddings", "mean_pooled_embeddings", "colour_features", "DEFAULT_CACHE"]
 
 
 def load_encoder_model(par_dir_or_model):
@@ -162,6 +162,49 @@ def pooled_features(par_dir_or_model, paths: Sequence[str | Path], flip: bool = 
     return (out, out_probs) if probs else out
 
 
+def colour_features(paths: Sequence[str | Path], config=None, *,
+                    cache_root: str | Path | None = Path("cache/colour"), name: str | None = None,
+                    progress: bool = True, workers: int = 2) -> np.ndarray:
+    """``(N, D)`` float32 ``colour_descriptor``s of images (``personlens.models.colour``),
+    cached as float16 under ``<cache_root>/<config hash>/`` keyed by the path list.
+    Raises ``ValueError`` naming the first image that cannot be read."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    from ..models.colour import ColourConfig, colour_descriptor
+
+    config = config or ColourConfig()
+    paths = [str(Path(p).resolve()) for p in paths]
+    arr_path = None
+    if cache_root is not None:
+        cfg_key = hashlib.blake2b(json.dumps(config.to_dict(), sort_keys=True).encode(),
+                                  digest_size=8).hexdigest()
+        stem = _paths_key(paths, False)
+        arr_path = Path(cache_root) / cfg_key / (f"{name}-{stem}.npy" if name else f"{stem}.npy")
+        if arr_path.exists():
+            arr = np.load(arr_path)
+            if arr.shape == (len(paths), config.dim):
+                return arr.astype(np.float32)
+
+    def one(p):
+        try:
+            return colour_descriptor(load_image(p), config).astype(np.float16)
+        except ImageLoadError as e:
+            raise ValueError(f"cannot read {p}: {e.reason}") from None
+
+    chunks = [paths[i:i + 256] for i in range(0, len(paths), 256)]
+    rows = []
+    with tqdm(total=len(paths), desc="colour descriptors", unit="img", disable=not progress) as bar:
+        for chunk in chunks:
+            rows += Parallel(n_jobs=workers)(delayed(one)(p) for p in chunk)
+            bar.update(len(chunk))
+    arr = np.stack(rows) if rows else np.zeros((0, config.dim), np.float16)
+    if arr_path is not None:
+        arr_path.parent.mkdir(parents=True, exist_ok=True)
+        _save(arr_path, arr)
+    return arr.astype(np.float32)
+
+
 def _save(path: Path, arr: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, arr)
@@ -233,13 +276,22 @@ def merge_views(emb: torch.Tensor, flip_tta: bool) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def head_embeddings(head, pooled: np.ndarray, flip_tta: bool, batch_size: int = 4096) -> np.ndarray:
-    """Pipeline embeddings of an ``EmbeddingHead`` from pooled features: ``(N, out_dim)``."""
+def head_embeddings(head, pooled: np.ndarray, flip_tta: bool, batch_size: int = 4096,
+                    colour: np.ndarray | None = None) -> np.ndarray:
+    """Pipeline embeddings of an ``EmbeddingHead`` from pooled features: ``(N, embedding_dim)``.
+    A head with a colour part needs the images' ``colour`` descriptors ``(N, D)``
+    (``personlens.models.colour.colour_descriptors``)."""
     head = head.eval()
+    needs_colour = getattr(head, "needs_colour", False)
+    if needs_colour and (colour is None or len(colour) != len(pooled)):
+        raise ValueError("this re-ID head has a colour part: pass the images' colour descriptors")
     out = []
     for s in range(0, len(pooled), batch_size):
         x = torch.from_numpy(np.asarray(pooled[s:s + batch_size], np.float32))
-        out.append(merge_views(head.forward_pooled(x), flip_tta))
+        e = merge_views(head.forward_pooled(x), flip_tta)
+        if needs_colour:
+            e = head.add_colour(e, torch.from_numpy(np.asarray(colour[s:s + batch_size], np.float32)))
+        out.append(e)
     return torch.cat(out).numpy() if out else np.zeros((0, head.config.embedding_dim), np.float32)
 
 

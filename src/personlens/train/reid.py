@@ -17,6 +17,10 @@ layer, so the saved head is a plain ``EmbeddingHead`` giving the chosen feature.
 Training data: the CUHK03-subset ``train`` split and PETA's sub-datasets with identities
 ``TownCentre``, ``3DPeS``, ``CAVIAR4REID`` and ``i-LIDS``. VIPeR, PRID and GRID are kept out:
 they are the cross-domain test sets (``personlens eval reid``).
+
+Then the colour part (``add_colour_part``, ``cfg.colour_dim`` > 0): a LOMO-style colour
+descriptor of each crop (``personlens.models.colour``), projected by LDA fitted on the same
+training identities, is appended to the embedding with a weight chosen on validation.
 """
 from __future__ import annotations
 
@@ -57,6 +61,12 @@ class ReidTrainConfig:
     triplet_weight: float = 1.0
     input_dropout: float = 0.1
     base_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)   # tried on val (EmbeddingHeadConfig)
+    # the colour part (personlens.models.colour): projection size (0: none), the principal
+    # components it starts from, the weights tried on val, and the weight used without val
+    colour_dim: int = 256
+    colour_pca_dim: int = 1024
+    colour_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+    colour_weight_without_val: float = 0.5
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -235,6 +245,40 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
     return head, summary
 
 
+def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.ndarray,
+                    cfg: ReidTrainConfig, val: dict | None = None, flip_tta: bool = False,
+                    log=print) -> tuple[EmbeddingHead, dict]:
+    """Fit the colour projection on the training images' descriptors and identities, and
+    choose its weight on ``val`` (which then holds ``colour``, the validation images'
+    descriptors) from ``cfg.colour_weights`` by mAP + R1, like ``base_weight``; without
+    ``val``, ``cfg.colour_weight_without_val``. Weight 0 returns ``head`` unchanged."""
+    from ..models.colour import ColourConfig, fit_colour_projection
+    from ..models.embedding import with_colour
+    from .pooled import head_embeddings
+
+    t0 = time.time()
+    dim = min(cfg.colour_dim, len(np.unique(labels)) - 1)   # LDA: below the identity count
+    mean, proj = fit_colour_projection(train_colour, labels, dim, cfg.colour_pca_dim, seed=cfg.seed)
+    summary: dict = {"dim": dim, "pca_dim": cfg.colour_pca_dim,
+                     "descriptor": "LOMO HSV part (personlens.models.colour)"}
+    if val is None:
+        weight = cfg.colour_weight_without_val
+    else:
+        scores = {}
+        for w in cfg.colour_weights:
+            cand = with_colour(head, mean, proj, w, ColourConfig()) if w else head
+            emb = head_embeddings(cand, val["pooled"], flip_tta, colour=val["colour"])
+            scores[w] = _rank(emb, val["query"], val["gallery"], val["pids"], val["camids"])
+        weight = max(scores, key=lambda w: scores[w]["mAP"] + scores[w]["R1"])
+        summary["val"] = {str(w): m for w, m in scores.items()}
+        log("colour weight on val: " + ", ".join(f"{w}: R1 {m['R1']:.1f} mAP {m['mAP']:.1f}"
+                                                 for w, m in scores.items()) + f" -> {weight}")
+    summary.update({"weight": weight, "seconds": round(time.time() - t0, 1)})
+    out = with_colour(head, mean, proj, weight, ColourConfig()) if weight else head
+    out.config.notes["colour"] = {k: v for k, v in summary.items() if k != "val"}
+    return out, summary
+
+
 def reid_training_items(peta_root=None, cuhk03_root=None, subsets=PETA_TRAIN_SUBSETS
                         ) -> tuple[list[Path], np.ndarray, dict]:
     """(paths, identity labels unique across sources, {source: (images, identities)})."""
@@ -289,7 +333,8 @@ def _domain_val(model, peta_root, domains, flip_tta, cache_root, progress, batch
     # no camera labels: query camera 0, gallery camera 1, so the same-camera rule drops nothing
     camids = np.r_[np.zeros(len(q), int), np.ones(len(g), int)]
     return {"pooled": pooled, "pids": np.array([pid for pid, _ in items]), "camids": camids,
-            "query": np.arange(len(q)), "gallery": np.arange(len(q), len(items))}
+            "query": np.arange(len(q)), "gallery": np.arange(len(q), len(items)),
+            "paths": [path for _, path in items]}
 
 
 def _cuhk03_val(model, cuhk03_root, flip_tta, cache_root, progress, batch_size, limit):
@@ -307,7 +352,8 @@ def _cuhk03_val(model, cuhk03_root, flip_tta, cache_root, progress, batch_size, 
     nq = sum(1 for it in items if it in set(trial.query))
     return {"pooled": vp, "pids": np.array([it.pid for it in items]),
             "camids": np.array([it.camid for it in items]),
-            "query": np.arange(nq), "gallery": np.arange(nq, len(items))}
+            "query": np.arange(nq), "gallery": np.arange(nq, len(items)),
+            "paths": [it.path for it in items]}
 
 
 def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
@@ -365,6 +411,17 @@ def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
              "flip_tta": flip_tta}
     head, summary = train_reid_head(pooled, labels, cfg, model.encoder.dim, val=val,
                                     flip_tta=flip_tta, log=log, notes=notes)
+    if cfg.colour_dim:
+        from .pooled import colour_features
+
+        colour_cache = cache_root / "colour"
+        train_colour = colour_features(paths, cache_root=colour_cache, name="reid-train",
+                                       progress=progress)
+        if val is not None:
+            val["colour"] = colour_features(val["paths"], cache_root=colour_cache,
+                                            name="reid-val", progress=progress)
+        head, summary["colour"] = add_colour_part(head, train_colour, labels, cfg, val,
+                                                  flip_tta, log)
     out_dir = Path(out_dir)
     save_embedding_head(head, out_dir)
     summary.update({"out": str(out_dir), "notes": notes})
