@@ -4,7 +4,8 @@
 
 ``par_peta.json``: the attribute model's logits on a seeded random batch and its probabilities on
 four real PETA crops. ``heads.json``: each shipped embedding head on seeded random encoder tokens,
-the first values of the full pipeline's search and re-ID embeddings on the same real crops, and
+the first values of the full pipeline's search and re-ID embeddings on the same real crops (and
+the last re-ID values: the colour part), and
 the pipeline's descriptions of them (shipped description model, greedy, fp32).
 """
 import json
@@ -62,8 +63,10 @@ def heads_golden() -> dict:
     images = [load_crop(p)[1] for p in paths]
     out["descriptions"] = {}
     for p, r in zip(paths, pipe.process(images, [str(p) for p in paths])):
+        # the re-ID tail is the colour part when the shipped head has one
         out["real"][p.stem] = {"search": r.search_embedding[:HEAD_DIMS].tolist(),
-                               "reid": r.reid_embedding[:HEAD_DIMS].tolist()}
+                               "reid": r.reid_embedding[:HEAD_DIMS].tolist(),
+                               "reid_tail": r.reid_embedding[-HEAD_DIMS:].tolist()}
         out["descriptions"][p.stem] = r.description
     out["sources"] = {k: pipe.describe()[k] for k in ("search", "reid", "describer")}
     return out

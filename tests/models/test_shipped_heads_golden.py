@@ -25,13 +25,15 @@ def test_shipped_head_matches_golden(kind):
     head = load_embedding_head(shipped_head_dir(kind), kind)
     with torch.inference_mode():
         out = head(synthetic_tokens(head.config.in_dim))
-    assert out.shape[-1] == head.config.embedding_dim
+    colour = head.config.colour_dim if head.config.colour_weight else 0   # added by add_colour
+    assert out.shape[-1] == head.config.embedding_dim - colour
     np.testing.assert_allclose(out.numpy(), np.array(GOLDEN["synthetic"][kind]), atol=1e-4)
 
 
-def test_shipped_reid_head_keeps_part_of_the_generic_feature():
+def test_shipped_reid_head_keeps_the_generic_feature_and_a_colour_part():
     cfg = load_embedding_head(shipped_head_dir("reid"), "reid").config
-    assert 0 < cfg.base_weight < 1 and cfg.embedding_dim == cfg.out_dim + cfg.in_dim
+    assert 0 < cfg.base_weight < 1 and 0 < cfg.colour_weight < 1
+    assert cfg.embedding_dim == cfg.out_dim + cfg.in_dim + cfg.colour_dim
     assert "VIPeR" in cfg.notes["held_out"]
     assert not any(s in name for name in cfg.notes["trained_on"] for s in ("VIPeR", "PRID", "GRID"))
 
@@ -50,4 +52,5 @@ def test_pipeline_embeddings_of_real_crops_match_golden():
         n = len(want["search"])
         np.testing.assert_allclose(r.search_embedding[:n], want["search"], atol=2e-3)
         np.testing.assert_allclose(r.reid_embedding[:n], want["reid"], atol=2e-3)
+        np.testing.assert_allclose(r.reid_embedding[-n:], want["reid_tail"], atol=2e-3)
         assert r.description == GOLDEN["descriptions"][stem]
