@@ -140,7 +140,7 @@ def _open(path) -> Image.Image:
 
 
 def fit_colour_projection(descriptors: np.ndarray, labels: np.ndarray, dim: int = 256,
-                          pca_dim: int = 1024, ridge: float = 1e-3,
+                          pca_dim: int = 512, ridge: float = 1e-3,
                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(mean (D,), projection (D, dim))`` learned from identity-labelled descriptors.
 

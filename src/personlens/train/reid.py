@@ -64,7 +64,7 @@ class ReidTrainConfig:
     # the colour part (personlens.models.colour): projection size (0: none), the principal
     # components it starts from, the weights tried on val, and the weight used without val
     colour_dim: int = 256
-    colour_pca_dim: int = 1024
+    colour_pca_dim: int = 512
     colour_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     colour_weight_without_val: float = 0.5
     seed: int = 0
