@@ -271,10 +271,23 @@ class PersonPipeline:
         """
         return self._run(images)[:3]
 
+    def _colour_pool(self):
+        if getattr(self, "_colour_executor", None) is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._colour_executor = ThreadPoolExecutor(1, thread_name_prefix="personlens-colour")
+        return self._colour_executor
+
     def _run(self, images):
         """``forward`` plus the describer's pooled tokens of the crops (or None)."""
         n = len(images)
         flip = bool(getattr(self.model.config, "flip_tta", False))
+        colour = None
+        if getattr(self.reid_head, "needs_colour", False):
+            # from the pixels, not the tokens; numpy/scipy release the GIL, so the descriptors
+            # are computed beside the encoder pass instead of after it
+            colour = self._colour_pool().submit(colour_descriptors, images,
+                                                self.reid_head.colour_config)
         x = torch.stack([self.preprocess(im) for im in images]).contiguous(
             memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -297,9 +310,8 @@ class PersonPipeline:
             return (t[:n] + t[n:]) / 2 if flip else t
 
         reid = F.normalize(merge(reid), dim=-1)
-        if getattr(self.reid_head, "needs_colour", False):   # from the pixels, not the tokens
-            reid = self.reid_head.add_colour(reid, torch.from_numpy(
-                colour_descriptors(images, self.reid_head.colour_config)))
+        if colour is not None:
+            reid = self.reid_head.add_colour(reid, torch.from_numpy(colour.result()))
         probs = merge(probs).numpy()
         reid = reid.numpy()
         if search is not None:
