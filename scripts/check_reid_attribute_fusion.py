@@ -19,13 +19,11 @@ import numpy as np
 
 from personlens.eval.reid import evaluate_trials, load_reid_models, reid_trials, trial_images
 from personlens.eval.report import metrics_entry
+from personlens.models.camera_norm import unit_rows
 from personlens.train.pooled import head_embeddings, pooled_features
 
 WEIGHTS = (0.0, 0.2, 0.35, 0.5)
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def main() -> None:
@@ -48,8 +46,8 @@ def main() -> None:
         pooled, probs = pooled_features(model, items, flip=True, cache_root=args.cache,
                                         name=f"reid-{ds}", probs=True)
         emb = head_embeddings(head, pooled, True)
-        attrs = _unit(probs - probs.mean(0))
-        feats = {f"w={w}": _unit(np.concatenate([np.sqrt(1 - w) * emb, np.sqrt(w) * attrs], 1))
+        attrs = unit_rows(probs - probs.mean(0))
+        feats = {f"w={w}": unit_rows(np.concatenate([np.sqrt(1 - w) * emb, np.sqrt(w) * attrs], 1))
                  for w in WEIGHTS}
         res = evaluate_trials(feats, trials, index, camera_centring=True)
         out["rank1"][ds] = {k: round(metrics_entry(v)["R1"], 2) for k, v in res.items()}

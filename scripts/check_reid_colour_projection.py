@@ -23,6 +23,7 @@ import numpy as np
 
 from personlens.eval.reid import evaluate_trials, load_reid_models, reid_trials, trial_images
 from personlens.eval.report import metrics_entry
+from personlens.models.camera_norm import unit_rows
 from personlens.models.colour import fit_colour_projection
 from personlens.train.pooled import colour_features, head_embeddings, pooled_features
 from personlens.train.reid import (PETA_TRAIN_SUBSETS, VAL_DOMAINS, _domain_val, _rank,
@@ -30,9 +31,6 @@ from personlens.train.reid import (PETA_TRAIN_SUBSETS, VAL_DOMAINS, _domain_val,
 
 WEIGHTS = (0.25, 0.5, 0.75)
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def projections(train: np.ndarray, labels: np.ndarray) -> dict:
@@ -50,7 +48,7 @@ def projections(train: np.ndarray, labels: np.ndarray) -> dict:
 
 def project(desc: np.ndarray, p) -> np.ndarray:
     mean, proj = p
-    return _unit(desc - mean if proj is None else (desc - mean) @ proj)
+    return unit_rows(desc - mean if proj is None else (desc - mean) @ proj)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.camera_norm import unit_rows
 from .report import EVAL_RANKS, metrics_entry, write_retrieval_report
 from .retrieval import evaluate_ranking
 
@@ -52,10 +53,6 @@ def reid_trials(dataset: str, root, trials: int = 10, seed: int = 0, n_test: int
 
 
 CAMERA_SUFFIX = "+camera"
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def trial_images(trials) -> tuple[list[str], dict[str, int], np.ndarray]:
@@ -172,9 +169,9 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                             f"pooled tokens and its projected colour descriptor, as the pipeline "
                             f"runs it (colour weight {head.config.colour_weight})")
         # the two parts are stacked, each a scaled unit vector: split and re-normalise
-        feats["learned_without_colour"] = _unit(full[:, :-k])
+        feats["learned_without_colour"] = unit_rows(full[:, :-k])
         descr["learned_without_colour"] = "the same head without its colour part (ablation)"
-        feats["colour_only"] = _unit(full[:, -k:])
+        feats["colour_only"] = unit_rows(full[:, -k:])
         descr["colour_only"] = ("the head's projected colour descriptor alone (LOMO HSV part, "
                                 "projection fitted on the re-ID training identities)")
     elif head is not None:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CameraCentring", "CameraSums"]
+__all__ = ["CameraCentring", "CameraSums", "unit_rows"]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
@@ -67,7 +67,7 @@ class CameraCentring:
         if not cams:
             return f
         means = np.stack([self.camera_means.get(c, self.global_mean) for c in cams])
-        return _unit(f - means)
+        return unit_rows(f - means)
 
 
 class CameraSums:
