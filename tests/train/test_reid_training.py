@@ -185,3 +185,14 @@ def test_colour_weight_is_chosen_on_validation(informative):
             head_embeddings(out, vx, False)
     else:             # noise only lowers the ranking: weight 0, the head is unchanged
         assert summary["weight"] == 0 and out is head and not out.needs_colour
+
+
+def test_colour_part_is_skipped_with_a_single_training_identity():
+    from personlens.train.reid import add_colour_part
+
+    x, y, _ = _toy(2, 4, seed=0)
+    cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=1, p=2, k=4, colour_dim=8)
+    head, _ = train_reid_head(x, y, cfg, in_dim=16, log=lambda *_: None)
+    one = np.zeros(len(y), int)
+    out, summary = add_colour_part(head, _toy_colour(one, True, seed=3), one, cfg, log=lambda *_: None)
+    assert out is head and summary["weight"] == 0.0 and summary["dim"] == 0

@@ -258,6 +258,9 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
 
     t0 = time.time()
     dim = min(cfg.colour_dim, len(np.unique(labels)) - 1)   # LDA: below the identity count
+    if dim < 1:
+        log("colour part skipped: fitting it needs at least two training identities")
+        return head, {"dim": 0, "weight": 0.0, "skipped": "fewer than two training identities"}
     mean, proj = fit_colour_projection(train_colour, labels, dim, cfg.colour_pca_dim, seed=cfg.seed)
     summary: dict = {"dim": dim, "pca_dim": cfg.colour_pca_dim,
                      "descriptor": "LOMO HSV part (personlens.models.colour)"}
