@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_similar.py --sizes 10000 100000 --json runs/bench_similar.json
 
-Builds a library of synthetic records (re-ID vectors of the shipped head's size, 1536, spread
+Builds a library of synthetic records (re-ID vectors of the shipped head's size, 1792, spread
 over ``--cameras`` cameras) in a temporary folder and times, on the library's own store and
 exact faiss index:
 
@@ -27,7 +27,7 @@ from tqdm import tqdm
 from personlens.library import CameraStatsCache, PersonLibrary, camera_centred_records, ranked_records
 from personlens.records import PersonRecord
 
-REID_DIM, SEARCH_DIM = 1536, 384
+REID_DIM, SEARCH_DIM = 1792, 384
 
 
 class _Dims:
