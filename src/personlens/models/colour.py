@@ -128,15 +128,11 @@ def colour_descriptor(image: Image.Image, config: ColourConfig = ColourConfig())
 
 def colour_descriptors(images, config: ColourConfig = ColourConfig()) -> np.ndarray:
     """``(N, config.dim)`` float32 descriptors of decoded crops (PIL images) or image paths."""
-    rows = [colour_descriptor(im if isinstance(im, Image.Image) else _open(im), config)
+    from ..data.images import load_image
+
+    rows = [colour_descriptor(im if isinstance(im, Image.Image) else load_image(im), config)
             for im in images]
     return np.stack(rows) if rows else np.zeros((0, config.dim), np.float32)
-
-
-def _open(path) -> Image.Image:
-    from ..data.images import decode_image, read_image_bytes
-
-    return decode_image(read_image_bytes(path), str(path))
 
 
 def fit_colour_projection(descriptors: np.ndarray, labels: np.ndarray, dim: int = 256,
