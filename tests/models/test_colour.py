@@ -102,3 +102,36 @@ def test_projection_keeps_identity_and_drops_camera_colour_shifts():
     assert rank1((x - mean) @ proj) > rank1(x - mean) + 0.3
     with pytest.raises(ValueError, match="identities"):
         fit_colour_projection(x, y, dim=n_ids)
+
+
+def test_siltp_codes_by_hand_and_under_a_change_of_light():
+    from personlens.models.colour import siltp_codes
+
+    g = np.full((5, 5), 10.0)
+    g[2, 4] = 20.0    # right neighbour of the centre (radius 2): brighter -> 1
+    g[0, 2] = 5.0     # upper neighbour: darker -> 2
+    code = siltp_codes(g, 2, 0.3)[2, 2]
+    # neighbours in the order right, up, left, down: (1, 2, 0, 0) in base 3
+    assert code == ((1 * 3 + 2) * 3 + 0) * 3 + 0
+    rng = np.random.default_rng(0)
+    img = rng.random((20, 12)) + 0.1
+    np.testing.assert_array_equal(siltp_codes(img, 3, 0.3), siltp_codes(img * 0.4, 3, 0.3))
+
+
+def test_texture_half_is_appended_and_reweighted_exactly():
+    from personlens.models.colour import reweight_texture
+
+    im = person((200, 30, 30), (30, 30, 160))
+    cfg = ColourConfig(texture_weight=0.5)
+    assert cfg.dim == cfg.colour_dim + cfg.rows * 81 * 2 and ColourConfig().texture_dim == 0
+    d = colour_descriptor(im, cfg)
+    assert d.shape == (cfg.dim,) and np.isclose(np.linalg.norm(d), 1.0, atol=1e-5)
+    # colour half: the colour-only descriptor, scaled
+    np.testing.assert_allclose(d[:cfg.colour_dim], np.sqrt(0.5) * colour_descriptor(im), atol=1e-6)
+    for w in (0.0, 0.3):
+        want = colour_descriptor(im, cfg.with_texture_weight(w))
+        np.testing.assert_allclose(reweight_texture(d[None], cfg, w)[0], want, atol=1e-6)
+    with pytest.raises(ValueError, match="texture"):
+        reweight_texture(d[None, :ColourConfig().dim], ColourConfig(), 0.3)
+    with pytest.raises(ValueError, match="texture_weight"):
+        ColourConfig(texture_weight=1.0)

@@ -82,11 +82,14 @@ def test_colour_part_is_appended_with_its_weight():
 def test_colour_part_survives_save_and_load_in_half_precision(tmp_path):
     from safetensors.torch import load_file
 
+    from personlens.models.colour import ColourConfig
+
     head, mean, proj = _colour_head()
     d = save_embedding_head(head, tmp_path / "h")
     assert load_file(str(d / "model.safetensors"))["colour_proj"].dtype == torch.float16
     loaded = load_embedding_head(d, "reid")
-    assert loaded.config.colour == SMALL_COLOUR and loaded.colour_config.dim == mean.numel()
+    assert loaded.config.colour == ColourConfig.from_dict(SMALL_COLOUR).to_dict()
+    assert loaded.colour_config.dim == mean.numel()
     e, desc = F.normalize(torch.randn(2, 17), dim=-1), torch.rand(2, mean.numel())
     with torch.no_grad():
         torch.testing.assert_close(loaded.add_colour(e, desc), head.add_colour(e, desc),

@@ -143,24 +143,27 @@ def test_fused_output_is_chosen_when_the_untrained_feature_helps():
     assert head_embeddings(head, val["pooled"], False).shape == (len(vy), 8 + 16)
 
 
-def _toy_colour(pids, informative: bool, seed: int) -> np.ndarray:
-    """Colour descriptors (the default ColourConfig's length) for identities ``pids``: each
-    identity's colours lie in a shared 6-d subspace (or, not ``informative``, pure noise)."""
+def _toy_colour(pids, informative: str, seed: int) -> np.ndarray:
+    """Descriptors as ``colour_descriptor_config`` makes them (colour half, then texture half
+    at weight 0.5) for identities ``pids``: the ``informative`` half ("colour", "texture" or
+    neither) holds each identity in a shared 6-d subspace, the rest is noise."""
     from personlens.models.colour import ColourConfig
 
-    dim = ColourConfig().dim
-    world = np.random.default_rng(11)
-    mix = world.normal(size=(6, dim)).astype(np.float32)
+    cfg = ColourConfig(texture_weight=0.5)
     rng = np.random.default_rng(seed)
-    noise = rng.normal(size=(len(pids), dim)).astype(np.float32)
-    if not informative:
-        return noise
+    world = np.random.default_rng(11)
     proto = rng.normal(size=(int(pids.max()) + 1, 6)).astype(np.float32)
-    return proto[pids] @ mix + 0.3 * noise
+    halves = []
+    for name, dim in (("colour", cfg.colour_dim), ("texture", cfg.texture_dim)):
+        noise = rng.normal(size=(len(pids), dim)).astype(np.float32)
+        if informative == name:
+            noise = proto[pids] @ world.normal(size=(6, dim)).astype(np.float32) + 0.3 * noise
+        halves.append(noise / np.linalg.norm(noise, axis=1, keepdims=True))
+    return np.concatenate([np.sqrt(0.5) * halves[0], np.sqrt(0.5) * halves[1]], 1)
 
 
-@pytest.mark.parametrize("informative", [True, False])
-def test_colour_weight_is_chosen_on_validation(informative):
+@pytest.mark.parametrize("informative", ["colour", "texture", "neither"])
+def test_colour_and_texture_weights_are_chosen_on_validation(informative):
     from personlens.train.reid import add_colour_part
 
     x, y, _ = _toy(20, 4, seed=0)
@@ -168,23 +171,32 @@ def test_colour_weight_is_chosen_on_validation(informative):
     q = np.flatnonzero(np.arange(len(vy)) % 4 == 0)
     g = np.setdiff1d(np.arange(len(vy)), q)
     cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=2, p=6, k=4, input_dropout=0.0,
-                          colour_dim=8, colour_pca_dim=40)
+                          colour_dim=8, colour_pca_dim=40, colour_texture_weights=(0.0, 0.5))
     head, _ = train_reid_head(x, y, cfg, in_dim=16, log=lambda *_: None)
     val = {"pooled": vx, "pids": vy, "camids": vc, "query": q, "gallery": g,
            "colour": _toy_colour(vy, informative, seed=2)}
     out, summary = add_colour_part(head, _toy_colour(y, informative, seed=3), y, cfg, val,
                                    log=lambda *_: None)
-    assert set(summary["val"]) == {str(w) for w in cfg.colour_weights}
-    if informative:   # the colours identify the validation people: the colour part is kept
-        assert summary["weight"] > 0 and out.needs_colour and out.config.colour_dim == 8
-        emb = head_embeddings(out, vx, False, colour=val["colour"])
-        assert emb.shape == (len(vy), 8 + 8)
-        r1 = evaluate_ranking(emb[q] @ emb[g].T, vy[q], vy[g], vc[q], vc[g]).cmc[1]
-        assert r1 == pytest.approx(summary["val"][str(summary["weight"])]["R1"])
-        with pytest.raises(ValueError, match="colour"):
-            head_embeddings(out, vx, False)
-    else:             # noise only lowers the ranking: weight 0, the head is unchanged
+    # colour weight 0 is scored once; every other pair of weights once
+    assert len(summary["val"]) == 1 + 2 * 3
+    if informative == "neither":   # noise only lowers the ranking: the head is unchanged
         assert summary["weight"] == 0 and out is head and not out.needs_colour
+        return
+    assert summary["weight"] > 0 and out.needs_colour and out.config.colour_dim == 8
+    # the texture half is kept exactly when it carries the identities
+    assert (summary["texture_weight"] > 0) == (informative == "texture")
+    assert out.colour_config.texture_weight == summary["texture_weight"]
+    # the head's descriptors are those of its own config: re-weight the validation ones
+    from personlens.models.colour import ColourConfig, reweight_texture
+
+    desc = reweight_texture(val["colour"], ColourConfig(texture_weight=0.5), summary["texture_weight"])
+    emb = head_embeddings(out, vx, False, colour=desc)
+    assert emb.shape == (len(vy), 8 + 8)
+    r1 = evaluate_ranking(emb[q] @ emb[g].T, vy[q], vy[g], vc[q], vc[g]).cmc[1]
+    key = f"texture {summary['texture_weight']} colour {summary['weight']}"
+    assert r1 == pytest.approx(summary["val"][key]["R1"])
+    with pytest.raises(ValueError, match="colour"):
+        head_embeddings(out, vx, False)
 
 
 def test_colour_part_is_skipped_with_a_single_training_identity():
@@ -194,5 +206,6 @@ def test_colour_part_is_skipped_with_a_single_training_identity():
     cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=1, p=2, k=4, colour_dim=8)
     head, _ = train_reid_head(x, y, cfg, in_dim=16, log=lambda *_: None)
     one = np.zeros(len(y), int)
-    out, summary = add_colour_part(head, _toy_colour(one, True, seed=3), one, cfg, log=lambda *_: None)
+    out, summary = add_colour_part(head, _toy_colour(one, "colour", seed=3), one, cfg,
+                                   log=lambda *_: None)
     assert out is head and summary["weight"] == 0.0 and summary["dim"] == 0

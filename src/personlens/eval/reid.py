@@ -172,8 +172,9 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
         feats["learned_without_colour"] = unit_rows(full[:, :-k])
         descr["learned_without_colour"] = "the same head without its colour part (ablation)"
         feats["colour_only"] = unit_rows(full[:, -k:])
-        descr["colour_only"] = ("the head's projected colour descriptor alone (LOMO HSV part, "
-                                "projection fitted on the re-ID training identities)")
+        descr["colour_only"] = ("the head's projected LOMO descriptor alone (colour, and SILTP "
+                                "texture at the head's texture weight; projection fitted on the "
+                                "re-ID training identities)")
     elif head is not None:
         feats["learned"] = head_embeddings(head, pooled, flip_tta)
         descr["learned"] = f"re-ID head ({head_src}) on the PAR encoder's pooled tokens"

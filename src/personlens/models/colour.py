@@ -1,4 +1,4 @@
-"""A hand-crafted colour descriptor for re-ID: the HSV part of LOMO (Liao et al., CVPR 2015).
+"""A hand-crafted descriptor for re-ID: LOMO (Liao et al., CVPR 2015), colour first.
 
 Why a hand-crafted feature beside a learned one: our learned re-ID part saw about 1,000
 identities from a handful of cameras, and on cameras it never saw it ranks people mostly by
@@ -17,9 +17,10 @@ The descriptor of a crop (``colour_descriptor``):
 4. repeat on two 2x2-average-pooled copies (3 scales: 24 + 11 + 5 rows x 512 bins);
 5. ``log(1 + x)``, then L2-normalise. 20,480 values.
 
-LOMO's SILTP texture part is left out: colour is what is missing from the learned part.
-The descriptor is too long for an index; ``ColourProjection`` maps it to a short vector
-fitted on the re-ID training images (see ``personlens.train.reid``).
+With ``texture_weight`` > 0, LOMO's texture half too: SILTP codes at radii 3 and 5 of the
+Retinex image's intensity, counted the same way (81 patterns per radius), appended with that
+weight. The descriptor is too long for an index; ``fit_colour_projection`` learns a short
+projection from the re-ID training identities (see ``personlens.train.reid``).
 """
 from __future__ import annotations
 
@@ -39,8 +40,15 @@ class ColourConfig:
     stride: int = 5
     scales: int = 3
     retinex_sigmas: tuple[float, ...] = (5.0, 20.0)
+    # LOMO's texture half: SILTP codes (4 neighbours at each radius, 3^4 = 81 patterns) counted
+    # like the colours; weight t puts [sqrt(1 - t) * colour, sqrt(t) * texture] (0: colour only)
+    texture_weight: float = 0.0
+    siltp_radii: tuple[int, ...] = (3, 5)
+    siltp_tau: float = 0.3
 
     def __post_init__(self):
+        if not 0.0 <= self.texture_weight < 1.0:
+            raise ValueError(f"texture_weight must be in [0, 1), got {self.texture_weight}")
         if self.window % self.stride:
             raise ValueError("window must be a multiple of stride")
         if self.height < self.window * 2 ** (self.scales - 1) or \
@@ -49,24 +57,54 @@ class ColourConfig:
                              f"of {self.window}-pixel windows")
 
     @property
-    def dim(self) -> int:
+    def rows(self) -> int:
+        """Rows of windows over all scales."""
         rows, h = 0, self.height
         for _ in range(self.scales):
             rows += (h - self.window) // self.stride + 1
             h //= 2
-        return rows * self.bins ** 3
+        return rows
+
+    @property
+    def colour_dim(self) -> int:
+        return self.rows * self.bins ** 3
+
+    @property
+    def texture_dim(self) -> int:
+        return self.rows * 81 * len(self.siltp_radii) if self.texture_weight else 0
+
+    @property
+    def dim(self) -> int:
+        return self.colour_dim + self.texture_dim
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["retinex_sigmas"] = list(self.retinex_sigmas)
+        d["siltp_radii"] = list(self.siltp_radii)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ColourConfig":
         d = dict(d)
-        if "retinex_sigmas" in d:
-            d["retinex_sigmas"] = tuple(d["retinex_sigmas"])
+        for k in ("retinex_sigmas", "siltp_radii"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
+
+    def with_texture_weight(self, weight: float) -> "ColourConfig":
+        return ColourConfig.from_dict({**self.to_dict(), "texture_weight": float(weight)})
+
+
+def reweight_texture(descriptors: np.ndarray, config: ColourConfig, weight: float) -> np.ndarray:
+    """Descriptors made with ``config`` (texture weight > 0) as ``config.with_texture_weight(
+    weight)`` would make them: both halves are unit vectors, so only their scales change."""
+    if not config.texture_weight:
+        raise ValueError("the descriptors hold no texture half to re-weight")
+    c = descriptors[:, :config.colour_dim] / np.sqrt(1.0 - config.texture_weight)
+    if not weight:
+        return c
+    t = descriptors[:, config.colour_dim:] / np.sqrt(config.texture_weight)
+    return np.concatenate([np.sqrt(1.0 - weight) * c, np.sqrt(weight) * t], 1)
 
 
 def retinex(rgb: np.ndarray, sigmas=(5.0, 20.0)) -> np.ndarray:
@@ -111,19 +149,45 @@ def _halve(x: np.ndarray) -> np.ndarray:
     return x[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).mean((1, 3))
 
 
+def siltp_codes(gray: np.ndarray, radius: int, tau: float) -> np.ndarray:
+    """Scale-invariant local ternary patterns (Liao et al., CVPR 2010): per pixel, each of the
+    4 neighbours at ``radius`` is brighter than (1 + tau) x the centre, darker than (1 - tau) x
+    it, or neither; the 4 answers make a code in [0, 81). A change of light that scales
+    intensities leaves the codes unchanged."""
+    h, w = gray.shape
+    padded = np.pad(gray, radius, mode="edge")
+    code = np.zeros((h, w), np.int64)
+    for dy, dx in ((0, radius), (-radius, 0), (0, -radius), (radius, 0)):
+        nb = padded[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+        code = code * 3 + np.where(nb > (1 + tau) * gray, 1, np.where(nb < (1 - tau) * gray, 2, 0))
+    return code
+
+
+def _unit(f: np.ndarray) -> np.ndarray:
+    f = np.log1p(f)
+    return f / max(float(np.linalg.norm(f)), 1e-12)
+
+
 def colour_descriptor(image: Image.Image, config: ColourConfig = ColourConfig()) -> np.ndarray:
     """The ``(config.dim,)`` float32 unit-length descriptor of one crop (any size, any mode)."""
     rgb = np.asarray(image.convert("RGB").resize((config.width, config.height), Image.BILINEAR))
     x = retinex(rgb, config.retinex_sigmas) if config.retinex_sigmas else rgb / 255.0
     n = config.bins
-    parts = []
+    colour, texture = [], []
     for _ in range(config.scales):
         q = np.minimum((rgb_to_hsv(x) * n).astype(np.int64), n - 1)
-        parts.append(max_occurrence((q[..., 0] * n + q[..., 1]) * n + q[..., 2], n ** 3,
-                                    config.window, config.stride).ravel())
+        colour.append(max_occurrence((q[..., 0] * n + q[..., 1]) * n + q[..., 2], n ** 3,
+                                     config.window, config.stride).ravel())
+        if config.texture_weight:
+            gray = x.mean(-1) + 1e-3   # positive, so that a black patch has defined ratios
+            texture += [max_occurrence(siltp_codes(gray, r, config.siltp_tau), 81, config.window,
+                                       config.stride).ravel() for r in config.siltp_radii]
         x = _halve(x)
-    f = np.log1p(np.concatenate(parts))
-    return (f / max(float(np.linalg.norm(f)), 1e-12)).astype(np.float32)
+    f = _unit(np.concatenate(colour))
+    if config.texture_weight:
+        t = config.texture_weight
+        f = np.concatenate([np.sqrt(1.0 - t) * f, np.sqrt(t) * _unit(np.concatenate(texture))])
+    return f.astype(np.float32)
 
 
 def colour_descriptors(images, config: ColourConfig = ColourConfig()) -> np.ndarray:

@@ -67,6 +67,9 @@ class ReidTrainConfig:
     colour_pca_dim: int = 512
     colour_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     colour_weight_without_val: float = 0.5
+    # ... and the weight of LOMO's texture half inside the descriptor (ColourConfig)
+    colour_texture_weights: tuple[float, ...] = (0.0, 0.3, 0.5)
+    colour_texture_weight_without_val: float = 0.5
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -245,14 +248,25 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
     return head, summary
 
 
+def colour_descriptor_config(cfg: ReidTrainConfig):
+    """The ``ColourConfig`` to compute training and validation descriptors with: the largest
+    texture weight tried, from which every other weight is derived (``reweight_texture``)."""
+    from ..models.colour import ColourConfig
+
+    return ColourConfig(texture_weight=max((*cfg.colour_texture_weights,
+                                            cfg.colour_texture_weight_without_val)))
+
+
 def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.ndarray,
                     cfg: ReidTrainConfig, val: dict | None = None, flip_tta: bool = False,
                     log=print) -> tuple[EmbeddingHead, dict]:
-    """Fit the colour projection on the training images' descriptors and identities, and
-    choose its weight on ``val`` (which then holds ``colour``, the validation images'
-    descriptors) from ``cfg.colour_weights`` by mAP + R1, like ``base_weight``; without
-    ``val``, ``cfg.colour_weight_without_val``. Weight 0 returns ``head`` unchanged."""
-    from ..models.colour import ColourConfig, fit_colour_projection
+    """Fit the colour projection on the training images' descriptors (made with
+    ``colour_descriptor_config(cfg)``) and identities, for each texture weight of
+    ``cfg.colour_texture_weights``, and choose the texture weight and the colour part's weight
+    (``cfg.colour_weights``) on ``val`` (which then holds ``colour``, the validation images'
+    descriptors) by mAP + R1, like ``base_weight``; without ``val``, the ``*_without_val``
+    weights. Colour weight 0 returns ``head`` unchanged."""
+    from ..models.colour import fit_colour_projection, reweight_texture
     from ..models.embedding import with_colour
     from .pooled import head_embeddings
 
@@ -261,23 +275,44 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
     if dim < 1:
         log("colour part skipped: fitting it needs at least two training identities")
         return head, {"dim": 0, "weight": 0.0, "skipped": "fewer than two training identities"}
-    mean, proj = fit_colour_projection(train_colour, labels, dim, cfg.colour_pca_dim, seed=cfg.seed)
+    made_with = colour_descriptor_config(cfg)
+
+    def fit(texture):
+        desc = reweight_texture(train_colour, made_with, texture) if made_with.texture_weight \
+            else train_colour
+        return fit_colour_projection(desc, labels, dim, cfg.colour_pca_dim, seed=cfg.seed)
+
     summary: dict = {"dim": dim, "pca_dim": cfg.colour_pca_dim,
-                     "descriptor": "LOMO HSV part (personlens.models.colour)"}
+                     "descriptor": "LOMO: HSV colour and SILTP texture (personlens.models.colour)"}
     if val is None:
-        weight = cfg.colour_weight_without_val
+        texture, weight = cfg.colour_texture_weight_without_val, cfg.colour_weight_without_val
+        mean, proj = fit(texture)
     else:
-        scores = {}
-        for w in cfg.colour_weights:
-            cand = with_colour(head, mean, proj, w, ColourConfig()) if w else head
-            emb = head_embeddings(cand, val["pooled"], flip_tta, colour=val["colour"])
-            scores[w] = _rank(emb, val["query"], val["gallery"], val["pids"], val["camids"])
-        weight = max(scores, key=lambda w: scores[w]["mAP"] + scores[w]["R1"])
-        summary["val"] = {str(w): m for w, m in scores.items()}
-        log("colour weight on val: " + ", ".join(f"{w}: R1 {m['R1']:.1f} mAP {m['mAP']:.1f}"
-                                                 for w, m in scores.items()) + f" -> {weight}")
-    summary.update({"weight": weight, "seconds": round(time.time() - t0, 1)})
-    out = with_colour(head, mean, proj, weight, ColourConfig()) if weight else head
+        scores, fitted = {}, {}
+        for texture in cfg.colour_texture_weights:
+            fitted[texture] = mean, proj = fit(texture)
+            config = made_with.with_texture_weight(texture)
+            val_desc = reweight_texture(val["colour"], made_with, texture) \
+                if made_with.texture_weight else val["colour"]
+            for w in cfg.colour_weights:
+                if w == 0 and any(x == 0 for _, x in scores):
+                    continue   # without a colour part the texture weight does not matter
+                cand = with_colour(head, mean, proj, w, config) if w else head
+                emb = head_embeddings(cand, val["pooled"], flip_tta, colour=val_desc)
+                scores[(texture, w)] = _rank(emb, val["query"], val["gallery"], val["pids"],
+                                             val["camids"])
+        texture, weight = max(scores, key=lambda k: scores[k]["mAP"] + scores[k]["R1"])
+        if not weight:
+            texture = 0.0
+        mean, proj = fitted.get(texture) or fit(texture)
+        summary["val"] = {f"texture {t} colour {w}": m for (t, w), m in scores.items()}
+        log("colour part on val: " + ", ".join(f"t={t} w={w}: R1 {m['R1']:.1f} mAP {m['mAP']:.1f}"
+                                               for (t, w), m in scores.items())
+            + f" -> texture {texture}, weight {weight}")
+    summary.update({"texture_weight": texture, "weight": weight,
+                    "seconds": round(time.time() - t0, 1)})
+    out = with_colour(head, mean, proj, weight, made_with.with_texture_weight(texture)) \
+        if weight else head
     out.config.notes["colour"] = {k: v for k, v in summary.items() if k != "val"}
     return out, summary
 
@@ -417,11 +452,11 @@ def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
     if cfg.colour_dim:
         from .pooled import colour_features
 
-        colour_cache = cache_root / "colour"
-        train_colour = colour_features(paths, cache_root=colour_cache, name="reid-train",
-                                       progress=progress)
+        colour_cache, made_with = cache_root / "colour", colour_descriptor_config(cfg)
+        train_colour = colour_features(paths, made_with, cache_root=colour_cache,
+                                       name="reid-train", progress=progress)
         if val is not None:
-            val["colour"] = colour_features(val["paths"], cache_root=colour_cache,
+            val["colour"] = colour_features(val["paths"], made_with, cache_root=colour_cache,
                                             name="reid-val", progress=progress)
         head, summary["colour"] = add_colour_part(head, train_colour, labels, cfg, val,
                                                   flip_tta, log)
