@@ -89,8 +89,9 @@ def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidd
 @click.option("--out-dim", default=256, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--colour-dim", default=256, show_default=True, type=click.IntRange(min=0),
-              help="Size of the projected LOMO colour part appended to the embedding (0: none); "
-                   "its weight is chosen on the validation domains.")
+              help="Size of the projected LOMO part (colour and texture) appended to the "
+                   "embedding (0: none); its texture weight and weight are chosen on the "
+                   "validation domains.")
 @_CACHE_OPTION
 @click.option("--seed", default=0, show_default=True)
 @_THREADS_OPTION

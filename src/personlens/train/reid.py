@@ -18,9 +18,10 @@ Training data: the CUHK03-subset ``train`` split and PETA's sub-datasets with id
 ``TownCentre``, ``3DPeS``, ``CAVIAR4REID`` and ``i-LIDS``. VIPeR, PRID and GRID are kept out:
 they are the cross-domain test sets (``personlens eval reid``).
 
-Then the colour part (``add_colour_part``, ``cfg.colour_dim`` > 0): a LOMO-style colour
-descriptor of each crop (``personlens.models.colour``), projected by LDA fitted on the same
-training identities, is appended to the embedding with a weight chosen on validation.
+Then the colour part (``add_colour_part``, ``cfg.colour_dim`` > 0): the LOMO descriptor of
+each crop, colour and texture (``personlens.models.colour``), projected by LDA fitted on the
+same training identities, is appended to the embedding; the texture weight inside it and the
+part's weight are chosen on validation.
 """
 from __future__ import annotations
 
