@@ -24,7 +24,7 @@ projection from the re-ID training identities (see ``personlens.train.reid``).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -92,7 +92,7 @@ class ColourConfig:
         return cls(**d)
 
     def with_texture_weight(self, weight: float) -> "ColourConfig":
-        return ColourConfig.from_dict({**self.to_dict(), "texture_weight": float(weight)})
+        return replace(self, texture_weight=float(weight))
 
 
 def reweight_texture(descriptors: np.ndarray, config: ColourConfig, weight: float) -> np.ndarray:

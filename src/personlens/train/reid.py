@@ -278,10 +278,12 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
         return head, {"dim": 0, "weight": 0.0, "skipped": "fewer than two training identities"}
     made_with = colour_descriptor_config(cfg)
 
+    def at(desc, texture):   # the descriptors as a head with that texture weight computes them
+        return reweight_texture(desc, made_with, texture) if made_with.texture_weight else desc
+
     def fit(texture):
-        desc = reweight_texture(train_colour, made_with, texture) if made_with.texture_weight \
-            else train_colour
-        return fit_colour_projection(desc, labels, dim, cfg.colour_pca_dim, seed=cfg.seed)
+        return fit_colour_projection(at(train_colour, texture), labels, dim, cfg.colour_pca_dim,
+                                     seed=cfg.seed)
 
     summary: dict = {"dim": dim, "pca_dim": cfg.colour_pca_dim,
                      "descriptor": "LOMO: HSV colour and SILTP texture (personlens.models.colour)"}
@@ -292,9 +294,7 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
         scores, fitted = {}, {}
         for texture in cfg.colour_texture_weights:
             fitted[texture] = mean, proj = fit(texture)
-            config = made_with.with_texture_weight(texture)
-            val_desc = reweight_texture(val["colour"], made_with, texture) \
-                if made_with.texture_weight else val["colour"]
+            config, val_desc = made_with.with_texture_weight(texture), at(val["colour"], texture)
             for w in cfg.colour_weights:
                 if w == 0 and any(x == 0 for _, x in scores):
                     continue   # without a colour part the texture weight does not matter
