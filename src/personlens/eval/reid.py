@@ -8,7 +8,9 @@ Market-1501 rule). Metrics: CMC Rank-1/5/10 (+ curve to rank 20), mAP, mINP.
 
 Methods, all from one encoder pass per image (every trial reuses the features):
 
-* ``learned``: the re-ID head on the PAR model's pooled tokens, as the pipeline runs it;
+* ``learned``: the re-ID head on the PAR model's pooled tokens, as the pipeline runs it
+  (with its LOMO part when it has one, plus ``learned_without_colour`` and ``colour_only``:
+  each part alone);
 * ``imagenet_baseline``: the pretrained ImageNet EfficientNet-Lite0 (not the PAR-fine-tuned
   encoder), mean-pooled tokens, L2-normalised;
 * ``par_encoder_baseline``: the same on the PAR model's encoder, i.e. what the pipeline
