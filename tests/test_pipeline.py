@@ -187,7 +187,7 @@ def test_reid_head_with_colour_part_appends_the_crops_colour(pipeline, par_model
     emb = np.stack([r.reid_embedding for r in recs])
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     colour = torch.nn.functional.normalize(
-        (torch.from_numpy(colour_descriptors(images[:3], cfg)) - mean) @ proj.half().float(), dim=-1)
+        (torch.from_numpy(colour_descriptors(images[:3], cfg)) - mean) @ proj, dim=-1)
     np.testing.assert_allclose(emb[:, 8:], 0.5 * colour.numpy(), atol=1e-5)
     # different crops, different colour parts: it is not a constant
     assert not np.allclose(emb[0, 8:], emb[1, 8:], atol=1e-2)

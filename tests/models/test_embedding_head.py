@@ -79,21 +79,38 @@ def test_colour_part_is_appended_with_its_weight():
     assert not plain.needs_colour and plain.add_colour(token_part, desc) is token_part
 
 
-def test_colour_part_survives_save_and_load_in_half_precision(tmp_path):
-    from safetensors.torch import load_file
-
+def test_colour_part_survives_save_and_load(tmp_path):
     from personlens.models.colour import ColourConfig
 
     head, mean, proj = _colour_head()
-    d = save_embedding_head(head, tmp_path / "h")
-    assert load_file(str(d / "model.safetensors"))["colour_proj"].dtype == torch.float16
-    loaded = load_embedding_head(d, "reid")
+    loaded = load_embedding_head(save_embedding_head(head, tmp_path / "h"), "reid")
     assert loaded.config.colour == ColourConfig.from_dict(SMALL_COLOUR).to_dict()
     assert loaded.colour_config.dim == mean.numel()
+    torch.testing.assert_close(loaded.colour_proj, proj)
     e, desc = F.normalize(torch.randn(2, 17), dim=-1), torch.rand(2, mean.numel())
     with torch.no_grad():
-        torch.testing.assert_close(loaded.add_colour(e, desc), head.add_colour(e, desc),
-                                   atol=2e-3, rtol=0)
+        torch.testing.assert_close(loaded.add_colour(e, desc), head.add_colour(e, desc))
+
+
+def test_large_tensors_are_stored_in_half_precision(tmp_path):
+    from safetensors.torch import load_file
+
+    from personlens.models.embedding import HALF_PRECISION_MIN_VALUES
+
+    torch.manual_seed(0)
+    head = EmbeddingHead(EmbeddingHeadConfig(kind="reid", in_dim=1280, out_dim=256, hidden=1024,
+                                             pool="meanmax", base_weight=0.75)).eval()
+    d = save_embedding_head(head, tmp_path / "h")
+    stored = load_file(str(d / "model.safetensors"))
+    for k, v in head.state_dict().items():
+        big = v.numel() >= HALF_PRECISION_MIN_VALUES
+        assert stored[k].dtype == (torch.float16 if big else torch.float32), k
+    assert stored["proj.0.weight"].dtype == torch.float16      # 2,560 x 1,024
+    loaded = load_embedding_head(d, "reid")
+    assert loaded.proj[0].weight.dtype == torch.float32
+    x = torch.randn(3, 5, 1280)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), head(x), atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize("kw", [{"kind": "reid", "colour_weight": 0.5},

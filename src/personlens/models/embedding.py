@@ -164,16 +164,17 @@ def with_colour(head: EmbeddingHead, mean, proj, weight: float, colour_config) -
     return out.eval()
 
 
-# float16 halves the largest tensor of a head with a colour part (20,480 x 256); its effect on
-# the embedding is far below the differences between people
-_HALF = ("colour_proj",)
+# Tensors this large are stored in float16 (and loaded into float32): it halves a re-ID head
+# with a colour part (26,960 x 256 projection, 1,024 x 2,560 hidden layer), which would
+# otherwise weigh 25 MB; the rounding moves embeddings far less than people differ.
+HALF_PRECISION_MIN_VALUES = 1 << 20
 
 
 def save_embedding_head(head: EmbeddingHead, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().half() if k in _HALF else v.detach().contiguous().float()
-             for k, v in head.state_dict().items()}
+    state = {k: (v.half() if v.numel() >= HALF_PRECISION_MIN_VALUES else v.float())
+             .detach().contiguous() for k, v in head.state_dict().items()}
     save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "personlens-embedding-head"})
     (out_dir / CONFIG_FILE).write_text(json.dumps(head.config.to_dict(), indent=2))
     return out_dir
