@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from personlens.eval.reid import evaluate_trials, load_reid_models, reid_trials, trial_images
-from personlens.eval.report import metrics_entry
+from personlens.eval.reid import load_reid_models, rank1_by_method, reid_trials, trial_images
 from personlens.models.camera_norm import unit_rows
 from personlens.train.pooled import head_embeddings, pooled_features
 
@@ -49,8 +48,7 @@ def main() -> None:
         attrs = unit_rows(probs - probs.mean(0))
         feats = {f"w={w}": unit_rows(np.concatenate([np.sqrt(1 - w) * emb, np.sqrt(w) * attrs], 1))
                  for w in WEIGHTS}
-        res = evaluate_trials(feats, trials, index, camera_centring=True)
-        out["rank1"][ds] = {k: round(metrics_entry(v)["R1"], 2) for k, v in res.items()}
+        out["rank1"][ds] = rank1_by_method(feats, trials, index)
         print(ds, out["rank1"][ds], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from personlens.data.images import Preprocess
-from personlens.eval.reid import evaluate_trials, load_reid_models, reid_trials, trial_images
-from personlens.eval.report import metrics_entry
+from personlens.eval.reid import load_reid_models, rank1_by_method, reid_trials, trial_images
 from personlens.models.registry import create_image_encoder
 from personlens.train.pooled import (_Images, head_embeddings,
                                      mean_pooled_embeddings, pooled_features)
@@ -85,8 +84,7 @@ def main() -> None:
                  "encoder camera-BN": mean_pooled_embeddings(bn, True),
                  "imagenet": mean_pooled_embeddings(base, True),
                  "imagenet camera-BN": mean_pooled_embeddings(bn_imagenet, True)}
-        res = evaluate_trials(feats, trials, index, camera_centring=True)
-        out["rank1"][ds] = {k: round(metrics_entry(v)["R1"], 2) for k, v in res.items()}
+        out["rank1"][ds] = rank1_by_method(feats, trials, index)
         print(ds, out["rank1"][ds], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))

@@ -112,6 +112,13 @@ def evaluate_trials(features: dict[str, np.ndarray], trials, index: dict,
     return out
 
 
+def rank1_by_method(features: dict[str, np.ndarray], trials, index: dict) -> dict[str, float]:
+    """Rank-1 over ``trials`` (mean, 2 decimals) of every method, raw and ``+camera``: the
+    summary the re-ID check scripts print and write."""
+    res = evaluate_trials(features, trials, index, camera_centring=True)
+    return {k: round(metrics_entry(v)["R1"], 2) for k, v in res.items()}
+
+
 def par_training_images(peta_root, partition: int = 0, exclude_subsets=()) -> set[str]:
     """Resolved paths of the PETA images the attribute model was trained on."""
     from ..data.peta import PETA

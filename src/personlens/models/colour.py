@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,8 @@ def reweight_texture(descriptors: np.ndarray, config: ColourConfig, weight: floa
 
 def retinex(rgb: np.ndarray, sigmas=(5.0, 20.0)) -> np.ndarray:
     """Multi-scale Retinex with colour restoration, stretched to [0, 1] (1st-99th percentile)."""
+    from scipy.ndimage import gaussian_filter   # here: the pipeline imports this module at start
+
     x = rgb.astype(np.float32) + 1.0
     log_x = np.log(x)
     msr = sum(log_x - np.log(gaussian_filter(x, sigma=(s, s, 0))) for s in sigmas) / len(sigmas)
