@@ -154,7 +154,7 @@ def main(argv=None) -> int:
 
     import personlens
     from personlens.data.images import decode_image
-    from personlens.predict import AttributePredictor
+    from personlens.inference.predict import AttributePredictor
 
     torch.set_num_threads(args.threads)
     try:

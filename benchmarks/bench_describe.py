@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     import torch
 
     import personlens
-    from personlens.describe import Describer
+    from personlens.inference.describe import Describer
     from personlens.models.generate import DecodeConfig
 
     torch.set_num_threads(args.threads)
@@ -93,9 +93,9 @@ def main(argv=None) -> int:
         return 2
     images, source = loaded
 
-    from personlens.models.captioner import parameter_counts
+    from personlens.models.describer import parameter_counts
 
-    counts = parameter_counts(describer.captioner, describer.predictor.model)
+    counts = parameter_counts(describer.model, describer.predictor.model)
     meta = {
         "personlens": personlens.__version__, "torch": torch.__version__,
         "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": cpu_info(),

@@ -193,7 +193,7 @@ def bench_throughput(args, log) -> dict:
     import torch
 
     from personlens.library import PersonLibrary
-    from personlens.pipeline import PersonPipeline
+    from personlens.inference.pipeline import PersonPipeline
 
     spec = importlib.util.spec_from_file_location("bench_attributes", HERE / "bench_attributes.py")
     ba = importlib.util.module_from_spec(spec)

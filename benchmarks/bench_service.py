@@ -32,7 +32,7 @@ def raw_throughput(weights, batch: int, n: int, threads: int, rounds: int = 2) -
     import torch
 
     from personlens.data.images import decode_image
-    from personlens.pipeline import PersonPipeline
+    from personlens.inference.pipeline import PersonPipeline
 
     torch.set_num_threads(threads)
     pipe = PersonPipeline(weights)

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from personlens.library import CameraStatsCache, PersonLibrary, camera_centred_records, ranked_records
-from personlens.records import PersonRecord
+from personlens.inference.records import PersonRecord
 
 REID_DIM, SEARCH_DIM = 1792, 384
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from personlens.eval.reid import load_reid_models, rank1_by_method, reid_trials, trial_images
 from personlens.models.camera_norm import unit_rows
-from personlens.train.pooled import head_embeddings, pooled_features
+from personlens.inference.pooled import head_embeddings, pooled_features
 
 WEIGHTS = (0.0, 0.2, 0.35, 0.5)
 

@@ -22,8 +22,8 @@ import torch
 
 from personlens.data.images import Preprocess
 from personlens.eval.reid import load_reid_models, rank1_by_method, reid_trials, trial_images
-from personlens.models.registry import create_image_encoder
-from personlens.train.pooled import (_Images, head_embeddings,
+from personlens.models.factory import create_image_encoder
+from personlens.inference.pooled import (_Images, head_embeddings,
                                      mean_pooled_embeddings, pooled_features)
 
 

@@ -3,10 +3,10 @@
     .venv/bin/python scripts/check_reid_colour_projection.py --par runs/par-clean \
         --reid-head runs/reid-clean --json docs/results/reid_colour_projection_choice.json
 
-The re-ID head's colour part (``personlens.models.colour``) projects a 20,480-value LOMO
+The re-ID head's colour part (``personlens.models.lomo``) projects a 20,480-value LOMO
 descriptor to a short vector fitted on the re-ID training identities (CUHK03-subset train,
 TownCentre, CAVIAR4REID). Candidates: no projection, PCA to 128/256/512, and LDA
-(``fit_colour_projection``) from 512 or 1,024 principal components to 128 or 256. Each is
+(``fit_lomo_projection``) from 512 or 1,024 principal components to 128 or 256. Each is
 scored alone and fused with the head (``[sqrt(1 - w) * head, sqrt(w) * colour]``) for
 w in 0.25/0.5/0.75 on the validation domains (3DPeS and i-LIDS, held out of training): that
 is what the choice was made on. The same grid on VIPeR, PRID and GRID (10 trials, with
@@ -24,8 +24,8 @@ import numpy as np
 from personlens.eval.reid import evaluate_trials, load_reid_models, reid_trials, trial_images
 from personlens.eval.report import metrics_entry
 from personlens.models.camera_norm import unit_rows
-from personlens.models.colour import fit_colour_projection
-from personlens.train.pooled import colour_features, head_embeddings, pooled_features
+from personlens.train.lomo_fit import fit_lomo_projection
+from personlens.inference.pooled import lomo_features, head_embeddings, pooled_features
 from personlens.train.reid import (PETA_TRAIN_SUBSETS, VAL_DOMAINS, _domain_val, _rank,
                                    reid_training_items)
 
@@ -42,7 +42,7 @@ def projections(train: np.ndarray, labels: np.ndarray) -> dict:
     for k in (128, 256, 512):
         out[f"pca{k}"] = (mean, vt[:k].T)
     for pca_dim, k in ((512, 128), (512, 256), (1024, 256)):
-        out[f"lda{pca_dim}-{k}"] = fit_colour_projection(train, labels, k, pca_dim)
+        out[f"lda{pca_dim}-{k}"] = fit_lomo_projection(train, labels, k, pca_dim)
     return out
 
 
@@ -62,15 +62,15 @@ def main() -> None:
     args = ap.parse_args()
 
     model, head, head_src = load_reid_models(args.par, args.reid_head)
-    if head.needs_colour:
+    if head.needs_lomo:
         raise SystemExit("give a re-ID head without a colour part (train reid --colour-dim 0)")
     subsets = tuple(s for s in PETA_TRAIN_SUBSETS if s not in VAL_DOMAINS)
     paths, labels, _ = reid_training_items(args.root, args.cuhk03_root, subsets)
-    train = colour_features(paths, cache_root=args.cache / "colour", name="reid-train")
+    train = lomo_features(paths, cache_root=args.cache / "colour", name="reid-train")
     projs = projections(train, labels)
     val = _domain_val(model, args.root, VAL_DOMAINS, True, args.cache / "pooled", True, 64, 0)
     val_head = head_embeddings(head, val["pooled"], True)
-    val_colour = colour_features(val["paths"], cache_root=args.cache / "colour", name="reid-val")
+    val_colour = lomo_features(val["paths"], cache_root=args.cache / "colour", name="reid-val")
 
     def val_score(f):
         m = _rank(f, val["query"], val["gallery"], val["pids"], val["camids"])
@@ -89,7 +89,7 @@ def main() -> None:
         h = head_embeddings(head, pooled_features(model, items, flip=True,
                                                   cache_root=args.cache / "pooled",
                                                   name=f"reid-{ds}"), True)
-        desc = colour_features(items, cache_root=args.cache / "colour", name=f"reid-{ds}")
+        desc = lomo_features(items, cache_root=args.cache / "colour", name=f"reid-{ds}")
         feats = {}
         for name, p in projs.items():
             c = project(desc, p)

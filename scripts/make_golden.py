@@ -34,7 +34,7 @@ def real_paths():
 
 
 def par_golden() -> dict:
-    from personlens.predict import AttributePredictor
+    from personlens.inference.predict import AttributePredictor
 
     p = AttributePredictor(precision="fp32")
     with torch.inference_mode():
@@ -47,8 +47,8 @@ def par_golden() -> dict:
 
 def heads_golden() -> dict:
     from personlens.models.embedding import load_embedding_head
-    from personlens.models.io import shipped_head_dir
-    from personlens.pipeline import PersonPipeline, load_crop
+    from personlens.models.hub import shipped_default as shipped_head_dir
+    from personlens.inference.pipeline import PersonPipeline, load_crop
 
     out = {"synthetic": {}, "real": {}}
     for kind in ("search", "reid"):

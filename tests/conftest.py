@@ -38,6 +38,6 @@ def par_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pipeline(par_model_dir):
     """A ``PersonPipeline`` on the fixture model (baseline search and re-ID), loaded once."""
-    from personlens.pipeline import PersonPipeline
+    from personlens.inference.pipeline import PersonPipeline
 
     return PersonPipeline(par_model_dir, search_head=None, reid_head=None)

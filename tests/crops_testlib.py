@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from personlens.records import PersonRecord
+from personlens.inference.records import PersonRecord
 
 SIZE = (48, 112)  # width x height: person-crop shaped, small so the model runs fast
 

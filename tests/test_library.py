@@ -12,8 +12,8 @@ from crops_testlib import crop_image, write_crops
 from personlens.index import VectorIndex
 from personlens.library import (INDEX_FILES, PersonLibrary, UnknownAttributeError, parse_where)
 from personlens.models.embedding import EmbeddingHead, EmbeddingHeadConfig, save_embedding_head
-from personlens.pipeline import PersonPipeline
-from personlens.records import PersonRecord
+from personlens.inference.pipeline import PersonPipeline
+from personlens.inference.records import PersonRecord
 
 N = 9
 

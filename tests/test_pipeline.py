@@ -11,9 +11,9 @@ from crops_testlib import crop_image, write_crops
 from personlens.data.schema import PETA_SCHEMA
 from personlens.models.embedding import (EmbeddingHead, EmbeddingHeadConfig, load_embedding_head,
                                          save_embedding_head)
-from personlens.pipeline import PersonPipeline, render_attributes
-from personlens.predict import PredictionError
-from personlens.records import PersonRecord
+from personlens.inference.pipeline import PersonPipeline, render_attributes
+from personlens.inference.predict import PredictionError
+from personlens.inference.records import PersonRecord
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +141,16 @@ def test_trained_heads_are_pluggable(pipeline, par_model_dir, tmp_path, images):
 
 
 def test_description_model_runs_on_the_same_encoder_pass(pipeline, par_model_dir, tmp_path, images):
-    from personlens.models.captioner import CaptionerConfig, build_captioner, save_captioner
+    from personlens.models.describer import DescriberConfig, build_describer, save_describer
     from personlens.text.vocab import Vocab
 
     torch.manual_seed(0)
     sents = ["The image shows a male adult wearing a black jacket, carrying a backpack.",
              "The image shows a female adult with long hair wearing a red top."]
-    cfg = CaptionerConfig(decoder_args={"d_model": 32, "layers": 1, "heads": 2, "ff": 64,
+    cfg = DescriberConfig(decoder_args={"d_model": 32, "layers": 1, "heads": 2, "ff": 64,
                                         "dropout": 0.0, "max_len": 40},
                           image_dim=1280, attributes=list(pipeline.names), max_words=12)
-    d = save_captioner(build_captioner(cfg, Vocab.build(sents)).eval(), tmp_path / "desc")
+    d = save_describer(build_describer(cfg, Vocab.build(sents)).eval(), tmp_path / "desc")
     with_text = PersonPipeline(par_model_dir, search_head=None, reid_head=None, describer=d,
                                text_encoder=pipeline.text_encoder)
     assert with_text.model_version != pipeline.model_version      # descriptions are in the record
@@ -173,21 +173,21 @@ def test_description_model_runs_on_the_same_encoder_pass(pipeline, par_model_dir
 
 def test_reid_head_with_colour_part_appends_the_crops_colour(pipeline, par_model_dir, tmp_path,
                                                              images):
-    from personlens.models.colour import ColourConfig, colour_descriptors
-    from personlens.models.embedding import with_colour
+    from personlens.models.lomo import LomoConfig, lomo_descriptors
+    from personlens.models.embedding import with_lomo
 
-    cfg = ColourConfig(height=40, width=40, bins=2, scales=2, retinex_sigmas=(3.0,))
+    cfg = LomoConfig(height=40, width=40, bins=2, scales=2, retinex_sigmas=(3.0,))
     torch.manual_seed(2)
     token_head = EmbeddingHead(EmbeddingHeadConfig(kind="reid", in_dim=1280, out_dim=8, pool="meanmax"))
     mean, proj = torch.rand(cfg.dim), torch.randn(cfg.dim, 4)
-    d = save_embedding_head(with_colour(token_head, mean, proj, 0.25, cfg), tmp_path / "r")
+    d = save_embedding_head(with_lomo(token_head, mean, proj, 0.25, cfg), tmp_path / "r")
     p = PersonPipeline(par_model_dir, reid_head=d, text_encoder=pipeline.text_encoder)
     assert p.reid_dim == 12
     recs = p.process(images[:3], ["a", "b", "c"])
     emb = np.stack([r.reid_embedding for r in recs])
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     colour = torch.nn.functional.normalize(
-        (torch.from_numpy(colour_descriptors(images[:3], cfg)) - mean) @ proj, dim=-1)
+        (torch.from_numpy(lomo_descriptors(images[:3], cfg)) - mean) @ proj, dim=-1)
     np.testing.assert_allclose(emb[:, 8:], 0.5 * colour.numpy(), atol=1e-5)
     # different crops, different colour parts: it is not a constant
     assert not np.allclose(emb[0, 8:], emb[1, 8:], atol=1e-2)

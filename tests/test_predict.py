@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from personlens.predict import AttributePrediction, AttributePredictor, PredictionError
+from personlens.inference.predict import AttributePrediction, AttributePredictor, PredictionError
 
 NAMES = ["personalMale", "accessoryHat", "carryingBackpack"]
 THRESHOLDS = [0.3, 0.5, 0.7]
@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory) -> Path:
     """A saved PAR model with a random cross-attention head (random prompts: no text encoder)."""
     from personlens.models.io import save_par
     from personlens.models.par import HeadConfig, PARConfig, PARModel, build_head
-    from personlens.models.registry import create_image_encoder
+    from personlens.models.factory import create_image_encoder
 
     torch.manual_seed(0)
     encoder = create_image_encoder("efficientnet_lite0", pretrained=True).freeze()
@@ -144,7 +144,7 @@ def test_flip_tta_override_changes_only_the_mirror_averaging(tmp_path):
     import torch
     from PIL import Image as _Image
 
-    from personlens.predict import AttributePredictor as _AP
+    from personlens.inference.predict import AttributePredictor as _AP
 
     img = _Image.new("RGB", (64, 128), (200, 30, 30))
     img.paste((20, 20, 200), (0, 0, 20, 128))  # asymmetric, so the mirror differs

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from crops_testlib import make_record
 
-from personlens.records import PersonRecord, content_id
+from personlens.inference.records import PersonRecord, content_id
 
 
 def _kw(**over):

@@ -7,10 +7,10 @@ import warnings
 import pytest
 import torch
 
-import personlens.models.io as io
+import personlens.models.hub as hub
 from personlens.models.embedding import EmbeddingHead, EmbeddingHeadConfig, save_embedding_head
-from personlens.pipeline import PersonPipeline, resolve_head
-from personlens.train.heads import encoder_fingerprint
+from personlens.inference.pipeline import PersonPipeline, resolve_head
+from personlens.models.hub import encoder_fingerprint
 
 
 def _head(tmp_path, name, fingerprint):
@@ -21,11 +21,12 @@ def _head(tmp_path, name, fingerprint):
 
 
 def test_shipped_lookup_and_package_globs():
-    assert set(io.SHIPPED_HEADS) == {"search", "reid"}
-    for kind, name in io.SHIPPED_HEADS.items():
-        d = io.shipped_dir(name)
-        assert d.parent == io.shipped_dir("par-peta").parent
-        assert io.shipped_head_dir(kind) in (None, d)
+    assert set(hub.DEFAULT_FOR_KIND) == {"attributes", "search", "reid", "describer"}
+    for kind, name in hub.DEFAULT_FOR_KIND.items():
+        d = hub.shipped_dir(name)
+        assert hub.SHIPPED[name].kind == kind
+        assert d.parent == hub.shipped_dir("par-peta").parent
+        assert hub.shipped_default(kind) in (None, d)
     import tomllib
     from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_default_uses_a_matching_shipped_head(pipeline, par_model_dir, tmp_path,
     model = pipeline.model
     good = _head(tmp_path, "good", encoder_fingerprint(model))
     other = _head(tmp_path, "other", "0" * 32)
-    monkeypatch.setattr(io, "shipped_head_dir", lambda kind: good if kind == "reid" else None)
+    monkeypatch.setattr(hub, "shipped_default", lambda kind: good if kind == "reid" else None)
     head, src = resolve_head("default", "reid", model, shipped_par=False)
     assert isinstance(head, EmbeddingHead) and src == "shipped:good"
     assert resolve_head(None, "reid", model, False) == (None, "baseline")
@@ -47,7 +48,7 @@ def test_default_uses_a_matching_shipped_head(pipeline, par_model_dir, tmp_path,
     assert p.reid_dim == 16 and p.search_head is None and "shipped:good" in p.describe()["reid"]
     assert p.model_version != pipeline.model_version
     # a shipped head made for another encoder is not used by default ...
-    monkeypatch.setattr(io, "shipped_head_dir", lambda kind: other if kind == "reid" else None)
+    monkeypatch.setattr(hub, "shipped_default", lambda kind: other if kind == "reid" else None)
     assert resolve_head("default", "reid", model, shipped_par=False) == (None, "baseline")
     # ... and asking for it explicitly warns
     with pytest.warns(UserWarning, match="another image encoder"):

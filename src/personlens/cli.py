@@ -40,7 +40,7 @@ def attributes(images, as_json, weights, batch_size, top, flip_tta):
 def _report_per_image(results, n: int, as_json: bool, show) -> None:
     """Print per-image results (``show(r)`` each, or one JSON list); an unreadable image
     (``PredictionError``) gets one line on stderr, and any makes the exit status 1."""
-    from .predict import PredictionError
+    from .inference.predict import PredictionError
 
     done, failed = [], 0
     for r in results:
@@ -60,7 +60,7 @@ def _report_per_image(results, n: int, as_json: bool, show) -> None:
 
 def _load_predictor(weights, **kw):
     """The predictor, or a one-line error (not a traceback) for an unusable --weights."""
-    from .predict import AttributePredictor
+    from .inference.predict import AttributePredictor
 
     try:
         return AttributePredictor(weights, **kw)
@@ -338,7 +338,7 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective):
     from .data import create_dataset
     from .eval.metrics import calibrate_thresholds, par_metrics
     from .eval.par import predict_dataset
-    from .predict import AttributePredictor
+    from .inference.predict import AttributePredictor
 
     if split == "test":
         raise click.UsageError("thresholds are never fitted on the test split")
@@ -408,7 +408,7 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
 def info(as_json, weights):
     """Shipped models, their attributes and parameter counts."""
     from .models.io import load_par
-    from .models.registry import list_models
+    from .models.factory import list_models
 
     try:
         m = load_par(weights)
@@ -437,7 +437,7 @@ def info(as_json, weights):
 
 
 def _describe_info() -> dict:
-    from .models.captioner import describe_info
+    from .models.info import describe_info
 
     return describe_info()
 

@@ -51,7 +51,7 @@ def _decode_config(decoding, beam_size, temperature, top_k, top_p, repetition_pe
 
 
 def _load_describer(weights, par, decode_kw, consistency, precision="bf16"):
-    from .describe import Describer
+    from .inference.describe import Describer
 
     try:
         d = Describer(weights, par_dir=par, consistency=consistency, precision=precision,
@@ -137,8 +137,8 @@ def train_describe(dataset, root, partition, jsonl, val_jsonl, par, out, decoder
     """Train a describer on PETA structured descriptions (or JSONL pairs); epoch chosen on val loss."""
     import torch
 
-    from .models.captioner import BudgetError
-    from .train.captioner import (CaptionSet, DescribeTrainConfig, jsonl_caption_set,
+    from .models.describer import BudgetError
+    from .train.describer import (CaptionSet, DescribeTrainConfig, jsonl_caption_set,
                                   peta_caption_set, train_describer)
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -88,7 +88,7 @@ def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidd
 @click.option("--hidden", default=1024, show_default=True, help="Hidden width (0: linear).")
 @click.option("--out-dim", default=256, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
-@click.option("--colour-dim", default=256, show_default=True, type=click.IntRange(min=0),
+@click.option("--lomo-dim", "--colour-dim", "lomo_dim", default=256, show_default=True, type=click.IntRange(min=0),
               help="Size of the projected LOMO part (colour and texture) appended to the "
                    "embedding (0: none); its texture weight and weight are chosen on the "
                    "validation domains.")
@@ -101,7 +101,7 @@ def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidd
               help="PETA subsets held out of training to choose the epoch, feature and base weight "
                    "on unseen cameras (comma-separated; empty: CUHK03-subset val, in-domain).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def train_reid_cmd(peta_root, cuhk03_root, par, out, epochs, p, k, hidden, out_dim, lr, colour_dim,
+def train_reid_cmd(peta_root, cuhk03_root, par, out, epochs, p, k, hidden, out_dim, lr, lomo_dim,
                    cache, seed, threads, limit, val_domains, progress):
     """Train a re-ID head (ID loss + batch-hard triplet, PK batches) on the PAR model's encoder.
 
@@ -113,7 +113,7 @@ def train_reid_cmd(peta_root, cuhk03_root, par, out, epochs, p, k, hidden, out_d
         raise click.UsageError("give --peta-root and/or --cuhk03-root")
     _set_threads(threads)
     cfg = ReidTrainConfig(epochs=epochs, p=p, k=k, hidden=hidden, out_dim=out_dim, lr=lr,
-                          colour_dim=colour_dim, seed=seed)
+                          lomo_dim=lomo_dim, seed=seed)
     try:
         _, summary = train_reid(out, peta_root=peta_root, cuhk03_root=cuhk03_root, par_dir=par,
                                 cfg=cfg, cache_root=cache, log=click.echo, progress=progress,
@@ -123,7 +123,7 @@ def train_reid_cmd(peta_root, cuhk03_root, par, out, epochs, p, k, hidden, out_d
         _fail(e)
     click.echo(json.dumps({"out": str(out), "best_epoch": summary["best_epoch"],
                            "feature": summary["feature"], "base_weight": summary["base_weight"],
-                           "colour_weight": summary.get("colour", {}).get("weight", 0.0),
+                           "lomo_weight": summary.get("colour", {}).get("weight", 0.0),
                            "val": summary.get("val")}, indent=2))
 
 

@@ -83,7 +83,7 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
 def worker(queue_url, store_url, store_schema, stream, name, max_batch, max_wait_ms, claim_idle_s, weights, search_head,
            reid_head):
     """Scale-out worker: read crops from the Redis stream, run the pipeline, store, acknowledge."""
-    from .pipeline import PersonPipeline
+    from .inference.pipeline import PersonPipeline
     from .serve.redisq import Worker
 
     pipe = PersonPipeline(weights, search_head, reid_head)

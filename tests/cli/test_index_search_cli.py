@@ -17,7 +17,7 @@ N = 8
 @pytest.fixture()
 def shared_pipeline(monkeypatch, pipeline, par_model_dir):
     """Every command in a test reuses the session's loaded models (loading takes seconds)."""
-    import personlens.pipeline as mod
+    import personlens.inference.pipeline as mod
 
     real = mod.PersonPipeline
     fixture_dir = str(Path(par_model_dir).resolve())

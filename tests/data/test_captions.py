@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from personlens.data.captions import (EVAL_ONLY_WORDS, EVAL_TEMPLATES, SYNONYMS,
+from personlens.text.captions import (EVAL_ONLY_WORDS, EVAL_TEMPLATES, SYNONYMS,
                                       TRAIN_ONLY_WORDS, TRAIN_TEMPLATES, CaptionGenerator,
                                       parse_labels, structured_description)
 from personlens.data.schema import PETA_ATTRIBUTE_NAMES, PETA_SCHEMA

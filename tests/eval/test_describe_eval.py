@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from personlens.data.captions import structured_description
+from personlens.text.captions import structured_description
 from personlens.eval.describe import (caption_scores, field_accuracy, label_fields, par_fields,
                                       simple_tokenize, text_field_accuracy, text_fields)
 

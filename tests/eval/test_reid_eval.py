@@ -19,12 +19,12 @@ def roots(tmp_path_factory):
 
 
 def test_viper_report_has_learned_and_baselines(roots, par_model_dir, tmp_path, monkeypatch):
-    import personlens.train.pooled as pooled
+    import personlens.inference.pooled as pooled
 
     head = random_head("reid", tmp_path / "head")
     encoded = []
     real = pooled._encode
-    monkeypatch.setattr(pooled, "_encode", lambda *a, **k: (encoded.append(len(a[7])), real(*a, **k))[1])
+    monkeypatch.setattr(pooled, "_encode", lambda *a, **k: (encoded.append(len(a[2])), real(*a, **k))[1])
     out, png = run_reid_eval(tmp_path / "viper.json", dataset="viper", root=roots[0], trials=3,
                              par_dir=par_model_dir, reid_head=head, cache_root=tmp_path / "c",
                              progress=False, log=lambda *_: None)
@@ -93,12 +93,12 @@ def test_camera_centring_is_scored_beside_raw_features():
 def test_a_head_with_a_colour_part_is_scored_whole_and_by_part(roots, par_model_dir, tmp_path):
     import torch
 
-    from personlens.models.colour import ColourConfig
-    from personlens.models.embedding import load_embedding_head, save_embedding_head, with_colour
+    from personlens.models.lomo import LomoConfig
+    from personlens.models.embedding import load_embedding_head, save_embedding_head, with_lomo
 
-    cfg = ColourConfig(height=40, width=40, bins=2, scales=2, retinex_sigmas=(3.0,))
+    cfg = LomoConfig(height=40, width=40, bins=2, scales=2, retinex_sigmas=(3.0,))
     g = torch.Generator().manual_seed(0)
-    head = with_colour(load_embedding_head(random_head("reid", tmp_path / "h")),
+    head = with_lomo(load_embedding_head(random_head("reid", tmp_path / "h")),
                        torch.rand(cfg.dim, generator=g), torch.randn(cfg.dim, 4, generator=g),
                        0.5, cfg)
     d = save_embedding_head(head, tmp_path / "hc")

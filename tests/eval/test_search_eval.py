@@ -44,7 +44,7 @@ def test_without_a_head_only_the_baseline(peta_root, par_model_dir, pipeline, tm
 
 
 def test_queries_use_eval_style_and_are_fixed(peta_root):
-    from personlens.data.captions import EVAL_TEMPLATES, CaptionGenerator
+    from personlens.text.captions import EVAL_TEMPLATES, CaptionGenerator
 
     ds = PETA(peta_root, "test", attributes="all")
     q = eval_queries(ds, seed=0)

@@ -50,46 +50,46 @@ SMALL_COLOUR = {"height": 40, "width": 40, "bins": 2, "window": 10, "stride": 5,
 
 
 def _colour_head(weight: float = 0.36):
-    from personlens.models.colour import ColourConfig
-    from personlens.models.embedding import with_colour
+    from personlens.models.lomo import LomoConfig
+    from personlens.models.embedding import with_lomo
 
-    cfg = ColourConfig.from_dict(SMALL_COLOUR)
+    cfg = LomoConfig.from_dict(SMALL_COLOUR)
     g = torch.Generator().manual_seed(0)
     mean, proj = torch.rand(cfg.dim, generator=g), torch.randn(cfg.dim, 6, generator=g)
-    return with_colour(_head(0.5), mean, proj, weight, cfg), mean, proj
+    return with_lomo(_head(0.5), mean, proj, weight, cfg), mean, proj
 
 
 def test_colour_part_is_appended_with_its_weight():
     head, mean, proj = _colour_head(0.36)
-    assert head.needs_colour and head.config.embedding_dim == 5 + 12 + 6
+    assert head.needs_lomo and head.config.embedding_dim == 5 + 12 + 6
     tokens, desc = torch.randn(3, 7, 12), torch.rand(3, mean.numel())
     with torch.no_grad():
         token_part = head(tokens)
-        full = head.add_colour(token_part, desc)
+        full = head.add_lomo(token_part, desc)
     assert full.shape == (3, 23)
     torch.testing.assert_close(full.norm(dim=-1), torch.ones(3))
     colour = F.normalize((desc - mean) @ proj, dim=-1)
     # cosine similarity = 0.64 * token-part similarity + 0.36 * colour similarity
     want = 0.64 * token_part @ token_part.T + 0.36 * colour @ colour.T
     torch.testing.assert_close(full @ full.T, want, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="colour descriptors of shape"):
-        head.add_colour(token_part, desc[:, :5])
+    with pytest.raises(ValueError, match="LOMO descriptors of shape"):
+        head.add_lomo(token_part, desc[:, :5])
     # a head without a colour part passes embeddings through
     plain = _head(0.5)
-    assert not plain.needs_colour and plain.add_colour(token_part, desc) is token_part
+    assert not plain.needs_lomo and plain.add_lomo(token_part, desc) is token_part
 
 
 def test_colour_part_survives_save_and_load(tmp_path):
-    from personlens.models.colour import ColourConfig
+    from personlens.models.lomo import LomoConfig
 
     head, mean, proj = _colour_head()
     loaded = load_embedding_head(save_embedding_head(head, tmp_path / "h"), "reid")
-    assert loaded.config.colour == ColourConfig.from_dict(SMALL_COLOUR).to_dict()
-    assert loaded.colour_config.dim == mean.numel()
-    torch.testing.assert_close(loaded.colour_proj, proj)
+    assert loaded.config.lomo == LomoConfig.from_dict(SMALL_COLOUR).to_dict()
+    assert loaded.lomo_config.dim == mean.numel()
+    torch.testing.assert_close(loaded.lomo_proj, proj)
     e, desc = F.normalize(torch.randn(2, 17), dim=-1), torch.rand(2, mean.numel())
     with torch.no_grad():
-        torch.testing.assert_close(loaded.add_colour(e, desc), head.add_colour(e, desc))
+        torch.testing.assert_close(loaded.add_lomo(e, desc), head.add_lomo(e, desc))
 
 
 def test_large_tensors_are_stored_in_half_precision(tmp_path):
@@ -113,11 +113,35 @@ def test_large_tensors_are_stored_in_half_precision(tmp_path):
         torch.testing.assert_close(loaded(x), head(x), atol=2e-3, rtol=0)
 
 
-@pytest.mark.parametrize("kw", [{"kind": "reid", "colour_weight": 0.5},
-                                {"kind": "reid", "colour_weight": 1.0, "colour_dim": 4,
-                                 "colour": SMALL_COLOUR},
-                                {"kind": "search", "text_encoder": "minilm", "colour_weight": 0.5,
-                                 "colour_dim": 4, "colour": SMALL_COLOUR}])
+@pytest.mark.parametrize("kw", [{"kind": "reid", "lomo_weight": 0.5},
+                                {"kind": "reid", "lomo_weight": 1.0, "lomo_dim": 4,
+                                 "lomo": SMALL_COLOUR},
+                                {"kind": "search", "text_encoder": "minilm", "lomo_weight": 0.5,
+                                 "lomo_dim": 4, "lomo": SMALL_COLOUR}])
 def test_bad_colour_settings_are_refused(kw):
-    with pytest.raises(ValueError, match="colour"):
+    with pytest.raises(ValueError, match="lomo"):
         EmbeddingHeadConfig(in_dim=4, out_dim=3, **kw)
+
+
+def test_heads_saved_before_the_lomo_rename_still_load(tmp_path):
+    """Configs and weights written with the old names (colour_weight, colour_mean, ...) load
+    into today's names, with the same outputs."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    head, _, _ = _colour_head()
+    d = save_embedding_head(head, tmp_path / "new")
+    cfg = json.loads((d / "config.json").read_text())
+    old_cfg = {{"lomo_weight": "colour_weight", "lomo_dim": "colour_dim", "lomo": "colour"}.get(k, k): v
+               for k, v in cfg.items()}
+    state = load_file(str(d / "model.safetensors"))
+    old_state = {{"lomo_mean": "colour_mean", "lomo_proj": "colour_proj"}.get(k, k): v
+                 for k, v in state.items()}
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(old_cfg))
+    save_file(old_state, str(old / "model.safetensors"), metadata={"format": "personlens-embedding-head"})
+    loaded = load_embedding_head(old, "reid")
+    assert loaded.needs_lomo and loaded.config.lomo_weight == head.config.lomo_weight
+    torch.testing.assert_close(loaded.lomo_proj, head.lomo_proj)   # small: kept in float32

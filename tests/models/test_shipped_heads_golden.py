@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from personlens.models.embedding import load_embedding_head
-from personlens.models.io import shipped_head_dir
+from personlens.models.hub import shipped_default as shipped_head_dir
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests/golden/heads.json").read_text())
@@ -25,22 +25,22 @@ def test_shipped_head_matches_golden(kind):
     head = load_embedding_head(shipped_head_dir(kind), kind)
     with torch.inference_mode():
         out = head(synthetic_tokens(head.config.in_dim))
-    colour = head.config.colour_dim if head.config.colour_weight else 0   # added by add_colour
+    colour = head.config.lomo_dim if head.config.lomo_weight else 0   # added by add_lomo
     assert out.shape[-1] == head.config.embedding_dim - colour
     np.testing.assert_allclose(out.numpy(), np.array(GOLDEN["synthetic"][kind]), atol=1e-4)
 
 
 def test_shipped_reid_head_keeps_the_generic_feature_and_a_colour_part():
     cfg = load_embedding_head(shipped_head_dir("reid"), "reid").config
-    assert 0 < cfg.base_weight < 1 and 0 < cfg.colour_weight < 1
-    assert cfg.embedding_dim == cfg.out_dim + cfg.in_dim + cfg.colour_dim
+    assert 0 < cfg.base_weight < 1 and 0 < cfg.lomo_weight < 1
+    assert cfg.embedding_dim == cfg.out_dim + cfg.in_dim + cfg.lomo_dim
     assert "VIPeR" in cfg.notes["held_out"]
     assert not any(s in name for name in cfg.notes["trained_on"] for s in ("VIPeR", "PRID", "GRID"))
 
 
 @pytest.mark.skipif(not PETA_IMAGES.exists(), reason="needs ../shared/data/PETA")
 def test_pipeline_embeddings_of_real_crops_match_golden():
-    from personlens.pipeline import PersonPipeline, load_crop
+    from personlens.inference.pipeline import PersonPipeline, load_crop
 
     pipe = PersonPipeline(precision="fp32")
     assert {k: pipe.describe()[k] for k in ("search", "reid", "describer")} == GOLDEN["sources"]

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from personlens.data.schema import PETA_STANDARD_35
-from personlens.models.io import load_par, shipped_dir
-from personlens.predict import AttributePredictor
+from personlens.models.hub import shipped_dir
+from personlens.models.io import load_par
+from personlens.inference.predict import AttributePredictor
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests/golden/par_peta.json").read_text())

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from personlens.records import PersonRecord
+from personlens.inference.records import PersonRecord
 
 NAMES = ["personalMale", "accessoryHat", "carryingBackpack", "upperBodyBlack"]
 TOKEN = "test-token-0123456789"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personlens.data.captions import CaptionGenerator, structured_description
+from personlens.text.captions import CaptionGenerator, structured_description
 from personlens.data.schema import PETA_SCHEMA
 from personlens.text.cleanup import clean_description
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personlens.data.captions import CaptionGenerator, parse_labels, structured_description
+from personlens.text.captions import CaptionGenerator, parse_labels, structured_description
 from personlens.data.schema import PETA_ATTRIBUTE_NAMES, PETA_SCHEMA, PETA_STANDARD_35
 from personlens.text.consistency import (asserted_attributes, check_consistency,
                                          parse_description, reconcile)

@@ -7,7 +7,7 @@ import torch
 from crops_testlib import crop_image, write_crops
 
 from personlens.models.embedding import EmbeddingHead, EmbeddingHeadConfig
-from personlens.train.pooled import (head_embeddings, mean_pooled_embeddings, model_key,
+from personlens.inference.pooled import (head_embeddings, mean_pooled_embeddings, model_key,
                                      pooled_features)
 
 

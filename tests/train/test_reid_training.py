@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from personlens.eval.retrieval import evaluate_ranking
-from personlens.train.pooled import head_embeddings, mean_pooled_embeddings
+from personlens.inference.pooled import head_embeddings, mean_pooled_embeddings
 from personlens.train.reid import (PKSampler, ReidTrainConfig, batch_hard_triplet,
                                    domain_query_gallery, reid_training_items, train_reid_head)
 
@@ -147,14 +147,14 @@ def _toy_colour(pids, informative: str, seed: int) -> np.ndarray:
     """Descriptors as ``colour_descriptor_config`` makes them (colour half, then texture half
     at weight 0.5) for identities ``pids``: the ``informative`` half ("colour", "texture" or
     neither) holds each identity in a shared 6-d subspace, the rest is noise."""
-    from personlens.models.colour import ColourConfig
+    from personlens.models.lomo import LomoConfig
 
-    cfg = ColourConfig(texture_weight=0.5)
+    cfg = LomoConfig(texture_weight=0.5)
     rng = np.random.default_rng(seed)
     world = np.random.default_rng(11)
     proto = rng.normal(size=(int(pids.max()) + 1, 6)).astype(np.float32)
     halves = []
-    for name, dim in (("colour", cfg.colour_dim), ("texture", cfg.texture_dim)):
+    for name, dim in (("colour", cfg.lomo_dim), ("texture", cfg.texture_dim)):
         noise = rng.normal(size=(len(pids), dim)).astype(np.float32)
         if informative == name:
             noise = proto[pids] @ world.normal(size=(6, dim)).astype(np.float32) + 0.3 * noise
@@ -164,32 +164,32 @@ def _toy_colour(pids, informative: str, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("informative", ["colour", "texture", "neither"])
 def test_colour_and_texture_weights_are_chosen_on_validation(informative):
-    from personlens.train.reid import add_colour_part
+    from personlens.train.reid import add_lomo_part
 
     x, y, _ = _toy(20, 4, seed=0)
     vx, vy, vc = _toy(12, 4, seed=1)
     q = np.flatnonzero(np.arange(len(vy)) % 4 == 0)
     g = np.setdiff1d(np.arange(len(vy)), q)
     cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=2, p=6, k=4, input_dropout=0.0,
-                          colour_dim=8, colour_pca_dim=40, colour_texture_weights=(0.0, 0.5))
+                          lomo_dim=8, colour_pca_dim=40, colour_texture_weights=(0.0, 0.5))
     head, _ = train_reid_head(x, y, cfg, in_dim=16, log=lambda *_: None)
     val = {"pooled": vx, "pids": vy, "camids": vc, "query": q, "gallery": g,
            "colour": _toy_colour(vy, informative, seed=2)}
-    out, summary = add_colour_part(head, _toy_colour(y, informative, seed=3), y, cfg, val,
+    out, summary = add_lomo_part(head, _toy_colour(y, informative, seed=3), y, cfg, val,
                                    log=lambda *_: None)
     # colour weight 0 is scored once; every other pair of weights once
     assert len(summary["val"]) == 1 + 2 * 3
     if informative == "neither":   # noise only lowers the ranking: the head is unchanged
-        assert summary["weight"] == 0 and out is head and not out.needs_colour
+        assert summary["weight"] == 0 and out is head and not out.needs_lomo
         return
-    assert summary["weight"] > 0 and out.needs_colour and out.config.colour_dim == 8
+    assert summary["weight"] > 0 and out.needs_lomo and out.config.lomo_dim == 8
     # the texture half is kept exactly when it carries the identities
     assert (summary["texture_weight"] > 0) == (informative == "texture")
-    assert out.colour_config.texture_weight == summary["texture_weight"]
+    assert out.lomo_config.texture_weight == summary["texture_weight"]
     # the head's descriptors are those of its own config: re-weight the validation ones
-    from personlens.models.colour import ColourConfig, reweight_texture
+    from personlens.models.lomo import LomoConfig, reweight_texture
 
-    desc = reweight_texture(val["colour"], ColourConfig(texture_weight=0.5), summary["texture_weight"])
+    desc = reweight_texture(val["colour"], LomoConfig(texture_weight=0.5), summary["texture_weight"])
     emb = head_embeddings(out, vx, False, colour=desc)
     assert emb.shape == (len(vy), 8 + 8)
     r1 = evaluate_ranking(emb[q] @ emb[g].T, vy[q], vy[g], vc[q], vc[g]).cmc[1]
@@ -200,12 +200,12 @@ def test_colour_and_texture_weights_are_chosen_on_validation(informative):
 
 
 def test_colour_part_is_skipped_with_a_single_training_identity():
-    from personlens.train.reid import add_colour_part
+    from personlens.train.reid import add_lomo_part
 
     x, y, _ = _toy(2, 4, seed=0)
-    cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=1, p=2, k=4, colour_dim=8)
+    cfg = ReidTrainConfig(out_dim=8, hidden=32, epochs=1, p=2, k=4, lomo_dim=8)
     head, _ = train_reid_head(x, y, cfg, in_dim=16, log=lambda *_: None)
     one = np.zeros(len(y), int)
-    out, summary = add_colour_part(head, _toy_colour(one, "colour", seed=3), one, cfg,
+    out, summary = add_lomo_part(head, _toy_colour(one, "colour", seed=3), one, cfg,
                                    log=lambda *_: None)
     assert out is head and summary["weight"] == 0.0 and summary["dim"] == 0

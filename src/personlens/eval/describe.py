@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.captions import _AGES, Garment, PersonFacts, parse_labels, structured_description
+from ..text.captions import _AGES, Garment, PersonFacts, parse_labels, structured_description
 from ..text.consistency import COLOURS, MULTI, check_consistency, parse_description
 from ..text.vocab import tokenize
 
@@ -164,7 +164,7 @@ def evaluate_describer(describer, dataset, batch_size: int = 32, limit: int | No
                        tokenizer: str = "ptb", progress: bool = True) -> dict:
     """All metrics on a PETA split read with ``attributes="all"`` (module docstring)."""
     from ..data.schema import PETA_ATTRIBUTE_NAMES
-    from ..predict import PredictionError
+    from ..inference.predict import PredictionError
 
     if list(dataset.schema.names) != list(PETA_ATTRIBUTE_NAMES):
         raise ValueError("evaluation needs the dataset read with all 105 PETA attributes")

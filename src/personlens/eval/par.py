@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.base import PersonDataset
-from ..predict import AttributePredictor, PredictionError
+from ..inference.predict import AttributePredictor, PredictionError
 from .metrics import PARMetrics, par_metrics
 
 

@@ -70,9 +70,9 @@ def trial_images(trials) -> tuple[list[str], dict[str, int], np.ndarray]:
 
 def load_reid_models(par_dir=None, reid_head="default"):
     """``(PAR model, re-ID head or None, where the head came from)``: ``par_dir`` None is the
-    shipped PAR model; ``reid_head`` as ``personlens.pipeline.resolve_head`` takes it."""
-    from ..pipeline import resolve_head
-    from ..train.pooled import load_encoder_model
+    shipped PAR model; ``reid_head`` as ``personlens.inference.pipeline.resolve_head`` takes it."""
+    from ..inference.pipeline import resolve_head
+    from ..inference.pooled import load_encoder_model
 
     model = load_encoder_model(par_dir)
     head, head_src = resolve_head(reid_head, "reid", model, par_dir is None)
@@ -151,8 +151,8 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                   log=print) -> tuple[dict, dict]:
     """``(meta, methods)`` for ``write_retrieval_report``; with ``camera_centring`` every
     method also appears as ``name+camera`` (``evaluate_trials``)."""
-    from ..models.registry import create_image_encoder
-    from ..train.pooled import (colour_features, head_embeddings, mean_pooled_embeddings,
+    from ..models.factory import create_image_encoder
+    from ..inference.pooled import (lomo_features, head_embeddings, mean_pooled_embeddings,
                                 pooled_features)
 
     t0 = time.time()
@@ -168,15 +168,15 @@ def evaluate_reid(dataset: str, root, trials: int = 10, par_dir=None, reid_head=
                              progress=progress, batch_size=batch_size)
     feats: dict[str, np.ndarray] = {}
     descr = {}
-    if head is not None and getattr(head, "needs_colour", False):
-        colour = colour_features(items, head.colour_config, cache_root=Path(cache_root) / "colour",
+    if head is not None and getattr(head, "needs_lomo", False):
+        colour = lomo_features(items, head.lomo_config, cache_root=Path(cache_root) / "colour",
                                  name=f"reid-{key}", progress=progress)
         full = head_embeddings(head, pooled, flip_tta, colour=colour)
-        k = head.config.colour_dim
+        k = head.config.lomo_dim
         feats["learned"] = full
         descr["learned"] = (f"re-ID head ({head_src}): its learned part on the PAR encoder's "
                             f"pooled tokens and its projected colour descriptor, as the pipeline "
-                            f"runs it (colour weight {head.config.colour_weight})")
+                            f"runs it (colour weight {head.config.lomo_weight})")
         # the two parts are stacked, each a scaled unit vector: split and re-normalise
         feats["learned_without_colour"] = unit_rows(full[:, :-k])
         descr["learned_without_colour"] = "the same head without its colour part (ablation)"

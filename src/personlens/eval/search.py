@@ -30,7 +30,7 @@ from .retrieval import evaluate_ranking
 
 def eval_queries(dataset, seed: int = 0) -> list[str]:
     """One eval-style caption per image of a PETA data set (labels over PETA names)."""
-    from ..data.captions import CaptionGenerator
+    from ..text.captions import CaptionGenerator
 
     gen = CaptionGenerator("eval", seed=seed)
     names = dataset.schema.names
@@ -41,7 +41,7 @@ def eval_queries(dataset, seed: int = 0) -> list[str]:
 def baseline_gallery(pipeline, paths, probs: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, list[str]]:
     """The baseline search embeddings of images from their attribute probabilities, as
     ``PersonPipeline.process`` makes them: (N, d) unit vectors and the sentences."""
-    from ..pipeline import render_attributes
+    from ..inference.pipeline import render_attributes
 
     preds = [pipeline.predictor.to_prediction(str(p), pr) for p, pr in zip(paths, probs)]
     sentences = [render_attributes(p.present, pipeline.schema, p.attributes) for p in preds]
@@ -59,9 +59,9 @@ def evaluate_search(root, partition: int = 0, split: str = "test", par_dir=None,
     """``(meta, methods)`` for ``write_retrieval_report``; ``limit``: first images only;
     ``text_encoder``: an already loaded MiniLM (default: load it)."""
     from ..data.peta import PETA
-    from ..pipeline import PersonPipeline, resolve_head
-    from ..train.heads import text_embeddings
-    from ..train.pooled import head_embeddings, pooled_features
+    from ..inference.pipeline import PersonPipeline, resolve_head
+    from ..inference.pooled import text_embeddings
+    from ..inference.pooled import head_embeddings, pooled_features
 
     t0 = time.time()
     ds = PETA(root, split, partition=partition, attributes="all")

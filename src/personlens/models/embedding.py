@@ -10,18 +10,16 @@ queries are embedded with that encoder and, when the head has one, a learned lin
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+from . import hub
+
 KINDS = ("search", "reid")
 POOLS = ("mean", "meanmax")
 
@@ -42,13 +40,13 @@ class EmbeddingHeadConfig:
     # w * cos(untrained) + (1 - w) * cos(learned). A learned head alone can overfit its source
     # domains; keeping part of the generic feature is what holds up on unseen cameras.
     base_weight: float = 0.0
-    # re-ID heads: weight of a projected hand-crafted colour descriptor
-    # (``personlens.models.colour``), appended as sqrt(colour_weight) * its unit vector after
-    # the token part is scaled by sqrt(1 - colour_weight). It comes from the crop's pixels, not
-    # the tokens: callers pass it to ``add_colour`` (the pipeline and ``head_embeddings`` do).
-    colour_weight: float = 0.0
-    colour_dim: int = 0
-    colour: dict | None = None        # the ``ColourConfig`` of the descriptor
+    # re-ID heads: weight of the projected LOMO descriptor (colour + SILTP texture per band,
+    # ``personlens.models.lomo``), appended as sqrt(lomo_weight) * its unit vector after
+    # the token part is scaled by sqrt(1 - lomo_weight). It comes from the crop's pixels, not
+    # the tokens: callers pass it to ``add_lomo`` (the pipeline and ``head_embeddings`` do).
+    lomo_weight: float = 0.0
+    lomo_dim: int = 0
+    lomo: dict | None = None          # the ``LomoConfig`` of the descriptor
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -62,28 +60,37 @@ class EmbeddingHeadConfig:
             raise ValueError(f"base_weight must be in [0, 1), got {self.base_weight}")
         if self.base_weight and self.kind != "reid":
             raise ValueError("base_weight is for re-ID heads (a search head lives in text space)")
-        if not 0.0 <= self.colour_weight < 1.0:
-            raise ValueError(f"colour_weight must be in [0, 1), got {self.colour_weight}")
-        if self.colour_weight and (self.kind != "reid" or self.colour_dim <= 0 or not self.colour):
-            raise ValueError("colour_weight needs a re-ID head with colour_dim > 0 and a colour config")
+        if not 0.0 <= self.lomo_weight < 1.0:
+            raise ValueError(f"lomo_weight must be in [0, 1), got {self.lomo_weight}")
+        if self.lomo_weight and (self.kind != "reid" or self.lomo_dim <= 0 or not self.lomo):
+            raise ValueError("lomo_weight needs a re-ID head with lomo_dim > 0 and a LOMO config")
 
     @property
     def embedding_dim(self) -> int:
         """Size of the vectors the head outputs (``out_dim``, plus ``in_dim`` with a base part)."""
         return (self.out_dim + (self.in_dim if self.base_weight else 0)
-                + (self.colour_dim if self.colour_weight else 0))
+                + (self.lomo_dim if self.lomo_weight else 0))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "EmbeddingHeadConfig":
+        d = dict(d)
+        for old, new in LEGACY_KEYS.items():  # configs written before the LOMO part had its name
+            if old in d:
+                d.setdefault(new, d.pop(old))
         return cls(**d)
 
 
+# config keys and state names of heads saved before 0.2 -> today's
+LEGACY_KEYS = {"colour_weight": "lomo_weight", "colour_dim": "lomo_dim", "colour": "lomo"}
+LEGACY_STATE = {"colour_mean": "lomo_mean", "colour_proj": "lomo_proj"}
+
+
 class EmbeddingHead(nn.Module):
-    """Pool the tokens, project, L2-normalise (and, for re-ID heads with a colour part,
-    ``add_colour`` appends the projected colour descriptor)."""
+    """Pool the tokens, project, L2-normalise (and, for re-ID heads with a LOMO part,
+    ``add_lomo`` appends the projected LOMO descriptor)."""
 
     def __init__(self, config: EmbeddingHeadConfig):
         super().__init__()
@@ -96,32 +103,32 @@ class EmbeddingHead(nn.Module):
             self.proj = nn.Linear(d_in, config.out_dim)
         self.query_proj = (nn.Linear(config.query_dim or config.out_dim, config.out_dim)
                            if config.query_proj else None)
-        self.colour_config = None
-        if config.colour_weight:
-            from .colour import ColourConfig
+        self.lomo_config = None
+        if config.lomo_weight:
+            from .lomo import LomoConfig
 
-            self.colour_config = ColourConfig.from_dict(config.colour)
-            # fitted by personlens.train.reid (fit_colour_projection): mean and projection
-            self.register_buffer("colour_mean", torch.zeros(self.colour_config.dim))
-            self.register_buffer("colour_proj", torch.zeros(self.colour_config.dim, config.colour_dim))
+            self.lomo_config = LomoConfig.from_dict(config.lomo)
+            # fitted by personlens.train.reid (fit_lomo_projection): mean and projection
+            self.register_buffer("lomo_mean", torch.zeros(self.lomo_config.dim))
+            self.register_buffer("lomo_proj", torch.zeros(self.lomo_config.dim, config.lomo_dim))
 
     @property
-    def needs_colour(self) -> bool:
-        return self.colour_config is not None
+    def needs_lomo(self) -> bool:
+        return self.lomo_config is not None
 
-    def add_colour(self, embedding: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+    def add_lomo(self, embedding: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
         """The full re-ID embedding from the token part ``(N, d)`` (unit vectors, views already
-        merged) and the crops' ``colour_descriptor``s ``(N, D)``: unit vectors of
-        ``embedding_dim``. Without a colour part, ``embedding`` unchanged."""
-        if not self.needs_colour:
+        merged) and the crops' ``lomo_descriptor``s ``(N, D)``: unit vectors of
+        ``embedding_dim``. Without a LOMO part, ``embedding`` unchanged."""
+        if not self.needs_lomo:
             return embedding
-        if descriptors.shape != (len(embedding), self.colour_config.dim):
-            raise ValueError(f"expected colour descriptors of shape ({len(embedding)}, "
-                             f"{self.colour_config.dim}), got {tuple(descriptors.shape)}")
-        colour = F.normalize((descriptors.float() - self.colour_mean) @ self.colour_proj, dim=-1)
-        w = self.config.colour_weight
+        if descriptors.shape != (len(embedding), self.lomo_config.dim):
+            raise ValueError(f"expected LOMO descriptors of shape ({len(embedding)}, "
+                             f"{self.lomo_config.dim}), got {tuple(descriptors.shape)}")
+        lomo = F.normalize((descriptors.float() - self.lomo_mean) @ self.lomo_proj, dim=-1)
+        w = self.config.lomo_weight
         return torch.cat([math.sqrt(1.0 - w) * F.normalize(embedding.float(), dim=-1),
-                          math.sqrt(w) * colour], dim=-1)
+                          math.sqrt(w) * lomo], dim=-1)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.config.pool == "meanmax":
@@ -134,7 +141,7 @@ class EmbeddingHead(nn.Module):
     def forward_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
         """The embedding from pooled tokens ``(..., D)``: for ``pool="meanmax"`` D = 2C
         ([mean, max]); for ``pool="mean"`` D = C, or 2C in the [mean, max] layout of
-        ``personlens.train.pooled`` (the mean half is used). Training on cached pooled
+        ``personlens.inference.pooled`` (the mean half is used). Training on cached pooled
         features and inference on tokens share this code path."""
         c = self.config.in_dim
         learned = F.normalize(self.proj(pooled[..., :c] if self.config.pool == "mean" else pooled).float(),
@@ -152,47 +159,37 @@ class EmbeddingHead(nn.Module):
         return F.normalize(text_embedding.float(), dim=-1)
 
 
-def with_colour(head: EmbeddingHead, mean, proj, weight: float, colour_config) -> EmbeddingHead:
-    """A copy of re-ID ``head`` with a colour part: the fitted ``mean`` (D,) and ``proj``
-    (D, k) of ``personlens.models.colour.fit_colour_projection``, weighted ``weight``."""
-    cfg = EmbeddingHeadConfig.from_dict({**head.config.to_dict(), "colour_weight": float(weight),
-                                         "colour_dim": int(proj.shape[1]),
-                                         "colour": colour_config.to_dict()})
+def with_lomo(head: EmbeddingHead, mean, proj, weight: float, lomo_config) -> EmbeddingHead:
+    """A copy of re-ID ``head`` with a LOMO part: the fitted ``mean`` (D,) and ``proj``
+    (D, k) of ``personlens.models.lomo.fit_lomo_projection``, weighted ``weight``."""
+    cfg = EmbeddingHeadConfig.from_dict({**head.config.to_dict(), "lomo_weight": float(weight),
+                                         "lomo_dim": int(proj.shape[1]),
+                                         "lomo": lomo_config.to_dict()})
     out = EmbeddingHead(cfg)
-    out.load_state_dict({**head.state_dict(), "colour_mean": torch.as_tensor(mean).float(),
-                         "colour_proj": torch.as_tensor(proj).float()})
+    out.load_state_dict({**head.state_dict(), "lomo_mean": torch.as_tensor(mean).float(),
+                         "lomo_proj": torch.as_tensor(proj).float()})
     return out.eval()
 
 
 # Tensors this large are stored in float16 (and loaded into float32): it halves a re-ID head
-# with a colour part (26,960 x 256 projection, 1,024 x 2,560 hidden layer), which would
+# with a LOMO part (26,960 x 256 projection, 1,024 x 2,560 hidden layer), which would
 # otherwise weigh 25 MB; the rounding moves embeddings far less than people differ.
 HALF_PRECISION_MIN_VALUES = 1 << 20
 
 
 def save_embedding_head(head: EmbeddingHead, out_dir: str | Path) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.numel() >= HALF_PRECISION_MIN_VALUES else v.float())
-             .detach().contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "personlens-embedding-head"})
-    (out_dir / CONFIG_FILE).write_text(json.dumps(head.config.to_dict(), indent=2))
-    return out_dir
+    return hub.save_weights(out_dir, head.state_dict(), head.config.to_dict(), head.config.kind,
+                            half_min_values=HALF_PRECISION_MIN_VALUES)
 
 
 def load_embedding_head(model_dir: str | Path, kind: str | None = None) -> EmbeddingHead:
     """Load a head directory; ``kind`` ("search"/"reid") checks it is the expected kind."""
     model_dir = Path(model_dir)
-    cfg_path, w_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
-    if not cfg_path.exists() or not w_path.exists():
-        raise FileNotFoundError(f"{model_dir} must hold {CONFIG_FILE} and {WEIGHTS_FILE}")
-    config = EmbeddingHeadConfig.from_dict(json.loads(cfg_path.read_text()))
+    cfg, state = hub.read_weights(model_dir)
+    config = EmbeddingHeadConfig.from_dict(cfg)
     if kind is not None and config.kind != kind:
         raise ValueError(f"{model_dir} is a {config.kind} head, expected a {kind} head")
     head = EmbeddingHead(config)
-    state = load_file(str(w_path))
-    missing, unexpected = head.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{w_path} does not match its config: missing={missing[:5]} "
-                         f"unexpected={unexpected[:5]}")
+    state = {LEGACY_STATE.get(k, k): v for k, v in state.items()}
+    hub.load_state(head, state, model_dir / hub.WEIGHTS_FILE)
     return head.eval()

@@ -1,63 +1,50 @@
-"""Save and load trained models as safetensors + config.json (no pickle anywhere)."""
+"""Typed load and save for every kind of model directory (``models.hub`` handles the files).
+
+``load_par`` / ``save_par``: attribute models; ``load_embedding_head`` / ``save_embedding_head``
+(``models.embedding``): search and re-ID heads; ``load_describer`` / ``save_describer``
+(``models.describer``): description models. ``load_model(dir_or_name)`` loads any of them,
+finding the kind in the directory itself.
+"""
 from __future__ import annotations
 
-import json
-from importlib.resources import files
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-
+from . import hub
+from .describer import load_describer
+from .embedding import load_embedding_head
+from .factory import create_image_encoder
 from .par import PARConfig, PARModel, build_head
-from .registry import create_image_encoder
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-SHIPPED = {"par-peta": "weights/par-peta", "search-peta": "weights/search-peta",
-           "reid": "weights/reid"}
-# embedding-head kind -> the shipped head used by default (when its directory is present)
-SHIPPED_HEADS = {"search": "search-peta", "reid": "reid"}
-
-
-def shipped_dir(name: str = "par-peta") -> Path:
-    if name not in SHIPPED:
-        raise KeyError(f"no shipped model {name!r}; available: {', '.join(SHIPPED)}")
-    return Path(str(files("personlens") / SHIPPED[name]))
-
-
-def shipped_head_dir(kind: str) -> Path | None:
-    """The shipped embedding head of a kind ("search" or "reid"), or None when the package
-    holds none (then the pipeline uses its untrained baseline)."""
-    if kind not in SHIPPED_HEADS:
-        raise KeyError(f"no shipped head kind {kind!r}; available: {', '.join(SHIPPED_HEADS)}")
-    d = shipped_dir(SHIPPED_HEADS[kind])
-    return d if (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file() else None
 
 
 def save_par(model: PARModel, out_dir: str | Path) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().float() for k, v in model.trainable_state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "personlens-par"})
-    (out_dir / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2))
-    return out_dir
+    return hub.save_weights(out_dir, model.trainable_state_dict(), model.config.to_dict(), "attributes")
 
 
 def load_par(model_dir: str | Path | None = None) -> PARModel:
-    """Load a PAR model directory (default: the weights shipped in the package)."""
-    model_dir = shipped_dir() if model_dir is None else Path(model_dir)
-    cfg_path, w_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
-    if not cfg_path.exists() or not w_path.exists():
-        raise FileNotFoundError(f"{model_dir} must hold {CONFIG_FILE} and {WEIGHTS_FILE}")
-    config = PARConfig.from_dict(json.loads(cfg_path.read_text()))
+    """Load a PAR model directory or shipped name (default: the weights shipped in the package)."""
+    model_dir = hub.resolve(model_dir, "attributes")
+    cfg, state = hub.read_weights(model_dir)
+    config = PARConfig.from_dict(cfg)
     from ..data.images import Preprocess
 
     encoder = create_image_encoder(config.encoder, pretrained=True,
                                    preprocess=Preprocess.from_dict(config.preprocess)).freeze()
-    state = load_file(str(w_path))
-    prompts = state.get("head.prompts")
-    head = build_head(encoder.dim, prompts, len(config.attributes), config.head)
+    head = build_head(encoder.dim, state.get("head.prompts"), len(config.attributes), config.head)
     model = PARModel(encoder, head, config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(k.startswith("head.") for k in missing):
-        raise ValueError(f"{w_path} does not match its config: missing={missing[:5]} unexpected={unexpected[:5]}")
+    # the frozen ImageNet encoder is not saved (only a trained top is)
+    hub.load_state(model, state, model_dir / hub.WEIGHTS_FILE, optional=("encoder.",))
     return model.eval()
+
+
+LOADERS = {"attributes": load_par, "search": lambda d: load_embedding_head(d, kind="search"),
+           "reid": lambda d: load_embedding_head(d, kind="reid"), "describer": load_describer}
+
+
+def load_model(model: str | Path, kind: str | None = None):
+    """Any model directory, or a shipped model's name (``models.hub.SHIPPED``)."""
+    if kind is None:
+        kind = hub.SHIPPED[model].kind if isinstance(model, str) and model in hub.SHIPPED \
+            else hub.kind_of(model)
+    if kind not in LOADERS:
+        raise KeyError(f"no model kind {kind!r}; available: {', '.join(LOADERS)}")
+    return LOADERS[kind](hub.resolve(model, kind))

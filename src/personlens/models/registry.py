@@ -1,4 +1,9 @@
-"""Name -> constructor registries, one per model family (timm/open_clip style)."""
+"""Name -> constructor registries, one per model family (timm/open_clip style).
+
+A leaf module: model modules register their constructors here with ``@register``, and
+``personlens.models.factory`` imports those modules and creates models by name, so no
+module of ``personlens.models`` has to import the others to find them.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -19,27 +24,14 @@ def register(family: str, name: str):
     return deco
 
 
-def list_models(family: str) -> list[str]:
-    _load_builtin()
+def registered(family: str) -> list[str]:
+    """Names registered so far in a family (``factory.list_models`` loads the built-in ones)."""
     return sorted(_REGISTRIES.get(family, {}))
 
 
 def create(family: str, name: str, **kwargs):
-    _load_builtin()
+    """Build a registered model; an unknown name is a ``KeyError`` listing the known ones."""
     reg = _REGISTRIES.get(family, {})
     if name not in reg:
         raise KeyError(f"unknown {family} {name!r}; available: {', '.join(sorted(reg)) or 'none'}")
     return reg[name](**kwargs)
-
-
-def _load_builtin() -> None:
-    # Importing the modules runs their @register decorators.
-    from . import captioner, image_encoders, siglip, text_encoders  # noqa: F401
-
-
-def create_image_encoder(name: str, **kwargs):
-    return create("image_encoder", name, **kwargs)
-
-
-def create_text_encoder(name: str, **kwargs):
-    return create("text_encoder", name, **kwargs)

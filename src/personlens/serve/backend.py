@@ -17,7 +17,7 @@ from ..data.schema import schema_for
 from ..index import VectorIndex
 from ..library import (CameraStatsCache, FilterCache, UnknownAttributeError,
                        camera_centred_records, ranked_records)
-from ..records import PersonRecord
+from ..inference.records import PersonRecord
 from ..store import EMBEDDING_KINDS, PersonStore
 
 

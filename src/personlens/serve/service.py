@@ -31,7 +31,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from ..data.images import ImageLoadError, decode_image
-from ..records import PersonRecord, content_id
+from ..inference.records import PersonRecord, content_id
 from .batcher import DeadlineExceeded, DynamicBatcher, QueueFull, ShuttingDown
 from .config import ServeConfig
 from .metrics import ServiceMetrics
@@ -305,6 +305,6 @@ class PersonService:
 
 
 def _load_pipeline(c: ServeConfig):
-    from ..pipeline import PersonPipeline
+    from ..inference.pipeline import PersonPipeline
 
     return PersonPipeline(c.par_dir, c.search_head, c.reid_head, precision=c.precision)

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..records import PersonRecord
+from ..inference.records import PersonRecord
 
 EMBEDDING_KINDS = ("search", "reid")
 

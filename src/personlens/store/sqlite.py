@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..records import PersonRecord
+from ..inference.records import PersonRecord
 from .base import EMBEDDING_KINDS, PersonStore, checked_records
 
 SCHEMA_VERSION = 1

@@ -2,10 +2,10 @@
 
 * :func:`parse_description` turns English text ("The image shows a young female adult with
   long black hair wearing a red jacket and blue jeans, carrying a backpack.") into
-  :class:`~personlens.data.captions.PersonFacts`, the same structure
-  :func:`~personlens.data.captions.parse_labels` makes from labels, so text and labels
+  :class:`~personlens.text.captions.PersonFacts`, the same structure
+  :func:`~personlens.text.captions.parse_labels` makes from labels, so text and labels
   compare field by field. It knows every word of ``SYNONYMS`` (train and eval wording), the
-  structured form of :func:`~personlens.data.captions.structured_description`, and is
+  structured form of :func:`~personlens.text.captions.structured_description`, and is
   forgiving about everything else (unknown words are ignored).
 * :func:`asserted_attributes` lists what a text claims as PETA attributes: ``True`` for things
   it says, ``False`` for the alternatives it excludes ("female" excludes ``personalMale``).
@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..data.captions import (_ACCESSORIES, _AGES, _CARRIED, _COLOURS, _FOOT_KINDS, _LOWER_KINDS,
+from .captions import (_ACCESSORIES, _AGES, _CARRIED, _COLOURS, _FOOT_KINDS, _LOWER_KINDS,
                              _UPPER_KINDS, SYNONYMS, Garment, PersonFacts, structured_description)
 
 COLOURS = tuple(c.lower() for c in _COLOURS)

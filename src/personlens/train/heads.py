@@ -5,34 +5,18 @@
   so the saved ``EmbeddingHead`` is unchanged in shape and exact.
 * :func:`fold_output_affine`: fold a per-dimension affine map on the head's output (a BNNeck's
   inference-mode BatchNorm) into its last linear layer.
-* :func:`text_embeddings`: a text encoder's embeddings of many sentences, de-duplicated,
-  length-sorted and cached on disk.
-* :func:`encoder_fingerprint`: what a head's pooled inputs depend on (the image encoder's
-  weights and preprocessing), recorded in every trained head's config.
+
+The fingerprint of the encoder a head was trained on (``models.hub.encoder_fingerprint``)
+is recorded in every trained head's config.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import sys
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-DEFAULT_TEXT_CACHE = Path("cache/text")
-
-
-def encoder_fingerprint(model) -> str:
-    """Fingerprint of the image encoder (weights + preprocessing) of a PAR model or encoder."""
-    from ..pipeline import module_fingerprint
-    from .pooled import _parts
-
-    enc, _, pre, _, _ = _parts(model)
-    return module_fingerprint(enc, {"encoder": getattr(enc, "name", ""), "preprocess": pre.to_dict()})
 
 
 def _first_last_linear(head) -> tuple[nn.Linear, nn.Linear]:
@@ -103,57 +87,3 @@ def cosine_schedule(opt: torch.optim.Optimizer, total_steps: int, warmup_steps: 
         return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
-
-
-def text_embeddings(encoder, texts: Sequence[str], cache_root: str | Path | None = DEFAULT_TEXT_CACHE,
-                    batch_size: int = 128, progress: bool = True, name: str = "texts") -> np.ndarray:
-    """``(len(texts), dim)`` float32 unit vectors from a frozen text encoder.
-
-    Each distinct text is encoded once (sorted by length, so batches carry little padding);
-    results are cached under ``<cache_root>/<encoder fingerprint>/<name>-<hash of texts>.npy``.
-    """
-    from tqdm import tqdm
-
-    from ..pipeline import module_fingerprint
-
-    texts = list(texts)
-    uniq = list(dict.fromkeys(texts))
-    path = None
-    if cache_root is not None:
-        h = hashlib.blake2b(json.dumps(uniq).encode(), digest_size=10).hexdigest()
-        fp = getattr(encoder, "_personlens_fingerprint", None)
-        if fp is None:
-            fp = module_fingerprint(encoder, {"name": getattr(encoder, "name", "")})
-            try:
-                object.__setattr__(encoder, "_personlens_fingerprint", fp)
-            except Exception:  # pragma: no cover
-                pass
-        path = Path(cache_root) / fp / f"{name}-{h}.npy"
-        if path.exists():
-            emb = np.load(path)
-            if emb.shape[0] == len(uniq):
-                pos = {t: i for i, t in enumerate(uniq)}
-                return emb[[pos[t] for t in texts]]
-    dim = int(getattr(encoder, "dim", 0))
-    emb = np.zeros((len(uniq), dim), np.float32) if dim else None
-    order = sorted(range(len(uniq)), key=lambda i: len(uniq[i]))
-    encoder.eval()
-    with torch.inference_mode(), tqdm(total=len(uniq), desc=f"embedding {name}", unit="text",
-                                      disable=not progress, file=sys.stderr,
-                                      dynamic_ncols=True) as bar:
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            e = encoder.encode([uniq[i] for i in idx], batch_size=batch_size).float().numpy()
-            if emb is None:
-                emb = np.zeros((len(uniq), e.shape[1]), np.float32)
-            emb[idx] = e
-            bar.update(len(idx))
-    if emb is None:
-        emb = np.zeros((0, dim), np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)
-    pos = {t: i for i, t in enumerate(uniq)}
-    return emb[[pos[t] for t in texts]] if texts else emb

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..data.base import PersonDataset
 from ..eval.metrics import calibrate_thresholds, par_metrics
 from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts, build_head
-from ..models.registry import create_image_encoder, create_text_encoder
+from ..models.factory import create_image_encoder, create_text_encoder
 from .features import build_cache, cache_dir_for, load_cache
 from .losses import LossConfig, par_loss
 

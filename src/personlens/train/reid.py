@@ -1,7 +1,7 @@
 """Re-identification head on the PAR model's frozen encoder (pooled tokens -> 256-d).
 
 ``EmbeddingHead(kind="reid", pool="meanmax", hidden=1024, out_dim=256)`` trained on pooled
-features (``personlens.train.pooled``) with the "bag of tricks" recipe (Luo et al., 2019):
+features (``personlens.inference.pooled``) with the "bag of tricks" recipe (Luo et al., 2019):
 
 * PK sampling: P identities x K images per batch (K drawn with replacement for identities
   with fewer images); each sample is the image or its mirror at random;
@@ -18,8 +18,8 @@ Training data: the CUHK03-subset ``train`` split and PETA's sub-datasets with id
 ``TownCentre``, ``3DPeS``, ``CAVIAR4REID`` and ``i-LIDS``. VIPeR, PRID and GRID are kept out:
 they are the cross-domain test sets (``personlens eval reid``).
 
-Then the colour part (``add_colour_part``, ``cfg.colour_dim`` > 0): the LOMO descriptor of
-each crop, colour and texture (``personlens.models.colour``), projected by LDA fitted on the
+Then the colour part (``add_lomo_part``, ``cfg.lomo_dim`` > 0): the LOMO descriptor of
+each crop, colour and texture (``personlens.models.lomo``), projected by LDA fitted on the
 same training identities, is appended to the embedding; the texture weight inside it and the
 part's weight are chosen on validation.
 """
@@ -62,13 +62,13 @@ class ReidTrainConfig:
     triplet_weight: float = 1.0
     input_dropout: float = 0.1
     base_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)   # tried on val (EmbeddingHeadConfig)
-    # the colour part (personlens.models.colour): projection size (0: none), the principal
+    # the colour part (personlens.models.lomo): projection size (0: none), the principal
     # components it starts from, the weights tried on val, and the weight used without val
-    colour_dim: int = 256
+    lomo_dim: int = 256
     colour_pca_dim: int = 512
     colour_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     colour_weight_without_val: float = 0.5
-    # ... and the weight of LOMO's texture half inside the descriptor (ColourConfig)
+    # ... and the weight of LOMO's texture half inside the descriptor (LomoConfig)
     colour_texture_weights: tuple[float, ...] = (0.0, 0.3, 0.5)
     colour_texture_weight_without_val: float = 0.5
     seed: int = 0
@@ -143,7 +143,7 @@ def _val_features(trainer: _Trainer, pooled: np.ndarray, std: Standardize, flip_
                   base_weights=(0.0,)) -> dict[str, np.ndarray]:
     """``{"pre_bn w=0.25": (N, d), ...}``: each candidate output feature, as the pipeline
     would compute it, for each weight of the untrained mean-pooled part."""
-    from .pooled import merge_views
+    from ..inference.pooled import merge_views
 
     trainer.eval()
     raw = torch.from_numpy(np.asarray(pooled, np.float32))
@@ -250,15 +250,15 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
 
 
 def colour_descriptor_config(cfg: ReidTrainConfig):
-    """The ``ColourConfig`` to compute training and validation descriptors with: the largest
+    """The ``LomoConfig`` to compute training and validation descriptors with: the largest
     texture weight tried, from which every other weight is derived (``reweight_texture``)."""
-    from ..models.colour import ColourConfig
+    from ..models.lomo import LomoConfig
 
-    return ColourConfig(texture_weight=max((*cfg.colour_texture_weights,
+    return LomoConfig(texture_weight=max((*cfg.colour_texture_weights,
                                             cfg.colour_texture_weight_without_val)))
 
 
-def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.ndarray,
+def add_lomo_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.ndarray,
                     cfg: ReidTrainConfig, val: dict | None = None, flip_tta: bool = False,
                     log=print) -> tuple[EmbeddingHead, dict]:
     """Fit the colour projection on the training images' descriptors (made with
@@ -267,12 +267,13 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
     (``cfg.colour_weights``) on ``val`` (which then holds ``colour``, the validation images'
     descriptors) by mAP + R1, like ``base_weight``; without ``val``, the ``*_without_val``
     weights. Colour weight 0 returns ``head`` unchanged."""
-    from ..models.colour import fit_colour_projection, reweight_texture
-    from ..models.embedding import with_colour
-    from .pooled import head_embeddings
+    from ..models.lomo import reweight_texture
+    from .lomo_fit import fit_lomo_projection
+    from ..models.embedding import with_lomo
+    from ..inference.pooled import head_embeddings
 
     t0 = time.time()
-    dim = min(cfg.colour_dim, len(np.unique(labels)) - 1)   # LDA: below the identity count
+    dim = min(cfg.lomo_dim, len(np.unique(labels)) - 1)   # LDA: below the identity count
     if dim < 1:
         log("colour part skipped: fitting it needs at least two training identities")
         return head, {"dim": 0, "weight": 0.0, "skipped": "fewer than two training identities"}
@@ -282,11 +283,11 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
         return reweight_texture(desc, made_with, texture) if made_with.texture_weight else desc
 
     def fit(texture):
-        return fit_colour_projection(at(train_colour, texture), labels, dim, cfg.colour_pca_dim,
+        return fit_lomo_projection(at(train_colour, texture), labels, dim, cfg.colour_pca_dim,
                                      seed=cfg.seed)
 
     summary: dict = {"dim": dim, "pca_dim": cfg.colour_pca_dim,
-                     "descriptor": "LOMO: HSV colour and SILTP texture (personlens.models.colour)"}
+                     "descriptor": "LOMO: HSV colour and SILTP texture (personlens.models.lomo)"}
     if val is None:
         texture, weight = cfg.colour_texture_weight_without_val, cfg.colour_weight_without_val
         mean, proj = fit(texture)
@@ -298,7 +299,7 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
             for w in cfg.colour_weights:
                 if w == 0 and any(x == 0 for _, x in scores):
                     continue   # without a colour part the texture weight does not matter
-                cand = with_colour(head, mean, proj, w, config) if w else head
+                cand = with_lomo(head, mean, proj, w, config) if w else head
                 emb = head_embeddings(cand, val["pooled"], flip_tta, colour=val_desc)
                 scores[(texture, w)] = _rank(emb, val["query"], val["gallery"], val["pids"],
                                              val["camids"])
@@ -312,7 +313,7 @@ def add_colour_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.nd
             + f" -> texture {texture}, weight {weight}")
     summary.update({"texture_weight": texture, "weight": weight,
                     "seconds": round(time.time() - t0, 1)})
-    out = with_colour(head, mean, proj, weight, made_with.with_texture_weight(texture)) \
+    out = with_lomo(head, mean, proj, weight, made_with.with_texture_weight(texture)) \
         if weight else head
     out.config.notes["colour"] = {k: v for k, v in summary.items() if k != "val"}
     return out, summary
@@ -360,7 +361,7 @@ def domain_query_gallery(pids, seed: int = 0) -> tuple[list, list]:
 
 def _domain_val(model, peta_root, domains, flip_tta, cache_root, progress, batch_size, seed):
     from ..data.reid import peta_reid_subset
-    from .pooled import pooled_features
+    from ..inference.pooled import pooled_features
 
     # person ids restart in every sub-dataset: key them by it
     items = [(f"{d}/{it.pid}", it.path) for d in domains for it in peta_reid_subset(peta_root, d).items]
@@ -378,7 +379,7 @@ def _domain_val(model, peta_root, domains, flip_tta, cache_root, progress, batch
 
 def _cuhk03_val(model, cuhk03_root, flip_tta, cache_root, progress, batch_size, limit):
     from ..data.reid import cuhk03_subset_query_gallery
-    from .pooled import pooled_features
+    from ..inference.pooled import pooled_features
 
     trial = cuhk03_subset_query_gallery(cuhk03_root, split="val")
     items = trial.query + trial.gallery
@@ -408,8 +409,8 @@ def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
     cameras it never saw; an in-domain split (CUHK03-subset ``val``, used when no domain is
     held out) rewards overfitting the source domains. ``limit``: keep the first identities'
     images only (quick runs)."""
-    from .heads import encoder_fingerprint
-    from .pooled import load_encoder_model, model_key, pooled_features
+    from ..models.hub import encoder_fingerprint
+    from ..inference.pooled import load_encoder_model, model_key, pooled_features
 
     cfg = cfg or ReidTrainConfig()
     cache_root = Path(cache_root)
@@ -450,16 +451,16 @@ def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
              "flip_tta": flip_tta}
     head, summary = train_reid_head(pooled, labels, cfg, model.encoder.dim, val=val,
                                     flip_tta=flip_tta, log=log, notes=notes)
-    if cfg.colour_dim:
-        from .pooled import colour_features
+    if cfg.lomo_dim:
+        from ..inference.pooled import lomo_features
 
         colour_cache, made_with = cache_root / "colour", colour_descriptor_config(cfg)
-        train_colour = colour_features(paths, made_with, cache_root=colour_cache,
+        train_colour = lomo_features(paths, made_with, cache_root=colour_cache,
                                        name="reid-train", progress=progress)
         if val is not None:
-            val["colour"] = colour_features(val["paths"], made_with, cache_root=colour_cache,
+            val["colour"] = lomo_features(val["paths"], made_with, cache_root=colour_cache,
                                             name="reid-val", progress=progress)
-        head, summary["colour"] = add_colour_part(head, train_colour, labels, cfg, val,
+        head, summary["colour"] = add_lomo_part(head, train_colour, labels, cfg, val,
                                                   flip_tta, log)
     out_dir = Path(out_dir)
     save_embedding_head(head, out_dir)

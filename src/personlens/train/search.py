@@ -1,7 +1,7 @@
 """Text -> person search head (MARS-style, at CPU scale) on the PAR model's frozen encoder.
 
 Image side: ``EmbeddingHead(kind="search", pool="meanmax")`` on the pooled encoder tokens
-(``personlens.train.pooled``), mapping each crop into a 384-d space. Text side: frozen
+(``personlens.inference.pooled``), mapping each crop into a 384-d space. Text side: frozen
 MiniLM sentence embeddings (computed once, cached) and the head's learned ``query_proj``
 (initialised to the identity, so training starts from MiniLM's own space). At search time the
 pipeline embeds a query exactly as in training: ``head.encode_query(minilm(text))``.
@@ -144,7 +144,7 @@ def attribute_chunk_loss(img: torch.Tensor, chunk: torch.Tensor, targets: torch.
 def negative_chunks(generator=None) -> dict[str, list[str]]:
     """attribute name -> the chunks a caption of that attribute alone would mention (generic
     subject chunks like "person" left out): the negatives for images without it."""
-    from ..data.captions import CaptionGenerator
+    from ..text.captions import CaptionGenerator
     from ..data.schema import PETA_SCHEMA
 
     g = generator or CaptionGenerator("train")
@@ -160,7 +160,7 @@ def chunk_targets(labels: np.ndarray, names: list[str]) -> tuple[list[str], np.n
     """The chunk vocabulary and the (N, K) int8 target matrix for label rows over ``names``
     (1: a chunk of the image's canonical description; 0: a chunk of a single attribute it
     lacks, unless all its words are in one of its positive chunks; -1: unknown)."""
-    from ..data.captions import CaptionGenerator
+    from ..text.captions import CaptionGenerator
 
     g = CaptionGenerator("train")
     probes = negative_chunks(g)
@@ -187,8 +187,8 @@ def build_search_data(dataset, pooled: np.ndarray, text_encoder, captions_per_im
                       seed: int = 0, attribute_loss: bool = True, text_cache=None,
                       progress: bool = True, name: str = "captions") -> tuple[SearchData, list[list[str]]]:
     """``SearchData`` for a PETA-style data set (labels over PETA names) and its captions."""
-    from ..data.captions import CaptionGenerator
-    from .heads import text_embeddings
+    from ..text.captions import CaptionGenerator
+    from ..inference.pooled import text_embeddings
 
     names = dataset.schema.names
     labels = dataset.labels
@@ -218,7 +218,7 @@ def retrieval_scores(head: EmbeddingHead, pooled: np.ndarray, queries: np.ndarra
                      prep: Callable | None = None) -> dict:
     """R1/R5/R10/mAP/mINP of text queries (unit text-encoder embeddings) against images."""
     from ..eval.retrieval import evaluate_ranking
-    from .pooled import merge_views
+    from ..inference.pooled import merge_views
 
     head.eval()
     with torch.inference_mode():
@@ -345,10 +345,11 @@ def train_search(root: str | Path, out_dir: str | Path, par_dir=None,
     ``out_dir`` (``config.json`` + ``model.safetensors``) and ``out_dir/training.json``.
     """
     from ..data.peta import PETA
-    from ..models.registry import create_text_encoder
-    from ..pipeline import _quietly
-    from .heads import encoder_fingerprint, text_embeddings
-    from .pooled import load_encoder_model, model_key, pooled_features
+    from ..models.factory import create_text_encoder
+    from ..inference.pipeline import _quietly
+    from ..inference.pooled import text_embeddings
+    from ..models.hub import encoder_fingerprint
+    from ..inference.pooled import load_encoder_model, model_key, pooled_features
 
     cfg = cfg or SearchTrainConfig()
     cache_root = Path(cache_root)
@@ -370,7 +371,7 @@ def train_search(root: str | Path, out_dir: str | Path, par_dir=None,
     train_data, _ = build_search_data(tr, pooled_tr, text, cfg.captions_per_image, seed=cfg.seed,
                                       attribute_loss=cfg.attr_weight > 0,
                                       text_cache=cache_root / "text", progress=progress)
-    from ..data.captions import CaptionGenerator
+    from ..text.captions import CaptionGenerator
 
     vgen = CaptionGenerator("train", seed=cfg.val_seed)
     vcaps = [vgen.generate({n: float(v) for n, v in zip(va.schema.names, row)}, n=1, key=i)[0]

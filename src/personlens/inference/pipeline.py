@@ -34,11 +34,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .data.images import ImageLoadError, decode_image, read_image_bytes
-from .data.schema import GROUPS, AttributeSchema, schema_for
-from .models.colour import colour_descriptors
-from .models.embedding import EmbeddingHead, load_embedding_head
-from .predict import AttributePredictor, PredictionError
+from ..data.images import decode_image, read_image_bytes
+from ..data.schema import GROUPS, AttributeSchema, schema_for
+from ..models.lomo import lomo_descriptors
+from ..models.embedding import EmbeddingHead, load_embedding_head
+from ..models import hub
+from ..models.hub import TrainedOn, module_fingerprint
+from .batching import PredictionError, batched_over_paths
+from .predict import AttributePredictor
 from .records import PersonRecord, content_id
 
 DEFAULT_HEAD = "default"    # the shipped head when present and made for this encoder, else baseline
@@ -70,35 +73,10 @@ def render_attributes(present: Sequence[str], schema: AttributeSchema,
     return ", ".join(["a person", *phrases])
 
 
-def _digest_module(h, module: torch.nn.Module) -> None:
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
-def module_fingerprint(module: torch.nn.Module, config: dict | None = None) -> str:
-    """A short hash of a module's weights (and its config, when given)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps(config or {}, sort_keys=True, default=str).encode())
-    _digest_module(h, module)
-    return h.hexdigest()
-
-
 def _as_head(head, kind: str) -> EmbeddingHead | torch.nn.Module | None:
     if head is None or isinstance(head, torch.nn.Module):
         return head.eval() if head is not None else None
     return load_embedding_head(head, kind=kind)
-
-
-def _encoder_fingerprint(model) -> str:
-    from .train.heads import encoder_fingerprint
-
-    fp = getattr(model, "_personlens_encoder_fp", None)
-    if fp is None:
-        fp = encoder_fingerprint(model)
-        object.__setattr__(model, "_personlens_encoder_fp", fp)
-    return fp
 
 
 def resolve_head(head, kind: str, model, shipped_par: bool):
@@ -111,48 +89,45 @@ def resolve_head(head, kind: str, model, shipped_par: bool):
     """
     import warnings
 
-    from .models.io import shipped_head_dir
-
     if head is None or (isinstance(head, str) and head == BASELINE_HEAD):
         return None, "baseline"
     if isinstance(head, str) and head == DEFAULT_HEAD:
-        d = shipped_head_dir(kind)
+        d = hub.shipped_default(kind)
         if d is None:
             return None, "baseline"
         h = load_embedding_head(d, kind=kind)
-        fp = (h.config.notes or {}).get("encoder_fingerprint")
-        ok = fp == _encoder_fingerprint(model) if fp else shipped_par
+        fits = TrainedOn.of(h.config).fits(par_model=model)
+        ok = fits if fits is not None else shipped_par
         return (h, f"shipped:{d.name}") if ok else (None, "baseline")
     h = _as_head(head, kind)
-    fp = (getattr(getattr(h, "config", None), "notes", None) or {}).get("encoder_fingerprint")
-    if fp and fp != _encoder_fingerprint(model):
+    if TrainedOn.of(getattr(h, "config", None)).fits(par_model=model) is False:
         warnings.warn(f"the {kind} head was trained on another image encoder than this PAR "
                       f"model's; its embeddings will not be meaningful", stacklevel=3)
     return h, str(head) if isinstance(head, (str, Path)) else type(head).__name__
 
 
 def resolve_describer(describer, par_dir, names):
-    """``(TextHead or None, source)`` for the ``describer`` argument of ``PersonPipeline``:
+    """``(DescriberHead or None, source)`` for the ``describer`` argument of ``PersonPipeline``:
     ``None``/``"baseline"``: none; ``"default"``: the shipped description model when the
     package holds one trained on this PAR model's tokens; a directory: that model (a warning
     when it was trained on another PAR model's tokens)."""
     import warnings
 
-    from .describe import TextHead
+    from .describe import DescriberHead
 
     if describer is None or describer == BASELINE_HEAD:
         return None, "none"
     if isinstance(describer, str) and describer == DEFAULT_HEAD:
         try:
-            head = TextHead(None)
+            head = DescriberHead(None)
         except FileNotFoundError:
             return None, "none"
         return (head, f"shipped:{head.weights.name}") if head.matches(par_dir, names) else (None, "none")
-    head = describer if isinstance(describer, TextHead) else TextHead(describer)
+    head = describer if isinstance(describer, DescriberHead) else DescriberHead(describer)
     if not head.matches(par_dir, names):
         warnings.warn("the description model was trained on another PAR model's tokens; "
                       "descriptions may be poor", stacklevel=3)
-    return head, str(describer) if isinstance(describer, (str, Path)) else "TextHead"
+    return head, str(describer) if isinstance(describer, (str, Path)) else "DescriberHead"
 
 
 class PersonPipeline:
@@ -170,7 +145,7 @@ class PersonPipeline:
         shipped_par = par_dir is None
         self.search_head, search_src = resolve_head(search_head, "search", self.model, shipped_par)
         self.reid_head, reid_src = resolve_head(reid_head, "reid", self.model, shipped_par)
-        self.text_head, describer_src = resolve_describer(describer, par_dir, self.names)
+        self.describer_head, describer_src = resolve_describer(describer, par_dir, self.names)
         self.head_sources = {"search": search_src, "reid": reid_src, "describer": describer_src}
         enc_dim = self.model.encoder.dim
         for kind, head in (("search", self.search_head), ("reid", self.reid_head)):
@@ -179,7 +154,7 @@ class PersonPipeline:
                 raise ValueError(f"the {kind} head expects {cfg.in_dim}-d tokens but the image "
                                  f"encoder {self.model.config.encoder} gives {enc_dim}-d")
         if text_encoder is None or isinstance(text_encoder, str):
-            from .models.registry import create_text_encoder
+            from ..models.factory import create_text_encoder
 
             name = text_encoder or getattr(getattr(self.search_head, "config", None),
                                            "text_encoder", None) or DEFAULT_TEXT_ENCODER
@@ -204,8 +179,8 @@ class PersonPipeline:
             cfg = getattr(head, "config", None)
             cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else {"class": type(head).__name__}
             v[kind] = baseline if head is None else module_fingerprint(head, cfg)
-        if self.text_head is not None:  # descriptions are part of the record
-            v["describer"] = module_fingerprint(self.text_head.captioner, self.text_head.config.to_dict())
+        if self.describer_head is not None:  # descriptions are part of the record
+            v["describer"] = module_fingerprint(self.describer_head.model, self.describer_head.config.to_dict())
         return v
 
     @property
@@ -231,7 +206,7 @@ class PersonPipeline:
                 "reid": f"trained head ({self.head_sources['reid']})" if self.reid_head is not None
                 else "baseline: mean-pooled encoder tokens",
                 "describer": f"description model ({self.head_sources['describer']})"
-                if self.text_head is not None else "none",
+                if self.describer_head is not None else "none",
                 "search_dim": self.search_dim, "reid_dim": self.reid_dim}
 
     # ------------------------------------------------------------------ text
@@ -278,41 +253,37 @@ class PersonPipeline:
             self._colour_executor = ThreadPoolExecutor(1, thread_name_prefix="personlens-colour")
         return self._colour_executor
 
-    def _run(self, images):
-        """``forward`` plus the describer's pooled tokens of the crops (or None)."""
-        n = len(images)
-        flip = bool(getattr(self.model.config, "flip_tta", False))
+    def reid_embeddings(self, images: list[Image.Image]) -> np.ndarray:
+        """Re-ID embeddings ``(N, reid_dim)`` only: no search embedding and no description
+        (what ``similar`` needs for a new image)."""
+        return self._run(images, want_search=False, want_text=False)[1]
+
+    def _run(self, images, *, want_search: bool = True, want_text: bool = True):
+        """``forward`` plus the describer's pooled tokens of the crops (or None); outputs not
+        wanted are not computed."""
         colour = None
-        if getattr(self.reid_head, "needs_colour", False):
+        if getattr(self.reid_head, "needs_lomo", False):
             # from the pixels, not the tokens; numpy/scipy release the GIL, so the descriptors
             # are computed beside the encoder pass instead of after it
-            colour = self._colour_pool().submit(colour_descriptors, images,
-                                                self.reid_head.colour_config)
-        x = torch.stack([self.preprocess(im) for im in images]).contiguous(
-            memory_format=torch.channels_last)
+            colour = self._colour_pool().submit(lomo_descriptors, images,
+                                                self.reid_head.lomo_config)
+        out = self.predictor.encoder(images)                   # the one encoder pass
         with torch.inference_mode():
-            with torch.autocast("cpu", dtype=torch.bfloat16,
-                                enabled=self.predictor.precision == "bf16"):
-                if flip:
-                    x = torch.cat([x, x.flip(-1)])
-                tokens = self.model.encoder(x)                     # the one encoder pass
-                probs = torch.sigmoid(self.model.head(tokens).float())
             # the embedding heads are small: run them in float32 on the float32-pooled tokens,
-            # as they were trained (personlens.train.pooled)
-            tokens = tokens.float()
+            # as they were trained (personlens.inference.pooled)
+            tokens = out.tokens.float()
             reid = (F.normalize(self.reid_head(tokens).float(), dim=-1) if self.reid_head is not None
                     else tokens.mean(1))
             search = (F.normalize(self.search_head(tokens).float(), dim=-1)
-                      if self.search_head is not None else None)
-            text_tokens = self.text_head.pool(tokens[:n]) if self.text_head is not None else None
+                      if self.search_head is not None and want_search else None)
+            text_tokens = (self.describer_head.pool(out.first_view(tokens))
+                           if self.describer_head is not None and want_text else None)
 
-        def merge(t):  # average the two views
-            return (t[:n] + t[n:]) / 2 if flip else t
-
+        merge = out.merge
         reid = F.normalize(merge(reid), dim=-1)
         if colour is not None:
-            reid = self.reid_head.add_colour(reid, torch.from_numpy(colour.result()))
-        probs = merge(probs).numpy()
+            reid = self.reid_head.add_lomo(reid, torch.from_numpy(colour.result()))
+        probs = out.probs
         reid = reid.numpy()
         if search is not None:
             search = F.normalize(merge(search), dim=-1).numpy()
@@ -340,7 +311,7 @@ class PersonPipeline:
             descriptions = [render_attributes(p.present, self.schema, p.attributes) for p in preds]
             search = self._embed_sentences(descriptions)
         if text_tokens is not None:
-            texts = self.text_head.texts(text_tokens, probs, self.predictor.threshold_map, self.names)
+            texts = self.describer_head.texts(text_tokens, probs, self.predictor.threshold_map, self.names)
             descriptions = [text for text, _, _ in texts]
         return [PersonRecord(id=ids[i], path=str(sources[i]), attributes=preds[i].attributes,
                              present=preds[i].present, search_embedding=search[i],
@@ -352,25 +323,11 @@ class PersonPipeline:
     def records_from_paths(self, paths: Iterable[str | Path], batch_size: int = 32,
                            camera: str | None = None) -> Iterator[PersonRecord | PredictionError]:
         """One result per path, in order; unreadable files yield a ``PredictionError``."""
-        pending: list[tuple[str, str, Image.Image]] = []
+        def run(sources, loaded):
+            ids, images = zip(*loaded)
+            return self.process(list(images), list(sources), ids=list(ids), camera=camera)
 
-        def flush():
-            if pending:
-                ids, srcs, imgs = zip(*pending)
-                yield from self.process(list(imgs), list(srcs), ids=list(ids), camera=camera)
-                pending.clear()
-
-        for path in paths:
-            try:
-                cid, img = load_crop(path)
-            except ImageLoadError as e:
-                yield from flush()
-                yield PredictionError(str(path), e.reason)
-                continue
-            pending.append((cid, str(path), img))
-            if len(pending) >= batch_size:
-                yield from flush()
-        yield from flush()
+        return batched_over_paths(paths, batch_size, run, load=load_crop)
 
 
 def _quietly(fn, *args, **kw):

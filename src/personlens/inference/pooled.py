@@ -1,7 +1,7 @@
 """Pooled encoder features: one pass of the (frozen) image encoder per image, cached.
 
 ``pooled_features(par, paths)`` runs the PAR model's image encoder (bf16 autocast and
-channels_last, as ``personlens.predict`` and ``personlens.pipeline`` do) on every image and
+channels_last, as ``personlens.inference.predict`` and ``personlens.inference.pipeline`` do) on every image and
 its mirror image and keeps, per view, the mean and the max of the patch tokens::
 
     pooled[i, v] = [tokens.mean(tokens axis), tokens.amax(tokens axis)]     (2 * C values)
@@ -29,11 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from ..data.images import ImageLoadError, Preprocess, load_image
+from ..models.hub import module_fingerprint
 
 DEFAULT_CACHE = Path("cache/pooled")
 
 __all__ = ["pooled_features", "model_key", "load_encoder_model", "merge_views",
-           "head_embeddings", "mean_pooled_embeddings", "colour_features", "DEFAULT_CACHE"]
+           "head_embeddings", "mean_pooled_embeddings", "lomo_features", "text_embeddings",
+           "DEFAULT_CACHE", "DEFAULT_TEXT_CACHE"]
 
 
 def load_encoder_model(par_dir_or_model):
@@ -60,8 +62,6 @@ def _parts(model):
 
 def model_key(model) -> str:
     """Fingerprint of a PAR model (weights and config) or of a bare image encoder."""
-    from ..pipeline import module_fingerprint
-
     cached = getattr(model, "_personlens_fingerprint", None)
     if cached:
         return cached
@@ -150,8 +150,8 @@ def pooled_features(par_dir_or_model, paths: Sequence[str | Path], flip: bool = 
             if probs:
                 out_probs[i] = pr[row]
     if todo:
-        _encode(model, encoder, head, preprocess, flip, flip_tta, [paths[i] for i in todo],
-                np.asarray(todo), out, out_probs, batch_size, progress, workers)
+        _encode(model, flip, [paths[i] for i in todo], np.asarray(todo), out, out_probs,
+                batch_size, progress, workers)
     if arr_path is not None:
         arr_path.parent.mkdir(parents=True, exist_ok=True)
         _save(arr_path, out)
@@ -162,18 +162,18 @@ def pooled_features(par_dir_or_model, paths: Sequence[str | Path], flip: bool = 
     return (out, out_probs) if probs else out
 
 
-def colour_features(paths: Sequence[str | Path], config=None, *,
+def lomo_features(paths: Sequence[str | Path], config=None, *,
                     cache_root: str | Path | None = Path("cache/colour"), name: str | None = None,
                     progress: bool = True, workers: int = 2) -> np.ndarray:
-    """``(N, D)`` float32 ``colour_descriptor``s of images (``personlens.models.colour``),
+    """``(N, D)`` float32 ``lomo_descriptor``s of images (``personlens.models.lomo``),
     cached as float16 under ``<cache_root>/<config hash>/`` keyed by the path list.
     Raises ``ValueError`` naming the first image that cannot be read."""
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
-    from ..models.colour import ColourConfig, colour_descriptor
+    from ..models.lomo import LomoConfig, lomo_descriptor
 
-    config = config or ColourConfig()
+    config = config or LomoConfig()
     paths = [str(Path(p).resolve()) for p in paths]
     arr_path = None
     if cache_root is not None:
@@ -188,7 +188,7 @@ def colour_features(paths: Sequence[str | Path], config=None, *,
 
     def one(p):
         try:
-            return colour_descriptor(load_image(p), config).astype(np.float16)
+            return lomo_descriptor(load_image(p), config).astype(np.float16)
         except ImageLoadError as e:
             raise ValueError(f"cannot read {p}: {e.reason}") from None
 
@@ -226,39 +226,31 @@ class _Images(torch.utils.data.Dataset):
         return self.preprocess(img)
 
 
-@torch.inference_mode()
-def _encode(model, encoder, head, preprocess, flip, flip_tta, paths, rows, out, out_probs,
-            batch_size, progress, workers):
+def _encode(model, flip, paths, rows, out, out_probs, batch_size, progress, workers):
     from tqdm import tqdm
 
-    model.eval()
-    encoder.to(memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(_Images(paths, preprocess), batch_size=batch_size,
+    from .encode import EncoderPass
+
+    # feature caches are always made in bf16 (the precision the pipeline runs at)
+    enc = EncoderPass(model)
+    loader = torch.utils.data.DataLoader(_Images(paths, enc.preprocess), batch_size=batch_size,
                                          num_workers=workers)
-    need_mirror = flip or (out_probs is not None and flip_tta)
     done = 0
     bar = tqdm(total=len(paths), desc="pooling features", unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     try:
         for x in loader:
             b = x.shape[0]
-            x = x.contiguous(memory_format=torch.channels_last)
-            if need_mirror:
-                x = torch.cat([x, x.flip(-1)])
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                tokens = encoder(x)
-                logits = head(tokens) if out_probs is not None else None
-            t = tokens.float()
+            res = enc(x, mirror=flip, probs=out_probs is not None)
+            t = res.tokens.float()
             pooled = torch.cat([t.mean(1), t.amax(1)], dim=-1)           # (b * views, 2C)
             idx = rows[done:done + b]
-            if flip:
+            if res.views == 2 and flip:
                 out[idx] = torch.stack([pooled[:b], pooled[b:]], 1).numpy().astype(np.float16)
             else:
                 out[idx] = pooled[:b, None].numpy().astype(np.float16)
             if out_probs is not None:
-                p = torch.sigmoid(logits.float())
-                p = (p[:b] + p[b:]) / 2 if flip_tta else p[:b]
-                out_probs[idx] = p.numpy()
+                out_probs[idx] = res.probs
             done += b
             bar.update(b)
     finally:
@@ -280,17 +272,17 @@ def head_embeddings(head, pooled: np.ndarray, flip_tta: bool, batch_size: int = 
                     colour: np.ndarray | None = None) -> np.ndarray:
     """Pipeline embeddings of an ``EmbeddingHead`` from pooled features: ``(N, embedding_dim)``.
     A head with a colour part needs the images' ``colour`` descriptors ``(N, D)``
-    (``personlens.models.colour.colour_descriptors``)."""
+    (``personlens.models.lomo.lomo_descriptors``)."""
     head = head.eval()
-    needs_colour = getattr(head, "needs_colour", False)
-    if needs_colour and (colour is None or len(colour) != len(pooled)):
-        raise ValueError("this re-ID head has a colour part: pass the images' colour descriptors")
+    needs_lomo = getattr(head, "needs_lomo", False)
+    if needs_lomo and (colour is None or len(colour) != len(pooled)):
+        raise ValueError("this re-ID head has a LOMO part: pass the images' LOMO descriptors (colour=)")
     out = []
     for s in range(0, len(pooled), batch_size):
         x = torch.from_numpy(np.asarray(pooled[s:s + batch_size], np.float32))
         e = merge_views(head.forward_pooled(x), flip_tta)
-        if needs_colour:
-            e = head.add_colour(e, torch.from_numpy(np.asarray(colour[s:s + batch_size], np.float32)))
+        if needs_lomo:
+            e = head.add_lomo(e, torch.from_numpy(np.asarray(colour[s:s + batch_size], np.float32)))
         out.append(e)
     return torch.cat(out).numpy() if out else np.zeros((0, head.config.embedding_dim), np.float32)
 
@@ -300,3 +292,60 @@ def mean_pooled_embeddings(pooled: np.ndarray, flip_tta: bool) -> np.ndarray:
     over the views like the pipeline does, L2-normalised. ``(N, C)``."""
     c = pooled.shape[-1] // 2
     return merge_views(torch.from_numpy(np.asarray(pooled[..., :c], np.float32)), flip_tta).numpy()
+
+
+# --------------------------------------------------------------------------- text
+
+DEFAULT_TEXT_CACHE = Path("cache/text")
+
+
+def text_embeddings(encoder, texts: Sequence[str], cache_root: str | Path | None = DEFAULT_TEXT_CACHE,
+                    batch_size: int = 128, progress: bool = True, name: str = "texts") -> np.ndarray:
+    """``(len(texts), dim)`` float32 unit vectors from a frozen text encoder.
+
+    Each distinct text is encoded once (sorted by length, so batches carry little padding);
+    results are cached under ``<cache_root>/<encoder fingerprint>/<name>-<hash of texts>.npy``.
+    """
+    from tqdm import tqdm
+
+    texts = list(texts)
+    uniq = list(dict.fromkeys(texts))
+    path = None
+    if cache_root is not None:
+        h = hashlib.blake2b(json.dumps(uniq).encode(), digest_size=10).hexdigest()
+        fp = getattr(encoder, "_personlens_fingerprint", None)
+        if fp is None:
+            fp = module_fingerprint(encoder, {"name": getattr(encoder, "name", "")})
+            try:
+                object.__setattr__(encoder, "_personlens_fingerprint", fp)
+            except Exception:  # pragma: no cover
+                pass
+        path = Path(cache_root) / fp / f"{name}-{h}.npy"
+        if path.exists():
+            emb = np.load(path)
+            if emb.shape[0] == len(uniq):
+                pos = {t: i for i, t in enumerate(uniq)}
+                return emb[[pos[t] for t in texts]]
+    dim = int(getattr(encoder, "dim", 0))
+    emb = np.zeros((len(uniq), dim), np.float32) if dim else None
+    order = sorted(range(len(uniq)), key=lambda i: len(uniq[i]))
+    encoder.eval()
+    with torch.inference_mode(), tqdm(total=len(uniq), desc=f"embedding {name}", unit="text",
+                                      disable=not progress, file=sys.stderr,
+                                      dynamic_ncols=True) as bar:
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            e = encoder.encode([uniq[i] for i in idx], batch_size=batch_size).float().numpy()
+            if emb is None:
+                emb = np.zeros((len(uniq), e.shape[1]), np.float32)
+            emb[idx] = e
+            bar.update(len(idx))
+    if emb is None:
+        emb = np.zeros((0, dim), np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(path)
+    pos = {t: i for i, t in enumerate(uniq)}
+    return emb[[pos[t] for t in texts]] if texts else emb

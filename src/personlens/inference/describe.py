@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .models.captioner import describer_par_dir, load_captioner, pool_tokens, resolve_describer_dir
-from .models.generate import DecodeConfig
-from .predict import AttributePredictor, PredictionError, batched_over_paths
-from .text.consistency import reconcile
+from ..models.describer import describer_par_dir, load_describer, pool_tokens, resolve_describer_dir
+from ..models.generate import DecodeConfig
+from ..models.hub import TrainedOn
+from .batching import PredictionError, batched_over_paths
+from .predict import AttributePredictor
+from ..text.consistency import reconcile
 
 CONSISTENCY = ("fix", "flag", "off")
 
@@ -44,7 +46,7 @@ class Description:
         return d
 
 
-class TextHead:
+class DescriberHead:
     """The text half of a describer: pooled encoder tokens + attribute probabilities -> the
     cleaned, consistency-checked description. ``PersonPipeline`` uses it on the tokens of its
     one encoder pass; ``Describer`` adds its own attribute model around it."""
@@ -54,20 +56,16 @@ class TextHead:
         if consistency not in CONSISTENCY:
             raise ValueError(f"consistency must be one of {CONSISTENCY}")
         self.weights = resolve_describer_dir(weights)
-        self.captioner = load_captioner(self.weights)
-        self.config = self.captioner.config
+        self.model = load_describer(self.weights)
+        self.config = self.model.config
         self.decoding = decoding or DecodeConfig(max_len=self.config.max_words + 1)
         self.consistency = consistency
 
     def matches(self, par_dir: str | Path | None, names) -> bool:
         """Was it trained on the tokens (and attributes) of this PAR model?"""
-        from .models.io import WEIGHTS_FILE, shipped_dir
-        from .train.captioner import file_sha256
-
         if self.config.attr_conditioning and list(self.config.attributes) != list(names):
             return False
-        d = Path(par_dir) if par_dir is not None else shipped_dir()
-        return not self.config.par_sha256 or file_sha256(d / WEIGHTS_FILE) == self.config.par_sha256
+        return TrainedOn.of(self.config).fits(par_dir=par_dir) is not False
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         return pool_tokens(tokens.float(), self.config.token_grid, self.config.grid)
@@ -78,7 +76,7 @@ class TextHead:
         """Per crop ``(text, contradictions found, generated text before any fix)``."""
         cond = torch.from_numpy(np.asarray(probs, np.float32)) if self.config.attr_conditioning else None
         out = []
-        for text, p in zip(self.captioner.generate(pooled, cond, self.decoding), probs):
+        for text, p in zip(self.model.generate(pooled, cond, self.decoding), probs):
             final, found = text, []
             if self.consistency != "off":
                 final, found = reconcile(text, dict(zip(names, (float(x) for x in p))), thresholds,
@@ -91,10 +89,10 @@ class Describer:
     def __init__(self, weights: str | Path | None = None, par_dir: str | Path | None = None,
                  decoding: DecodeConfig | None = None, consistency: str = "fix",
                  precision: str = "bf16", warn=None):
-        self.text_head = TextHead(weights, decoding, consistency)
-        self.weights = self.text_head.weights
-        self.captioner = self.text_head.captioner
-        self.config = self.captioner.config
+        self.describer_head = DescriberHead(weights, decoding, consistency)
+        self.weights = self.describer_head.weights
+        self.model = self.describer_head.model
+        self.config = self.model.config
         par_dir = Path(par_dir) if par_dir is not None else describer_par_dir(self.weights)
         self.predictor = AttributePredictor(par_dir, precision=precision)
         self.par_dir = par_dir
@@ -103,31 +101,37 @@ class Describer:
             raise ValueError(f"the description model was trained with the attributes of another PAR "
                              f"model ({len(self.config.attributes)} attributes); pass the --par it was "
                              f"trained with")
-        if not self.text_head.matches(par_dir, self.names):
+        if not self.describer_head.matches(par_dir, self.names):
             (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(
                 f"the description model was trained on the tokens of another PAR model than "
                 f"{par_dir or 'the shipped one'}; descriptions may be poor")
-        self.decoding = self.text_head.decoding
-        self.consistency = consistency
         self.thresholds = self.predictor.threshold_map
+
+    # Decoding and consistency live on the head that writes the text; these properties make
+    # ``describer.decoding = DecodeConfig(...)`` reach it (it once set a copy nobody read).
+    @property
+    def decoding(self) -> DecodeConfig:
+        return self.describer_head.decoding
+
+    @decoding.setter
+    def decoding(self, value: DecodeConfig) -> None:
+        self.describer_head.decoding = value
+
+    @property
+    def consistency(self) -> str:
+        return self.describer_head.consistency
+
+    @consistency.setter
+    def consistency(self, value: str) -> None:
+        if value not in CONSISTENCY:
+            raise ValueError(f"consistency must be one of {CONSISTENCY}")
+        self.describer_head.consistency = value
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> tuple[torch.Tensor, np.ndarray]:
         """(pooled tokens (B, G, C) float32, probabilities (B, A)) in one encoder pass."""
-        pred = self.predictor
-        model = pred.model
-        x = torch.stack([pred.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
-        b = len(images)
-        flip = bool(pred.config.flip_tta)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                   enabled=pred.precision == "bf16"):
-            if flip:
-                x = torch.cat([x, x.flip(-1)])
-            tokens = model.encoder(x)
-            probs = torch.sigmoid(model.head(tokens).float())
-        if flip:
-            probs = (probs[:b] + probs[b:]) / 2
-        return self.text_head.pool(tokens[:b]).clone(), probs.numpy()
+        out = self.predictor.encoder(images)
+        return self.describer_head.pool(out.first_view(out.tokens)).clone(), out.probs
 
     def describe_images(self, images: list[Image.Image],
                         sources: list[str] | None = None) -> list[Description]:
@@ -137,7 +141,7 @@ class Describer:
         pooled, probs = self.encode(images)
         out = []
         for src, p, (final, found, text) in zip(sources, probs,
-                                                self.text_head.texts(pooled, probs, self.thresholds,
+                                                self.describer_head.texts(pooled, probs, self.thresholds,
                                                                      self.names)):
             pred = self.predictor.to_prediction(src, p)
             out.append(Description(src, final, pred.attributes, pred.present, found, text))

@@ -1,0 +1,85 @@
+"""The one pass of the image encoder that every output of a crop comes from.
+
+``EncoderPass`` owns how the attribute (PAR) model's encoder runs on a batch: preprocessing,
+channels_last memory format, bf16 autocast on the CPU, and mirror-image averaging (the PAR
+model's ``flip_tta``: the crops and their mirror images go through the encoder together, in
+one pass). It returns the patch tokens of every view and the attribute probabilities;
+attributes (``predict``), descriptions (``describe``), the pipeline's embeddings
+(``pipeline``) and the cached features of training and evaluation (``pooled``) all start
+from it, so they see exactly the same numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..models.hub import encoder_parts
+
+PRECISIONS = ("bf16", "fp32")
+
+
+@dataclass
+class EncoderOutput:
+    """Tokens ``(views * B, N, C)`` (view 0 = the crops, view 1 = their mirror images) and
+    attribute probabilities ``(B, A)`` of one pass."""
+
+    tokens: torch.Tensor
+    probs: np.ndarray | None
+    batch: int
+    views: int
+
+    def merge(self, t: torch.Tensor) -> torch.Tensor:
+        """Average a per-view output ``(views * B, ...)`` over the views -> ``(B, ...)``."""
+        return (t[:self.batch] + t[self.batch:]) / 2 if self.views == 2 else t
+
+    def first_view(self, t: torch.Tensor) -> torch.Tensor:
+        return t[:self.batch]
+
+
+class EncoderPass:
+    """``encode(images) -> EncoderOutput`` for a PAR model (its encoder and attribute head).
+
+    ``flip_tta`` defaults to the model's setting; ``mirror=True`` in a call adds the mirror
+    view even when the probabilities do not average it (feature caches store both views).
+    """
+
+    def __init__(self, model, precision: str = "bf16", flip_tta: bool | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.precision = precision
+        # a PAR model, or a bare image encoder (the ImageNet baselines: tokens only)
+        self.encoder, self.preprocess = encoder_parts(self.model)
+        self.head = getattr(self.model, "head", None) if self.encoder is not self.model else None
+        model_flip = bool(getattr(getattr(self.model, "config", None), "flip_tta", False))
+        self.flip_tta = model_flip if flip_tta is None else bool(flip_tta)
+
+    def tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        """Decoded RGB crops -> the encoder's input batch."""
+        return torch.stack([self.preprocess(im) for im in images])
+
+    @torch.inference_mode()
+    def encode(self, images: list[Image.Image] | torch.Tensor, *, mirror: bool | None = None,
+               probs: bool = True) -> EncoderOutput:
+        x = images if isinstance(images, torch.Tensor) else self.tensor(images)
+        b = x.shape[0]
+        mirror = self.flip_tta if mirror is None else (mirror or self.flip_tta)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if mirror:
+            x = torch.cat([x, x.flip(-1)])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            tokens = self.encoder(x)
+            logits = self.head(tokens) if probs and self.head is not None else None
+        p = None
+        if logits is not None:
+            p = torch.sigmoid(logits.float())
+            # mirror-image averaging only when the model asks for it; a mirror view added for
+            # a feature cache does not change the probabilities
+            p = (p[:b] + p[b:]) / 2 if mirror and self.flip_tta else p[:b]
+            p = p.numpy()
+        return EncoderOutput(tokens=tokens, probs=p, batch=b, views=2 if mirror else 1)
+
+    __call__ = encode
