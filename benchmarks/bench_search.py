@@ -211,6 +211,7 @@ def bench_throughput(args, log) -> dict:
         chunk = crops[s:s + b]
         pipe.process(chunk, [f"c{s + i}" for i in range(len(chunk))])
     process_s = time.perf_counter() - t0
+    similar = time_new_image_query(pipe, crops[:args.similar_queries], log)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "crops"
         folder.mkdir()
@@ -229,7 +230,31 @@ def bench_throughput(args, log) -> dict:
             "flip_tta": bool(getattr(pipe.model.config, "flip_tta", False)),
             "process_crops_per_s": len(crops) / process_s,
             "index_paths_crops_per_s": len(crops) / index_s, "added": summary.added,
-            "pipeline": pipe.describe()}
+            "similar_new_image": similar, "pipeline": pipe.describe()}
+
+
+def time_new_image_query(pipe, crops, log) -> dict:
+    """The encoder work of ``similar`` on an image the library does not hold, one crop at a
+    time: the re-ID embedding alone (``reid_embeddings``, what ``similar`` runs now) against
+    a whole record (``process``: attributes, search embedding and description too, what it
+    ran before 0.2). Median ms over the crops, after one warm-up call of each."""
+    if not crops:
+        return {}
+    log(f"[throughput] similar on a new image: {len(crops)} single-crop queries ...")
+    pipe.reid_embeddings(crops[:1])
+    pipe.process(crops[:1], ["w"])
+    out = {}
+    for name, fn in (("reid_embeddings_ms", lambda im: pipe.reid_embeddings([im])),
+                     ("process_ms", lambda im: pipe.process([im], ["q"]))):
+        times = []
+        for im in crops:
+            t0 = time.perf_counter()
+            fn(im)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = float(np.median(times))
+    out["queries"] = len(crops)
+    out["speed_up"] = out["process_ms"] / out["reid_embeddings_ms"]
+    return out
 
 
 # ----------------------------------------------------------------------------- main
@@ -256,6 +281,8 @@ def main(argv=None) -> int:
     ap.add_argument("--goal-recall", type=float, default=0.95)
     ap.add_argument("--crops", type=int, default=256, help="crops for the throughput test (0: skip)")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--similar-queries", type=int, default=30,
+                    help="single-crop `similar` queries timed on new images (0: skip)")
     ap.add_argument("--torch-threads", type=int, default=2)
     ap.add_argument("--weights", type=Path, default=None, help="PAR model dir (default: shipped)")
     ap.add_argument("--seed", type=int, default=0)
@@ -325,6 +352,11 @@ def print_table(rows, throughput, args) -> None:
               f"threads, flip TTA {'on' if throughput['flip_tta'] else 'off'}: "
               f"{throughput['process_crops_per_s']:.1f} crops/s (pipeline.process), "
               f"{throughput['index_paths_crops_per_s']:.1f} crops/s (index_paths from JPEG files)")
+        sim = throughput.get("similar_new_image") or {}
+        if sim:
+            print(f"similar on a new image (encoder side, median of {sim['queries']}): "
+                  f"{sim['reid_embeddings_ms']:.1f} ms re-ID only vs {sim['process_ms']:.1f} ms "
+                  f"for a whole record ({sim['speed_up']:.1f}x)")
 
 
 def _cpu() -> dict:

@@ -142,6 +142,13 @@ def save_weights(out_dir: str | Path, state: dict[str, torch.Tensor], config: di
     return out_dir
 
 
+def write_config(model_dir: str | Path, config: dict) -> Path:
+    """Replace a model directory's ``config.json`` atomically (its weights stay as they are)."""
+    path = Path(model_dir) / CONFIG_FILE
+    _atomic_write_text(path, json.dumps(config, indent=2))
+    return path
+
+
 def read_format(model_dir: str | Path) -> str | None:
     """The ``format`` a weights file was saved with (None for files without one)."""
     with safe_open(str(Path(model_dir) / WEIGHTS_FILE), framework="pt") as f:
@@ -272,4 +279,5 @@ class TrainedOn:
 __all__ = ["CONFIG_FILE", "DEFAULT_FOR_KIND", "FORMATS", "KINDS", "PAR_SUBDIR", "SHIPPED",
            "ShippedModel", "TrainedOn", "VOCAB_FILE", "WEIGHTS_FILE", "encoder_fingerprint",
            "file_sha256", "kind_of", "load_state", "module_fingerprint", "read_config",
-           "read_weights", "resolve", "save_weights", "shipped", "shipped_default", "shipped_dir"]
+           "read_weights", "resolve", "save_weights", "shipped", "shipped_default", "shipped_dir",
+           "write_config"]

@@ -36,6 +36,18 @@ def load_par(model_dir: str | Path | None = None) -> PARModel:
     return model.eval()
 
 
+def set_thresholds(model_dir: str | Path, thresholds, calibration: dict) -> Path:
+    """Store calibrated per-attribute thresholds (and how they were fitted) in an attribute
+    model's config, checked against its attributes; returns the config path."""
+    config = PARConfig.from_dict(hub.read_config(model_dir))
+    thresholds = [float(t) for t in thresholds]
+    if len(thresholds) != len(config.attributes):
+        raise ValueError(f"{len(thresholds)} thresholds for {len(config.attributes)} attributes")
+    config.thresholds = thresholds
+    config.notes = {**(config.notes or {}), "calibration": calibration}
+    return hub.write_config(model_dir, config.to_dict())
+
+
 LOADERS = {"attributes": load_par, "search": lambda d: load_embedding_head(d, kind="search"),
            "reid": lambda d: load_embedding_head(d, kind="reid"), "describer": load_describer}
 

@@ -169,6 +169,16 @@ def test_description_model_runs_on_the_same_encoder_pass(pipeline, par_model_dir
     base = pipeline.process(images[:3], ["a", "b", "c"])
     for r, b in zip(recs, base):
         np.testing.assert_allclose(r.reid_embedding, b.reid_embedding, atol=1e-6)
+    # ``similar`` on a new image asks for the re-ID embedding only: no text is written
+    written = []
+    real = with_text.describer_head.texts
+    with_text.describer_head.texts = lambda *a, **k: written.append(1) or real(*a, **k)
+    try:
+        reid = with_text.reid_embeddings(images[:3])
+    finally:
+        with_text.describer_head.texts = real
+    assert written == []
+    np.testing.assert_allclose(reid, np.stack([r.reid_embedding for r in recs]), atol=1e-6)
 
 
 def test_reid_head_with_colour_part_appends_the_crops_colour(pipeline, par_model_dir, tmp_path,

@@ -30,7 +30,7 @@ def test_shipped_lookup_and_package_globs():
     import tomllib
     from pathlib import Path
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["personlens"]
     assert "weights/**/*.json" in globs and "weights/**/*.safetensors" in globs
 
