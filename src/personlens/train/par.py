@@ -19,6 +19,8 @@ from ..data.base import PersonDataset
 from ..eval.metrics import calibrate_thresholds, par_metrics
 from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts, build_head
 from ..models.factory import create_image_encoder, create_text_encoder
+from .checkpoint import (load_checkpoint, remove_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state, settings_key)
 from .features import build_cache, cache_dir_for, load_cache
 from .losses import LossConfig, par_loss
 
@@ -63,7 +65,7 @@ def build_model(cfg: TrainConfig, attributes: list[str], schema, pretrained: boo
     return PARModel(encoder, head, config)
 
 
-def _run(fn, feats: np.ndarray, idx: np.ndarray, flip: int = 0, batch: int = 256) -> np.ndarray:
+def run_batched(fn, feats: np.ndarray, idx: np.ndarray, flip: int = 0, batch: int = 256) -> np.ndarray:
     """Apply ``fn`` (no grad) to cached features in batches."""
     out = []
     with torch.inference_mode():
@@ -86,12 +88,16 @@ def _precompute_tokens(model: PARModel, feats: np.ndarray, idx: np.ndarray) -> n
     """Frozen encoder: its tokens never change, so compute them once, not every epoch."""
     model.encoder.eval()
     up = lambda h: model.encoder.forward_upper(h, model.config.stage).half()  # noqa: E731
-    return np.stack([_run(up, feats, idx, f) for f in (0, 1)], axis=1)
+    return np.stack([run_batched(up, feats, idx, f) for f in (0, 1)], axis=1)
 
 
 def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Path],
-              cfg: TrainConfig, out_dir: Path | None = None, log=print) -> tuple[PARModel, dict]:
-    """Train on ``train_ds`` using a feature cache over ``all_paths`` (which must include both splits)."""
+              cfg: TrainConfig, out_dir: Path | None = None, log=print,
+              resume: bool = False) -> tuple[PARModel, dict]:
+    """Train on ``train_ds`` using a feature cache over ``all_paths`` (which must include both splits).
+
+    With ``out_dir``, a checkpoint is written after every epoch; ``resume=True`` goes on from
+    it (same settings and data only), so a killed run re-run loses at most one epoch."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     names = train_ds.schema.names
@@ -109,6 +115,9 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         feats = _precompute_tokens(model, feats, np.concatenate([tr_idx, va_idx]))
         tr_idx, va_idx = np.arange(len(tr_idx)), np.arange(len(tr_idx), len(tr_idx) + len(va_idx))
         forward = model.head
+    # building the cache draws from torch's generator (DataLoader seeds): seed again, so a run
+    # trains the same whether or not the cache was already there
+    torch.manual_seed(cfg.seed)
     y_tr = torch.from_numpy(train_ds.labels)
     y_va = val_ds.labels
     pos_rate = y_tr.mean(0)
@@ -126,9 +135,23 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
 
-    best, best_state, history = -1.0, None, []
-    t0 = time.time()
-    for epoch in range(cfg.epochs):
+    best, best_state, best_probs, history = -1.0, None, None, []
+    key = settings_key({"config": asdict(cfg), "train": [str(p) for p in train_ds.paths],
+                        "val": [str(p) for p in val_ds.paths]})
+    start = 0
+    ckpt = load_checkpoint(out_dir, key) if resume and out_dir is not None else None
+    if ckpt is not None:
+        model.load_state_dict(_full_state(model, ckpt["model"]))
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        set_rng_state(rng, ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        best, best_state, history = ckpt["best"], ckpt["best_state"], ckpt["history"]
+        best_probs = ckpt["best_probs"].numpy()
+        start = int(ckpt["epoch"])
+        log(f"resuming after epoch {start} of {cfg.epochs} (best val mA + F1 {best:.2f})")
+    t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
+    for epoch in range(start, cfg.epochs):
         model.train()
         if not cfg.unfreeze_top:
             enc.eval()  # frozen BatchNorm statistics stay frozen
@@ -149,9 +172,9 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
             running += loss.item()
             bar.set_postfix(loss=f"{running / (s + 1):.3f}")
         model.eval()
-        probs = torch.sigmoid(torch.from_numpy(_run(forward, feats, va_idx))).numpy()
+        probs = torch.sigmoid(torch.from_numpy(run_batched(forward, feats, va_idx))).numpy()
         if cfg.flip_tta:
-            probs = (probs + torch.sigmoid(torch.from_numpy(_run(forward, feats, va_idx, 1))).numpy()) / 2
+            probs = (probs + torch.sigmoid(torch.from_numpy(run_batched(forward, feats, va_idx, 1))).numpy()) / 2
         m = par_metrics(probs, y_va, names)
         score = m.mA + m.f1
         history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "val_mA": m.mA,
@@ -161,6 +184,13 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
             best = score
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
             best_probs = probs
+        if out_dir is not None:
+            save_checkpoint(out_dir, {
+                "settings_key": key, "epoch": epoch + 1, "model": model.trainable_state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": rng_state(rng), "torch_rng": torch.get_rng_state(), "best": best,
+                "best_state": best_state, "best_probs": torch.from_numpy(best_probs),
+                "history": history})
     model.load_state_dict(_full_state(model, best_state))
 
     th = calibrate_thresholds(best_probs, y_va, cfg.calibration)
@@ -183,6 +213,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
 
         save_par(model, out_dir)
         (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2))
+        remove_checkpoint(out_dir)
     return model, summary
 
 
