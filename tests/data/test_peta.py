@@ -111,3 +111,16 @@ def test_exclude_subsets_leaves_those_images_out():
     assert len(kept.labels) == len(kept.paths)
     with pytest.raises(ValueError, match="unknown PETA sub-datasets"):
         PETA(PETA_ROOT, split="train", exclude_subsets=("Market1501",))
+
+
+def test_only_subsets_keeps_just_those_images():
+    subset_of = {}
+    with (PETA_ROOT / "identities.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            subset_of[f"{int(row['index']):05d}"] = row["subset"]
+    full = PETA(PETA_ROOT, split="test")
+    only = PETA(PETA_ROOT, split="test", only_subsets=("GRID", "MIT"))
+    assert {subset_of[p.stem] for p in only.paths} == {"GRID", "MIT"}
+    assert len(only) == sum(subset_of[p.stem] in ("GRID", "MIT") for p in full.paths) > 100
+    with pytest.raises(ValueError, match="unknown PETA sub-datasets"):
+        PETA(PETA_ROOT, split="test", only_subsets=("Market1501",))

@@ -33,11 +33,13 @@ class PETA(PersonDataset):
     ``attributes="standard"`` selects the 35 attributes used by published results,
     ``"all"`` the full 105 (colours included), or pass a list of names.
     ``exclude_subsets`` leaves out images of the named sub-datasets (``identities.csv``), e.g.
-    VIPeR, PRID and GRID for an encoder whose re-ID results on them must be cross-domain.
+    VIPeR, PRID and GRID for an encoder whose re-ID results on them must be cross-domain;
+    ``only_subsets`` keeps only the named ones (the test images of an unseen-camera fold).
     """
 
     def __init__(self, root: str | Path, split: str = "train", partition: int = 0,
-                 attributes: str | list[str] = "standard", exclude_subsets: Sequence[str] = ()):
+                 attributes: str | list[str] = "standard", exclude_subsets: Sequence[str] = (),
+                 only_subsets: Sequence[str] = ()):
         import scipy.io
 
         root = Path(root)
@@ -70,13 +72,15 @@ class PETA(PersonDataset):
         else:
             idx = part[split].ravel()
         rows = data[np.asarray(idx, dtype=np.int64) - 1]
-        if exclude_subsets:
+        if exclude_subsets or only_subsets:
             subsets = _read_subsets(root / "identities.csv")
-            unknown = set(exclude_subsets) - set(subsets.values())
+            unknown = (set(exclude_subsets) | set(only_subsets)) - set(subsets.values())
             if unknown:
                 raise ValueError(f"unknown PETA sub-datasets {sorted(unknown)}; identities.csv "
                                  f"has {sorted(set(subsets.values()))}")
-            rows = rows[[subsets.get(int(r[0])) not in set(exclude_subsets) for r in rows]]
+            keep = [(not only_subsets or subsets.get(int(r[0])) in set(only_subsets))
+                    and subsets.get(int(r[0])) not in set(exclude_subsets) for r in rows]
+            rows = rows[np.asarray(keep, bool)]
 
         cams = _read_cameras(root / "identities.csv")
         images_dir = root / "images"

@@ -1,0 +1,130 @@
+"""Cameras never seen: leave-sub-datasets-out folds of PETA.
+
+PETA pools ten sub-datasets, each filmed by its own cameras. A fold holds some of them out:
+its model trains on PETA partition 0's train split without them (epoch and thresholds chosen
+on the val split without them, so the held-out cameras never steer a choice) and is tested
+on partition 0's test images of the held-out sub-datasets only: people *and* cameras it never
+saw. The same model is also scored on the rest of the test split ("seen cameras"), so each
+fold reports its own domain gap.
+
+The folds group sub-datasets of different kinds of camera and keep about 2,000-2,700 images
+each out. TownCentre (a third of PETA) always trains; CUHK is the *validation fold*: recipes
+(augmentation, depth, encoder) are compared on it, never on the test folds' images.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.peta import PETA
+from .metrics import PARMetrics
+
+HEADLINE = ("mA", "accuracy", "precision", "recall", "f1")
+
+
+@dataclass(frozen=True)
+class Fold:
+    name: str
+    held_out: tuple[str, ...]
+    note: str
+
+
+FOLDS: dict[str, Fold] = {f.name: f for f in (
+    Fold("viper-prid-sarc3d", ("VIPeR", "PRID", "SARC3D"), "outdoor re-ID cameras, two views each"),
+    Fold("ilids-caviar-3dpes", ("i-LID", "CAVIAR4REID", "3DPeS"), "airport, shopping-centre and campus CCTV"),
+    Fold("grid-mit", ("GRID", "MIT"), "underground-station CCTV and street photos"),
+)}
+VALIDATION_FOLD = Fold("cuhk", ("CUHK",), "campus cameras; for choosing recipes only")
+PROTOCOL = "unseen-cameras"
+
+
+def fold(name: str) -> Fold:
+    if name == VALIDATION_FOLD.name:
+        return VALIDATION_FOLD
+    if name not in FOLDS:
+        raise KeyError(f"unknown fold {name!r}; folds: {', '.join(FOLDS)} "
+                       f"(validation: {VALIDATION_FOLD.name})")
+    return FOLDS[name]
+
+
+def fold_datasets(root: str | Path, f: Fold, attributes="standard", partition: int = 0) -> dict:
+    """``train``/``val`` without the held-out sub-datasets, ``test_unseen`` with only them,
+    ``test_seen`` the rest of the test split."""
+    kw = {"partition": partition, "attributes": attributes}
+    return {"train": PETA(root, "train", exclude_subsets=f.held_out, **kw),
+            "val": PETA(root, "val", exclude_subsets=f.held_out, **kw),
+            "test_unseen": PETA(root, "test", only_subsets=f.held_out, **kw),
+            "test_seen": PETA(root, "test", exclude_subsets=f.held_out, **kw)}
+
+
+def summarise(per_fold: dict[str, dict[str, PARMetrics]]) -> dict:
+    """Per fold: calibrated metrics on unseen and seen cameras; then mean and std (over
+    folds) of each, and the mean gap seen - unseen."""
+    out = {"folds": {}, "mean": {}, "std": {}}
+    for name, res in per_fold.items():
+        out["folds"][name] = {
+            "held_out": list(fold(name).held_out),
+            **{split: {k: round(getattr(m, k), 2) for k in HEADLINE} | {"images": m.num_images}
+               for split, m in res.items()}}
+    for split in ("test_unseen", "test_seen"):
+        vals = {k: [f[split][k] for f in out["folds"].values() if split in f] for k in HEADLINE}
+        if all(vals.values()):
+            out["mean"][split] = {k: round(float(np.mean(v)), 2) for k, v in vals.items()}
+            out["std"][split] = {k: round(float(np.std(v)), 2) for k, v in vals.items()}
+    if {"test_unseen", "test_seen"} <= set(out["mean"]):
+        out["mean"]["gap_mA"] = round(out["mean"]["test_seen"]["mA"] - out["mean"]["test_unseen"]["mA"], 2)
+    return out
+
+
+def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Path:
+    """JSON (meta + per fold + mean ± std) and a bar plot of mA per fold, seen vs unseen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({**meta, "protocol": PROTOCOL, **summary}, indent=2))
+    names = list(summary["folds"])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(names)), 4))
+    for i, split in enumerate(("test_seen", "test_unseen")):
+        ax.bar(x + (i - 0.5) * 0.4, [summary["folds"][n].get(split, {}).get("mA", 0) for n in names],
+               0.4, label=split.replace("test_", "") + " cameras")
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("mA (%)")
+    ax.set_ylim(50, 100)
+    mean = summary["mean"].get("test_unseen", {}).get("mA")
+    ax.set_title(f"{meta.get('title', 'PETA, cameras never seen')}"
+                 + (f": unseen mA {mean:.1f} ± {summary['std']['test_unseen']['mA']:.1f}" if mean else ""))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plot = json_path.with_suffix(".png")
+    fig.savefig(plot, dpi=110)
+    plt.close(fig)
+    return plot
+
+
+def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] | None = None,
+                    precision: str = "bf16", batch_size: int = 32, log=print) -> dict:
+    """Score the fold models in ``models_dir/<fold>`` (``personlens train attributes
+    --protocol unseen-cameras``) on their unseen and seen test cameras; ``summarise``d."""
+    from ..inference.predict import AttributePredictor
+    from .par import evaluate_par
+
+    per_fold = {}
+    for name in folds or list(FOLDS):
+        f, d = fold(name), Path(models_dir) / name
+        if not (d / "config.json").is_file():
+            raise FileNotFoundError(f"no model for fold {name} in {d}: train it first")
+        predictor = AttributePredictor(d, precision=precision)
+        data = fold_datasets(root, f, attributes=list(predictor.names))
+        per_fold[name] = {}
+        for split in ("test_unseen", "test_seen"):
+            per_fold[name][split] = evaluate_par(predictor, data[split], batch_size)["calibrated"]
+            log(f"{name} {split}: mA {per_fold[name][split].mA:.2f} F1 {per_fold[name][split].f1:.2f}")
+    return summarise(per_fold)

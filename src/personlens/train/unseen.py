@@ -1,0 +1,33 @@
+"""Train one attribute model per unseen-camera fold (``personlens.eval.unseen``).
+
+Each fold's model goes to ``<out>/<fold>``; a fold already trained is skipped and one cut
+short resumes from its checkpoint, so the command can be re-run until all folds are done.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..eval.unseen import FOLDS, fold, fold_datasets
+from ..models.hub import CONFIG_FILE
+from .checkpoint import CHECKPOINT_FILE
+from .par import TrainConfig, train_par
+
+
+def train_unseen_folds(root: str | Path, out: str | Path, cfg: TrainConfig,
+                       folds: list[str] | None = None, attributes="standard",
+                       resume: bool = True, log=print) -> dict[str, dict]:
+    summaries = {}
+    for name in folds or list(FOLDS):
+        f, d = fold(name), Path(out) / name
+        if (d / CONFIG_FILE).is_file() and not (d / CHECKPOINT_FILE).exists():
+            log(f"fold {name}: already trained in {d}")
+            continue
+        data = fold_datasets(root, f, attributes=attributes, partition=cfg.partition)
+        log(f"fold {name}: held out {', '.join(f.held_out)}; train {len(data['train'])}, "
+            f"val {len(data['val'])} images")
+        fcfg = replace(cfg, exclude_subsets=tuple(f.held_out))
+        paths = data["train"].paths + data["val"].paths
+        _, summaries[name] = train_par(data["train"], data["val"], paths, fcfg, out_dir=d,
+                                       log=log, resume=resume)
+    return summaries

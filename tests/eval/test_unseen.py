@@ -1,0 +1,54 @@
+"""The unseen-cameras protocol: folds that really hold sub-datasets out, and the summary."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from personlens.eval.metrics import PARMetrics
+from personlens.eval.unseen import (FOLDS, VALIDATION_FOLD, fold, fold_datasets, summarise,
+                                    write_unseen_report)
+
+PETA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "PETA"
+
+
+def _metrics(ma, f1, n=10):
+    return PARMetrics(mA=ma, accuracy=ma - 5, precision=f1, recall=f1, f1=f1, num_images=n,
+                      per_attribute=())
+
+
+def test_folds_are_disjoint_and_never_the_validation_fold():
+    held = [s for f in FOLDS.values() for s in f.held_out]
+    assert len(held) == len(set(held)) and len(FOLDS) >= 3
+    assert not set(held) & set(VALIDATION_FOLD.held_out) and "TownCentre" not in held
+    assert fold("cuhk") is VALIDATION_FOLD
+    with pytest.raises(KeyError, match="unknown fold 'x'"):
+        fold("x")
+
+
+@pytest.mark.skipif(not PETA_ROOT.is_dir(), reason="needs ../shared/data/PETA")
+def test_fold_datasets_keep_the_held_out_cameras_out_of_training():
+    subset_of = {}
+    with (PETA_ROOT / "identities.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            subset_of[f"{int(row['index']):05d}"] = row["subset"]
+    f = FOLDS["grid-mit"]
+    data = fold_datasets(PETA_ROOT, f)
+    seen = {subset_of[p.stem] for k in ("train", "val", "test_seen") for p in data[k].paths}
+    assert not seen & set(f.held_out)
+    assert {subset_of[p.stem] for p in data["test_unseen"].paths} == set(f.held_out)
+    train_ids = {s.pid for s in data["train"].samples}
+    assert not train_ids & {s.pid for s in data["test_unseen"].samples}
+
+
+def test_summary_has_mean_std_and_the_gap(tmp_path):
+    per_fold = {"grid-mit": {"test_unseen": _metrics(60, 50), "test_seen": _metrics(80, 70)},
+                "viper-prid-sarc3d": {"test_unseen": _metrics(70, 60), "test_seen": _metrics(84, 76)}}
+    s = summarise(per_fold)
+    assert s["mean"]["test_unseen"]["mA"] == 65 and s["std"]["test_unseen"]["mA"] == 5
+    assert s["mean"]["gap_mA"] == 17
+    assert s["folds"]["grid-mit"]["held_out"] == ["GRID", "MIT"]
+    plot = write_unseen_report(s, tmp_path / "r.json", {"title": "t"})
+    assert plot.is_file() and json.loads((tmp_path / "r.json").read_text())["protocol"] == "unseen-cameras"
