@@ -20,14 +20,14 @@ from personlens.eval.metrics import calibrate_thresholds, par_metrics
 from personlens.models.io import load_par
 from personlens.models.par import HeadConfig
 from personlens.train.features import cache_dir_for, load_cache
-from personlens.train.par import TrainConfig, _run, train_par
+from personlens.train.par import TrainConfig, run_batched, train_par
 
 KEYS = ("mA", "accuracy", "precision", "recall", "f1")
 
 
 def cached_probs(model, feats, idx) -> np.ndarray:
     model.eval()
-    p = [torch.sigmoid(torch.from_numpy(_run(model.forward_from_stage, feats, idx, f))).numpy()
+    p = [torch.sigmoid(torch.from_numpy(run_batched(model.forward_from_stage, feats, idx, f))).numpy()
          for f in (0, 1)]
     return (p[0] + p[1]) / 2
 

@@ -23,8 +23,8 @@ import torch
 from personlens.data.images import Preprocess
 from personlens.eval.reid import load_reid_models, rank1_by_method, reid_trials, trial_images
 from personlens.models.factory import create_image_encoder
-from personlens.inference.pooled import (_Images, head_embeddings,
-                                     mean_pooled_embeddings, pooled_features)
+from personlens.inference.pooled import (PreprocessedImages, head_embeddings,
+                                         mean_pooled_embeddings, pooled_features)
 
 
 @torch.no_grad()
@@ -68,7 +68,7 @@ def main() -> None:
     for ds in args.datasets.split(","):
         trials = reid_trials(ds, args.root, 10, 0)
         items, index, cams = trial_images(trials)
-        loader = _Images(items, pre)
+        loader = PreprocessedImages(items, pre)
         images = torch.stack([loader[i] for i in range(len(items))])
         pooled = pooled_features(model, items, flip=True, cache_root=args.cache, name=f"reid-{ds}")
         base = pooled_features(imagenet, items, flip=True, cache_root=args.cache, name=f"reid-{ds}")

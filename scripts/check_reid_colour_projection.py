@@ -26,8 +26,8 @@ from personlens.eval.report import metrics_entry
 from personlens.models.camera_norm import unit_rows
 from personlens.train.lomo_fit import fit_lomo_projection
 from personlens.inference.pooled import lomo_features, head_embeddings, pooled_features
-from personlens.train.reid import (PETA_TRAIN_SUBSETS, VAL_DOMAINS, _domain_val, _rank,
-                                   reid_training_items)
+from personlens.train.reid import PETA_TRAIN_SUBSETS, reid_training_items
+from personlens.train.reid_val import VAL_DOMAINS, domain_val_set, rank_features
 
 WEIGHTS = (0.25, 0.5, 0.75)
 
@@ -63,17 +63,17 @@ def main() -> None:
 
     model, head, head_src = load_reid_models(args.par, args.reid_head)
     if head.needs_lomo:
-        raise SystemExit("give a re-ID head without a colour part (train reid --colour-dim 0)")
+        raise SystemExit("give a re-ID head without a colour part (train reid --lomo-dim 0)")
     subsets = tuple(s for s in PETA_TRAIN_SUBSETS if s not in VAL_DOMAINS)
     paths, labels, _ = reid_training_items(args.root, args.cuhk03_root, subsets)
     train = lomo_features(paths, cache_root=args.cache / "colour", name="reid-train")
     projs = projections(train, labels)
-    val = _domain_val(model, args.root, VAL_DOMAINS, True, args.cache / "pooled", True, 64, 0)
+    val = domain_val_set(model, args.root, VAL_DOMAINS, True, args.cache / "pooled", True, 64, 0)
     val_head = head_embeddings(head, val["pooled"], True)
     val_colour = lomo_features(val["paths"], cache_root=args.cache / "colour", name="reid-val")
 
     def val_score(f):
-        m = _rank(f, val["query"], val["gallery"], val["pids"], val["camids"])
+        m = rank_features(f, val["query"], val["gallery"], val["pids"], val["camids"])
         return {"R1": round(m["R1"], 2), "mAP": round(m["mAP"], 2)}
 
     result: dict = {"validation": {}, "test_R1_with_camera_centring": {}}

@@ -30,8 +30,8 @@ def test_contracts_hold():
 
 
 @pytest.mark.parametrize("module, line, contract", [
-    # a cycle inside a package
-    ("models/hub.py", "from . import par  # noqa", "No import cycles"),
+    # a cycle inside a package (models.io imports models.hub)
+    ("models/hub.py", "from . import io  # noqa", "No import cycles"),
     # inference code reaching into training code
     ("inference/pipeline.py", "from ..train import heads  # noqa", "Nothing that serves"),
     # a lower layer importing a higher one

@@ -39,7 +39,7 @@ def test_table_output(runner, par_model_dir, good_images):
 
 
 def test_table_top_limits_attributes_shown(runner, par_model_dir, good_images):
-    r = _run(runner, "attributes", "--weights", par_model_dir, "--top", "1", good_images[0])
+    r = _run(runner, "attributes", "--weights", par_model_dir, "--top-k", "1", good_images[0])
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[1].count(",") == 0
 
@@ -184,7 +184,7 @@ def test_info_table(runner, par_model_dir):
 def test_eval_attributes_on_fake_peta(runner, par_model_dir, fake_peta_root, tmp_path):
     out = tmp_path / "report" / "eval.json"
     r = _run(runner, "eval", "attributes", "--root", fake_peta_root, "--weights", par_model_dir,
-             "--attributes", ",".join(FIXTURE_ATTRIBUTES), "--precision", "fp32", "--json", out)
+             "--attributes", ",".join(FIXTURE_ATTRIBUTES), "--precision", "fp32", "--out", out)
     assert r.exit_code == 0, r.output
     rep = json.loads(out.read_text())
     for k in ("mA", "accuracy", "precision", "recall", "f1"):
@@ -204,7 +204,7 @@ def test_eval_attributes_on_fake_peta(runner, par_model_dir, fake_peta_root, tmp
 def test_eval_attribute_missing_from_model(runner, par_model_dir, fake_peta_root, tmp_path):
     out = tmp_path / "eval.json"
     r = _run(runner, "eval", "attributes", "--root", fake_peta_root, "--weights", par_model_dir,
-             "--attributes", "personalMale,upperBodyRed", "--json", out)
+             "--attributes", "personalMale,upperBodyRed", "--out", out)
     assert r.exit_code == 2
     assert "upperBodyRed" in r.stderr and "not trained on" in r.stderr
     assert len(_error_lines(r.stderr)) == 1
@@ -217,13 +217,13 @@ def test_eval_attribute_missing_from_model(runner, par_model_dir, fake_peta_root
 ])
 def test_eval_bad_attribute_choice(runner, par_model_dir, fake_peta_root, tmp_path, attrs, message):
     r = _run(runner, "eval", "attributes", "--root", fake_peta_root, "--weights", par_model_dir,
-             "--attributes", attrs, "--json", tmp_path / "e.json")
+             "--attributes", attrs, "--out", tmp_path / "e.json")
     assert r.exit_code == 2
     assert message in r.stderr and "Traceback" not in r.output
 
 
 def test_eval_root_without_peta_mat(runner, par_model_dir, tmp_path):
     r = _run(runner, "eval", "attributes", "--root", tmp_path, "--weights", par_model_dir,
-             "--json", tmp_path / "e.json")
+             "--out", tmp_path / "e.json")
     assert r.exit_code == 2
     assert "PETA.mat" in r.stderr and len(_error_lines(r.stderr)) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_testlib import FIXTURE_ATTRIBUTES, FIXTURE_THRESHOLDS, make_runner, noise_image
+from cli_testlib import FIXTURE_ATTRIBUTES, FIXTURE_THRESHOLDS, SHARED_DATA, make_runner, noise_image
 
 from personlens.cli import main
 from personlens.text.consistency import check_consistency
@@ -96,7 +96,7 @@ def test_describe_unusable_weights(runner, tmp_path, good_images):
 def test_eval_describe_writes_json_and_plot(runner, describe_dir, fake_peta_root, tmp_path):
     out = tmp_path / "eval" / "test.json"
     r = _run(runner, "eval", "describe", "--root", fake_peta_root, "--weights", describe_dir,
-             "--tokenizer", "simple", "--json", out)
+             "--tokenizer", "simple", "--out", out)
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
     assert data["num_images"] == 5 and data["split"] == "test"
@@ -183,3 +183,25 @@ def test_describe_uses_the_shipped_model_by_default(runner, good_images):
     assert item["text"].startswith("The image shows ") and item["text"].endswith(".")
     assert len(item["attributes"]) == 35
     assert check_consistency(item["text"], item["present"], known=list(item["attributes"])) == []
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "PETA" / "images").is_dir(),
+                    reason="real PETA crops not found beside the repository")
+def test_sampling_reaches_the_shipped_describer(runner):
+    """--decoding sample changes the text of a real crop (it once never reached the text head),
+    and the old --top-k, now --sample-top-k, still limits sampling: top-1 sampling is greedy."""
+    crop = min((SHARED_DATA / "PETA" / "images").glob("00001.*"))
+
+    def text(*args):
+        r = _run(runner, "describe", "--json", *args, crop)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)[0]["text"], r.stderr
+
+    greedy, _ = text()
+    hot = ["--decoding", "sample", "--temperature", "50", "--seed", "7"]
+    sampled, _ = text(*hot)
+    assert sampled != greedy and greedy.startswith("The image shows ")
+    assert text(*hot) == (sampled, "")  # same seed, same text
+    top1, warning = text(*hot, "--top-k", "1")
+    assert top1 == greedy and text(*hot, "--sample-top-k", "1") == (greedy, "")
+    assert warning == "warning: --top-k is deprecated, use --sample-top-k\n"

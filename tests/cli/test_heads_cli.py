@@ -44,7 +44,7 @@ def test_train_and_eval_search(roots, par_model_dir, quick_text, tmp_path):
     assert json.loads((out / "training.json").read_text())["num_train"] == 8
     js = tmp_path / "eval" / "search.json"
     r = _run("eval", "search", "--dataset", "peta", "--root", peta, "--par", par_model_dir,
-             "--search-head", out, "--json", js, "--cache", cache, "--no-progress")
+             "--search-head", out, "--out", js, "--cache", cache, "--no-progress")
     assert r.exit_code == 0, r.output
     data = json.loads(js.read_text())
     assert set(data["methods"]) == {"learned", "baseline"} and js.with_suffix(".png").exists()
@@ -64,14 +64,14 @@ def test_train_and_eval_reid(roots, par_model_dir, tmp_path):
     assert summary["num_ids"] == 4 and summary["feature"] in ("pre_bn", "bnneck")
     js = tmp_path / "cuhk.json"
     r = _run("eval", "reid", "--dataset", "cuhk03-subset", "--root", cuhk, "--par", par_model_dir,
-             "--reid-head", out, "--json", js, "--cache", cache, "--no-progress")
+             "--reid-head", out, "--out", js, "--cache", cache, "--no-progress")
     assert r.exit_code == 0, r.output
     data = json.loads(js.read_text())
     base = {"learned", "imagenet_baseline", "par_encoder_baseline"}
     assert set(data["methods"]) == base | {m + "+camera" for m in base}
     assert data["methods"]["learned"]["num_queries"] == 6 and js.with_suffix(".png").exists()
     r = _run("eval", "reid", "--dataset", "cuhk03-subset", "--root", cuhk, "--par", par_model_dir,
-             "--reid-head", out, "--json", js, "--cache", cache, "--no-progress",
+             "--reid-head", out, "--out", js, "--cache", cache, "--no-progress",
              "--no-camera-centring")
     assert r.exit_code == 0, r.output
     data = json.loads(js.read_text())
@@ -80,10 +80,10 @@ def test_train_and_eval_reid(roots, par_model_dir, tmp_path):
 
 def test_usage_errors(roots, par_model_dir, tmp_path):
     r = _run("train", "reid", "--par", par_model_dir, "--out", tmp_path / "x")
-    assert r.exit_code == 2 and "--peta-root" in r.output
+    assert r.exit_code == 2 and "--root" in r.output
     # PETA without the four training sub-datasets: a one-line error, no traceback
-    r = _run("train", "reid", "--peta-root", roots[0], "--par", par_model_dir, "--out", tmp_path / "x",
+    r = _run("train", "reid", "--root", roots[0], "--par", par_model_dir, "--out", tmp_path / "x",
              "--cache", tmp_path / "c", "--no-progress")
     assert r.exit_code == 2 and "error:" in r.stderr and "TownCentre" in r.stderr
-    r = _run("eval", "reid", "--dataset", "market", "--root", roots[0], "--json", tmp_path / "m.json")
+    r = _run("eval", "reid", "--dataset", "market", "--root", roots[0], "--out", tmp_path / "m.json")
     assert r.exit_code == 2

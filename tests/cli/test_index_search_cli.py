@@ -141,6 +141,16 @@ def test_search_unknown_attribute_is_a_clear_error(runner, db):
     assert r.exit_code == 2 and "ATTRIBUTE=yes or ATTRIBUTE=no" in r.stderr
 
 
+def test_contradictory_where_is_a_usage_error(runner, db, folder):
+    for cmd in (["search", "a man"], ["similar", min(folder.glob("*.png"))]):
+        r = _run(runner, *cmd, "--db", db, "--where", "personalMale=yes", "--where", "personalMale=no")
+        assert r.exit_code == 2 and r.stdout == "" and "Traceback" not in r.stderr
+        assert r.stderr.startswith("error: --where personalMale ") and "both" in r.stderr
+    r = _run(runner, "search", "a man", "--db", db, "--where", "personalMale=yes",
+             "--where", "personalMale=yes", "--json")  # the same condition twice is fine
+    assert r.exit_code == 0, r.output
+
+
 def test_similar_json_shape_and_bad_query(runner, db, folder, tmp_path):
     query = tmp_path / "q.jpg"
     crop_image(5).save(query, quality=85)

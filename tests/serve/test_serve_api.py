@@ -105,6 +105,40 @@ def test_search_with_where_filters(client):
     assert client.get("/v1/search", params={"q": "a", "top_k": 0}, headers=H).status_code == 422
 
 
+def test_contradictory_where_filters_are_422(client):
+    for q in ("a person", None):                                # search and browse
+        base = [("q", q)] if q else []
+        r = client.get("/v1/search", params=[*base, ("where", "personalMale=yes"),
+                                             ("where", "personalMale=no")], headers=H)
+        assert r.status_code == 422 and "personalMale" in r.json()["detail"], r.text
+        same = client.get("/v1/search", params=[*base, ("where", "personalMale=yes"),
+                                                ("where", "personalMale=YES")], headers=H)
+        assert same.status_code == 200 and same.json()["where"] == {"personalMale": True}
+    rid = client.seeded[0]["id"]
+    r = client.get(f"/v1/persons/{rid}/similar", params=[("where", "carryingBackpack=no"),
+                                                         ("where", "carryingBackpack=yes")], headers=H)
+    assert r.status_code == 422 and "carryingBackpack" in r.json()["detail"]
+
+
+def test_backend_where_values_are_booleans_or_yes_no():
+    """The service's Python path (``Backend.search``/``similar``/``browse``) checks ``where``
+    as ``PersonLibrary`` does: ``"no"`` is False, not a truthy string."""
+    from personlens.serve.backend import Backend
+
+    class Names(Backend):
+        def attribute_names(self):
+            return list(FIXTURE_ATTRIBUTES)
+
+    b = Names()
+    assert b.validate_where({"personalMale": "no", "carryingBackpack": "YES", "accessoryHat": False}) == \
+        {"personalMale": False, "carryingBackpack": True, "accessoryHat": False}
+    for bad in ("maybe", 3, None):
+        with pytest.raises(ValueError, match="personalMale"):
+            b.validate_where({"personalMale": bad})
+    with pytest.raises(KeyError, match="did you mean 'accessoryHat'"):
+        b.validate_where({"accessoryhat": True})
+
+
 def test_similar_get_and_thumbnail(client):
     rid = client.seeded[2]["id"]
     r = client.get(f"/v1/persons/{rid}/similar", params={"top_k": 4}, headers=H)

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..text.captions import _AGES, Garment, PersonFacts, parse_labels, structured_description
+from ..text.captions import Garment, PersonFacts, parse_labels, structured_description
+from ..text.facts import AGES as _AGES
 from ..text.consistency import COLOURS, MULTI, check_consistency, parse_description
 from ..text.vocab import tokenize
 

@@ -14,12 +14,11 @@ head is then a few linear layers on cached vectors: seconds per epoch on a CPU.
 The arrays are cached as ``<cache_root>/<model fingerprint>/<name>.npy`` (float16,
 ``(N, views, 2C)``), keyed by the list of paths (and ``flip``); the attribute probabilities
 of the same pass can be kept beside them (``probs=True``). Rows already computed for another
-path list of the same model are reused.
+path list of the same model are reused. Every cache here is a ``personlens.data.cache``
+``ArrayCache``: written atomically, and a missing, unreadable or wrong-shaped file is recomputed.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.cache import ArrayCache
+from ..data.cache import key as cache_key
 from ..data.images import ImageLoadError, Preprocess, load_image
 from ..models.hub import module_fingerprint
 
@@ -35,7 +36,7 @@ DEFAULT_CACHE = Path("cache/pooled")
 
 __all__ = ["pooled_features", "model_key", "load_encoder_model", "merge_views",
            "head_embeddings", "mean_pooled_embeddings", "lomo_features", "text_embeddings",
-           "DEFAULT_CACHE", "DEFAULT_TEXT_CACHE"]
+           "PreprocessedImages", "DEFAULT_CACHE", "DEFAULT_TEXT_CACHE"]
 
 
 def load_encoder_model(par_dir_or_model):
@@ -75,26 +76,23 @@ def model_key(model) -> str:
 
 
 def _paths_key(paths: list[str], flip: bool) -> str:
-    h = hashlib.blake2b(digest_size=10)
-    h.update(json.dumps({"paths": paths, "flip": flip}).encode())
-    return h.hexdigest()
+    # insertion order, not sorted: the file names caches have had from the start
+    return cache_key({"paths": paths, "flip": flip}, sort_keys=False)
 
 
-def _existing_rows(folder: Path, skip: Path, views: int, need_probs: bool) -> dict[str, tuple]:
-    """path -> (pooled array, probs array or None, row) from other caches in ``folder``."""
+def _existing_rows(cache: ArrayCache, skip: str, views: int, dim: int,
+                   n_probs: int | None) -> dict[str, tuple]:
+    """path -> (pooled array, probs array or None, row) from the other arrays of ``cache``
+    (``n_probs``: the attribute count when probabilities are needed too)."""
     out: dict[str, tuple] = {}
-    for meta_path in sorted(folder.glob("*.json")):
-        arr_path = meta_path.with_suffix(".npy")
-        if arr_path == skip or not arr_path.exists():
+    for name in cache.names():
+        meta = cache.load_meta(name)
+        if name == skip or meta is None or not isinstance(meta.get("paths"), list):
             continue
-        try:
-            meta = json.loads(meta_path.read_text())
-            arr = np.load(arr_path, mmap_mode="r")
-            probs_path = meta_path.with_name(meta_path.stem + ".probs.npy")
-            probs = np.load(probs_path, mmap_mode="r") if probs_path.exists() else None
-        except (OSError, ValueError):
-            continue
-        if arr.shape[1] < views or (need_probs and probs is None) or arr.shape[0] != len(meta["paths"]):
+        rows = len(meta["paths"])
+        arr = cache.load(name, shape=(rows, None, dim), mmap=True)
+        probs = cache.load(f"{name}.probs", shape=(rows, n_probs), mmap=True) if n_probs else None
+        if arr is None or arr.shape[1] < views or (n_probs and probs is None):
             continue
         for row, p in enumerate(meta["paths"]):
             out.setdefault(p, (arr, probs, row))
@@ -123,22 +121,21 @@ def pooled_features(par_dir_or_model, paths: Sequence[str | Path], flip: bool = 
     views = 2 if flip else 1
     n = len(paths)
     dim = 2 * int(encoder.dim)
-    arr_path = None
+    n_probs = len(model.config.attributes) if probs else None
+    cache = stem = None
     if cache_root is not None:
-        folder = Path(cache_root) / model_key(model)
+        cache = ArrayCache(cache_root, model_key(model))
         stem = _paths_key(paths, flip)
         stem = f"{name}-{stem}" if name else stem
-        arr_path = folder / f"{stem}.npy"
-        probs_path = folder / f"{stem}.probs.npy"
-        if arr_path.exists() and (not probs or probs_path.exists()):
-            pooled = np.load(arr_path)
-            if pooled.shape == (n, views, dim):
-                return (pooled, np.load(probs_path)) if probs else pooled
+        pooled = cache.load(stem, shape=(n, views, dim))
+        pooled_probs = cache.load(f"{stem}.probs", shape=(n, n_probs)) if probs else None
+        if pooled is not None and (not probs or pooled_probs is not None):
+            return (pooled, pooled_probs) if probs else pooled
     out = np.zeros((n, views, dim), np.float16)
-    out_probs = np.zeros((n, len(model.config.attributes)), np.float32) if probs else None
+    out_probs = np.zeros((n, n_probs), np.float32) if probs else None
     todo = list(range(n))
-    if arr_path is not None and arr_path.parent.is_dir() and n:
-        known = _existing_rows(arr_path.parent, arr_path, views, probs)
+    if cache is not None and n:
+        known = _existing_rows(cache, stem, views, dim, n_probs)
         todo = []
         for i, p in enumerate(paths):
             hit = known.get(p)
@@ -152,13 +149,10 @@ def pooled_features(par_dir_or_model, paths: Sequence[str | Path], flip: bool = 
     if todo:
         _encode(model, flip, [paths[i] for i in todo], np.asarray(todo), out, out_probs,
                 batch_size, progress, workers)
-    if arr_path is not None:
-        arr_path.parent.mkdir(parents=True, exist_ok=True)
-        _save(arr_path, out)
+    if cache is not None:
         if probs:
-            _save(probs_path, out_probs)
-        arr_path.with_suffix(".json").write_text(json.dumps({"paths": paths, "flip": flip,
-                                                             "shape": list(out.shape)}))
+            cache.save(f"{stem}.probs", out_probs)
+        cache.save(stem, out, meta={"paths": paths, "flip": flip, "shape": list(out.shape)})
     return (out, out_probs) if probs else out
 
 
@@ -175,16 +169,14 @@ def lomo_features(paths: Sequence[str | Path], config=None, *,
 
     config = config or LomoConfig()
     paths = [str(Path(p).resolve()) for p in paths]
-    arr_path = None
+    cache = stem = None
     if cache_root is not None:
-        cfg_key = hashlib.blake2b(json.dumps(config.to_dict(), sort_keys=True).encode(),
-                                  digest_size=8).hexdigest()
+        cache = ArrayCache(cache_root, cache_key(config.to_dict(), digest_size=8))
         stem = _paths_key(paths, False)
-        arr_path = Path(cache_root) / cfg_key / (f"{name}-{stem}.npy" if name else f"{stem}.npy")
-        if arr_path.exists():
-            arr = np.load(arr_path)
-            if arr.shape == (len(paths), config.dim):
-                return arr.astype(np.float32)
+        stem = f"{name}-{stem}" if name else stem
+        arr = cache.load(stem, shape=(len(paths), config.dim))
+        if arr is not None:
+            return arr.astype(np.float32)
 
     def one(p):
         try:
@@ -199,19 +191,14 @@ def lomo_features(paths: Sequence[str | Path], config=None, *,
             rows += Parallel(n_jobs=workers)(delayed(one)(p) for p in chunk)
             bar.update(len(chunk))
     arr = np.stack(rows) if rows else np.zeros((0, config.dim), np.float16)
-    if arr_path is not None:
-        arr_path.parent.mkdir(parents=True, exist_ok=True)
-        _save(arr_path, arr)
+    if cache is not None:
+        cache.save(stem, arr)
     return arr.astype(np.float32)
 
 
-def _save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(path)
+class PreprocessedImages(torch.utils.data.Dataset):
+    """Image files as preprocessed tensors (``ValueError`` naming a file that cannot be read)."""
 
-
-class _Images(torch.utils.data.Dataset):
     def __init__(self, paths, preprocess):
         self.paths, self.preprocess = paths, preprocess
 
@@ -233,8 +220,8 @@ def _encode(model, flip, paths, rows, out, out_probs, batch_size, progress, work
 
     # feature caches are always made in bf16 (the precision the pipeline runs at)
     enc = EncoderPass(model)
-    loader = torch.utils.data.DataLoader(_Images(paths, enc.preprocess), batch_size=batch_size,
-                                         num_workers=workers)
+    loader = torch.utils.data.DataLoader(PreprocessedImages(paths, enc.preprocess),
+                                         batch_size=batch_size, num_workers=workers)
     done = 0
     bar = tqdm(total=len(paths), desc="pooling features", unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
@@ -310,9 +297,8 @@ def text_embeddings(encoder, texts: Sequence[str], cache_root: str | Path | None
 
     texts = list(texts)
     uniq = list(dict.fromkeys(texts))
-    path = None
+    cache = stem = None
     if cache_root is not None:
-        h = hashlib.blake2b(json.dumps(uniq).encode(), digest_size=10).hexdigest()
         fp = getattr(encoder, "_personlens_fingerprint", None)
         if fp is None:
             fp = module_fingerprint(encoder, {"name": getattr(encoder, "name", "")})
@@ -320,12 +306,11 @@ def text_embeddings(encoder, texts: Sequence[str], cache_root: str | Path | None
                 object.__setattr__(encoder, "_personlens_fingerprint", fp)
             except Exception:  # pragma: no cover
                 pass
-        path = Path(cache_root) / fp / f"{name}-{h}.npy"
-        if path.exists():
-            emb = np.load(path)
-            if emb.shape[0] == len(uniq):
-                pos = {t: i for i, t in enumerate(uniq)}
-                return emb[[pos[t] for t in texts]]
+        cache, stem = ArrayCache(cache_root, fp), f"{name}-{cache_key(uniq)}"
+        emb = cache.load(stem, shape=(len(uniq), None))
+        if emb is not None:
+            pos = {t: i for i, t in enumerate(uniq)}
+            return emb[[pos[t] for t in texts]]
     dim = int(getattr(encoder, "dim", 0))
     emb = np.zeros((len(uniq), dim), np.float32) if dim else None
     order = sorted(range(len(uniq)), key=lambda i: len(uniq[i]))
@@ -342,10 +327,7 @@ def text_embeddings(encoder, texts: Sequence[str], cache_root: str | Path | None
             bar.update(len(idx))
     if emb is None:
         emb = np.zeros((0, dim), np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)
+    if cache is not None:
+        cache.save(stem, emb)
     pos = {t: i for i, t in enumerate(uniq)}
     return emb[[pos[t] for t in texts]] if texts else emb

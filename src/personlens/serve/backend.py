@@ -15,9 +15,9 @@ from typing import Iterable, Sequence
 
 from ..data.schema import schema_for
 from ..index import VectorIndex
-from ..library import (CameraStatsCache, FilterCache, UnknownAttributeError,
-                       camera_centred_records, ranked_records)
 from ..inference.records import PersonRecord
+from ..library.query import (CameraStatsCache, FilterCache, camera_centred_records, ranked_records,
+                             validate_where)
 from ..store import EMBEDDING_KINDS, PersonStore
 
 
@@ -41,15 +41,10 @@ class Backend:
         schema = schema_for(names)
         return [{"name": a.name, "phrase": a.phrase, "group": a.group} for a in schema]
 
-    def validate_where(self, where: dict[str, bool] | None) -> dict[str, bool]:
-        if not where:
-            return {}
-        names = self.attribute_names()
-        unknown = [n for n in where if n not in names]
-        if unknown:
-            raise UnknownAttributeError(f"unknown attribute {unknown[0]!r}; known attributes: "
-                                        f"{', '.join(names)}")
-        return {k: bool(v) for k, v in where.items()}
+    def validate_where(self, where: dict | None) -> dict[str, bool]:
+        """``where`` checked against the attribute names, values as booleans
+        (``library.query.validate_where``, as ``PersonLibrary`` does)."""
+        return validate_where(where, self.attribute_names())
 
     def index(self, kind: str) -> VectorIndex:  # pragma: no cover - abstract
         raise NotImplementedError

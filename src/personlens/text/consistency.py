@@ -32,8 +32,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .captions import (_ACCESSORIES, _AGES, _CARRIED, _COLOURS, _FOOT_KINDS, _LOWER_KINDS,
-                             _UPPER_KINDS, SYNONYMS, Garment, PersonFacts, structured_description)
+from .captions import structured_description
+from .facts import ACCESSORIES as _ACCESSORIES, AGES as _AGES, CARRIED as _CARRIED
+from .facts import COLOUR_NAMES as _COLOURS, FOOT_KINDS as _FOOT_KINDS
+from .facts import LOWER_KINDS as _LOWER_KINDS, UPPER_KINDS as _UPPER_KINDS
+from .facts import SYNONYMS, Garment, PersonFacts
 
 COLOURS = tuple(c.lower() for c in _COLOURS)
 MULTI = "multicoloured"

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..data.cache import ArrayCache
+from ..data.cache import key as cache_key
 from ..models.describer import (DescriberModel, DescriberConfig, build_describer, check_budget,
                                 parameter_counts, pool_tokens, save_describer)
 from ..models.generate import DecodeConfig
@@ -91,32 +93,38 @@ def jsonl_caption_set(path) -> CaptionSet:
 
 # --------------------------------------------------------------------------- token cache
 
-def _paths_key(paths: list[str]) -> str:
-    return hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
+def _read_token_cache(cache: ArrayCache, want: list[str], shape: tuple[int, ...], n_attr: int):
+    """(pooled memory-mapped, probs) from ``cache`` if it holds exactly ``want``, else None."""
+    meta = cache.load_meta("meta")
+    if meta is None or meta.get("paths") != want:
+        return None
+    pooled = cache.load("pooled", shape=shape, mmap=True)
+    probs = cache.load("probs", shape=(len(want), 2, n_attr))
+    return None if pooled is None or probs is None else (pooled, probs)
 
 
 def token_cache(par: PARModel, par_sha: str, paths: list[Path], grid: tuple[int, int],
                 cache_root: Path, batch_size: int = 64, log=print) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(pooled (N, 2, G, C) float16, probs (N, 2, A) float32, {path: row}) for ``paths``."""
+    """(pooled (N, 2, G, C) float16, probs (N, 2, A) float32, {path: row}) for ``paths``,
+    cached in ``<cache_root>/describe/<encoder, PAR model, grid and paths>/``."""
     enc = par.encoder
     p = enc.preprocess
     want = [str(Path(x).resolve()) for x in paths]
-    out_dir = (Path(cache_root) / "describe" /
-               f"{enc.name}-{p.height}x{p.width}-par{par_sha[:12]}-g{grid[0]}x{grid[1]}-{_paths_key(want)}")
-    meta_path = out_dir / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("paths") == want:
-            pooled = np.load(out_dir / "pooled.npy", mmap_mode="r")
-            probs = np.load(out_dir / "probs.npy")
-            return pooled, probs, {q: i for i, q in enumerate(want)}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = {q: i for i, q in enumerate(want)}
+    n_attr = len(par.config.attributes)
+    shape = (len(want), 2, grid[0] * grid[1], enc.dim)
+    folder = f"{enc.name}-{p.height}x{p.width}-par{par_sha[:12]}-g{grid[0]}x{grid[1]}-"
+    cache = ArrayCache(Path(cache_root) / "describe", folder + cache_key(want, digest_size=6))
+    # caches written before personlens.data.cache named the folder by a sha256 of the paths
+    legacy = ArrayCache(Path(cache_root) / "describe",
+                        folder + hashlib.sha256("\n".join(want).encode()).hexdigest()[:12])
+    for c in (cache, legacy):
+        if (hit := _read_token_cache(c, want, shape, n_attr)) is not None:
+            return (*hit, rows)
     token_grid = (p.height // 32, p.width // 32)
     lower = _covering_lower_cache(enc, par.config.stage, want, Path(cache_root) / "features")
     enc.eval()
-    pooled_arr = np.lib.format.open_memmap(out_dir / "pooled.npy.tmp", mode="w+", dtype=np.float16,
-                                           shape=(len(want), 2, grid[0] * grid[1], enc.dim))
-    probs_arr = np.zeros((len(want), 2, len(par.config.attributes)), np.float32)
+    probs_arr = np.zeros((len(want), 2, n_attr), np.float32)
 
     def upper(h):  # (b, 2, C, H, W) lower features -> tokens (2b, N, C)
         return enc.forward_upper(h.flatten(0, 1).contiguous(memory_format=torch.channels_last),
@@ -138,28 +146,25 @@ def token_cache(par: PARModel, par_sha: str, paths: list[Path], grid: tuple[int,
         batches = ((i * batch_size, x) for i, x in enumerate(loader))
         run = lambda x: enc(x.flatten(0, 1).contiguous(memory_format=torch.channels_last))  # noqa: E731
     total = math.ceil(len(want) / batch_size)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    cache.meta_path("meta").unlink(missing_ok=True)   # it would describe the old arrays
+    with cache.writing("pooled", len(want), np.float16) as pooled_out, torch.inference_mode(), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
         for i, x in tqdm(batches, total=total, desc="caching describer tokens", unit="batch"):
             b = x.shape[0]
             tokens = run(x)
             probs = torch.sigmoid(par.head(tokens).float())
             pooled = pool_tokens(tokens.float(), token_grid, grid)
-            pooled_arr[i:i + b] = pooled.reshape(b, 2, *pooled.shape[1:]).numpy().astype(np.float16)
+            pooled_out.put(i, pooled.reshape(b, 2, *pooled.shape[1:]).numpy().astype(np.float16))
             probs_arr[i:i + b] = probs.reshape(b, 2, -1).numpy()
-    pooled_arr.flush()
-    del pooled_arr
-    (out_dir / "pooled.npy.tmp").replace(out_dir / "pooled.npy")
-    np.save(out_dir / "probs.npy", probs_arr)
-    meta_path.write_text(json.dumps({"paths": want, "par_sha256": par_sha, "grid": list(grid),
-                                     "attributes": list(par.config.attributes)}))
-    return np.load(out_dir / "pooled.npy", mmap_mode="r"), probs_arr, {q: i for i, q in enumerate(want)}
+    cache.save("probs", probs_arr)
+    cache.save_meta("meta", {"paths": want, "par_sha256": par_sha, "grid": list(grid),
+                             "attributes": list(par.config.attributes)})
+    return cache.load("pooled", mmap=True), probs_arr, rows
 
 
 def _covering_lower_cache(enc, stage: int, want: list[str], root: Path):
     """(memmapped lower features, {path: row}, dir) if the PAR feature cache holds every image."""
     d = cache_dir_for(root, enc, stage)
-    if not (d / "meta.json").exists() or not (d / "lower.npy").exists():
-        return None
     try:
         feats, meta = load_cache(d)
     except (OSError, ValueError):

@@ -18,10 +18,11 @@ Training data: the CUHK03-subset ``train`` split and PETA's sub-datasets with id
 ``TownCentre``, ``3DPeS``, ``CAVIAR4REID`` and ``i-LIDS``. VIPeR, PRID and GRID are kept out:
 they are the cross-domain test sets (``personlens eval reid``).
 
-Then the colour part (``add_lomo_part``, ``cfg.lomo_dim`` > 0): the LOMO descriptor of
-each crop, colour and texture (``personlens.models.lomo``), projected by LDA fitted on the
-same training identities, is appended to the embedding; the texture weight inside it and the
-part's weight are chosen on validation.
+Then the colour part (``add_lomo_part`` in ``personlens.train.reid_lomo``, when
+``cfg.lomo_dim`` > 0): the LOMO descriptor of each crop, colour and texture
+(``personlens.models.lomo``), projected by LDA fitted on the same training identities, is
+appended to the embedding; the texture weight inside it and the part's weight are chosen on
+validation. Validation sets: ``personlens.train.reid_val``.
 """
 from __future__ import annotations
 
@@ -39,10 +40,14 @@ from torch import nn
 
 from ..models.embedding import EmbeddingHead, EmbeddingHeadConfig, save_embedding_head
 from .heads import Standardize, cosine_schedule, fold_batchnorm, fold_input_standardization
+from .reid_lomo import add_lomo_part, colour_descriptor_config
+from .reid_val import (VAL_DOMAINS, cuhk03_val_set, domain_query_gallery, domain_val_set,
+                       rank_features)
 
 __all__ = ["ReidTrainConfig", "PKSampler", "batch_hard_triplet", "train_reid_head",
            "reid_training_items", "train_reid", "PETA_TRAIN_SUBSETS", "VAL_DOMAINS",
-           "domain_query_gallery"]
+           "domain_query_gallery", "domain_val_set", "cuhk03_val_set", "rank_features",
+           "add_lomo_part", "colour_descriptor_config"]
 
 PETA_TRAIN_SUBSETS = ("TownCentre", "3DPeS", "CAVIAR4REID", "i-LIDS")
 
@@ -159,13 +164,6 @@ def _val_features(trainer: _Trainer, pooled: np.ndarray, std: Standardize, flip_
     return out
 
 
-def _rank(feats, q_idx, g_idx, pids, camids):
-    from ..eval.retrieval import evaluate_ranking
-
-    sim = feats[q_idx] @ feats[g_idx].T
-    return evaluate_ranking(sim, pids[q_idx], pids[g_idx], camids[q_idx], camids[g_idx]).to_dict()
-
-
 def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig, in_dim: int,
                     val: dict | None = None, flip_tta: bool = False, log=print,
                     notes: dict | None = None) -> tuple[EmbeddingHead, dict]:
@@ -217,8 +215,8 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
         feat, score = "bnneck w=0", float(epoch)
         if val is not None:
             feats = _val_features(trainer, val["pooled"], std, flip_tta, cfg.base_weights)
-            rec["val"] = {k: _rank(v, val["query"], val["gallery"], val["pids"], val["camids"])
-                          for k, v in feats.items()}
+            rec["val"] = {k: rank_features(v, val["query"], val["gallery"], val["pids"],
+                                           val["camids"]) for k, v in feats.items()}
             scores = {k: m["mAP"] + m["R1"] for k, m in rec["val"].items()}
             feat = max(scores, key=scores.get)
             score = scores[feat]
@@ -249,76 +247,6 @@ def train_reid_head(pooled: np.ndarray, labels: np.ndarray, cfg: ReidTrainConfig
     return head, summary
 
 
-def colour_descriptor_config(cfg: ReidTrainConfig):
-    """The ``LomoConfig`` to compute training and validation descriptors with: the largest
-    texture weight tried, from which every other weight is derived (``reweight_texture``)."""
-    from ..models.lomo import LomoConfig
-
-    return LomoConfig(texture_weight=max((*cfg.colour_texture_weights,
-                                            cfg.colour_texture_weight_without_val)))
-
-
-def add_lomo_part(head: EmbeddingHead, train_colour: np.ndarray, labels: np.ndarray,
-                    cfg: ReidTrainConfig, val: dict | None = None, flip_tta: bool = False,
-                    log=print) -> tuple[EmbeddingHead, dict]:
-    """Fit the colour projection on the training images' descriptors (made with
-    ``colour_descriptor_config(cfg)``) and identities, for each texture weight of
-    ``cfg.colour_texture_weights``, and choose the texture weight and the colour part's weight
-    (``cfg.colour_weights``) on ``val`` (which then holds ``colour``, the validation images'
-    descriptors) by mAP + R1, like ``base_weight``; without ``val``, the ``*_without_val``
-    weights. Colour weight 0 returns ``head`` unchanged."""
-    from ..models.lomo import reweight_texture
-    from .lomo_fit import fit_lomo_projection
-    from ..models.embedding import with_lomo
-    from ..inference.pooled import head_embeddings
-
-    t0 = time.time()
-    dim = min(cfg.lomo_dim, len(np.unique(labels)) - 1)   # LDA: below the identity count
-    if dim < 1:
-        log("colour part skipped: fitting it needs at least two training identities")
-        return head, {"dim": 0, "weight": 0.0, "skipped": "fewer than two training identities"}
-    made_with = colour_descriptor_config(cfg)
-
-    def at(desc, texture):   # the descriptors as a head with that texture weight computes them
-        return reweight_texture(desc, made_with, texture) if made_with.texture_weight else desc
-
-    def fit(texture):
-        return fit_lomo_projection(at(train_colour, texture), labels, dim, cfg.colour_pca_dim,
-                                     seed=cfg.seed)
-
-    summary: dict = {"dim": dim, "pca_dim": cfg.colour_pca_dim,
-                     "descriptor": "LOMO: HSV colour and SILTP texture (personlens.models.lomo)"}
-    if val is None:
-        texture, weight = cfg.colour_texture_weight_without_val, cfg.colour_weight_without_val
-        mean, proj = fit(texture)
-    else:
-        scores, fitted = {}, {}
-        for texture in cfg.colour_texture_weights:
-            fitted[texture] = mean, proj = fit(texture)
-            config, val_desc = made_with.with_texture_weight(texture), at(val["colour"], texture)
-            for w in cfg.colour_weights:
-                if w == 0 and any(x == 0 for _, x in scores):
-                    continue   # without a colour part the texture weight does not matter
-                cand = with_lomo(head, mean, proj, w, config) if w else head
-                emb = head_embeddings(cand, val["pooled"], flip_tta, colour=val_desc)
-                scores[(texture, w)] = _rank(emb, val["query"], val["gallery"], val["pids"],
-                                             val["camids"])
-        texture, weight = max(scores, key=lambda k: scores[k]["mAP"] + scores[k]["R1"])
-        if not weight:
-            texture = 0.0
-        mean, proj = fitted.get(texture) or fit(texture)
-        summary["val"] = {f"texture {t} colour {w}": m for (t, w), m in scores.items()}
-        log("colour part on val: " + ", ".join(f"t={t} w={w}: R1 {m['R1']:.1f} mAP {m['mAP']:.1f}"
-                                               for (t, w), m in scores.items())
-            + f" -> texture {texture}, weight {weight}")
-    summary.update({"texture_weight": texture, "weight": weight,
-                    "seconds": round(time.time() - t0, 1)})
-    out = with_lomo(head, mean, proj, weight, made_with.with_texture_weight(texture)) \
-        if weight else head
-    out.config.notes["colour"] = {k: v for k, v in summary.items() if k != "val"}
-    return out, summary
-
-
 def reid_training_items(peta_root=None, cuhk03_root=None, subsets=PETA_TRAIN_SUBSETS
                         ) -> tuple[list[Path], np.ndarray, dict]:
     """(paths, identity labels unique across sources, {source: (images, identities)})."""
@@ -341,59 +269,6 @@ def reid_training_items(peta_root=None, cuhk03_root=None, subsets=PETA_TRAIN_SUB
         sources[name] = {"images": len(items), "identities": len(ids)}
         offset += len(ids)
     return paths, np.asarray(labels, np.int64), sources
-
-
-VAL_DOMAINS = ("3DPeS", "i-LIDS")
-
-
-def domain_query_gallery(pids, seed: int = 0) -> tuple[list, list]:
-    """Validation ranking on a dataset without camera labels, given each image's identity:
-    one random query per identity with at least two images, every other image in the gallery
-    (single-image identities are distractors). Returns (query rows, gallery rows)."""
-    rng = np.random.default_rng(seed)
-    by_id: dict = {}
-    for i, pid in enumerate(pids):
-        by_id.setdefault(pid, []).append(i)
-    q = sorted(int(rng.choice(idx)) for idx in by_id.values() if len(idx) > 1)
-    qs = set(q)
-    return q, [i for i in range(len(pids)) if i not in qs]
-
-
-def _domain_val(model, peta_root, domains, flip_tta, cache_root, progress, batch_size, seed):
-    from ..data.reid import peta_reid_subset
-    from ..inference.pooled import pooled_features
-
-    # person ids restart in every sub-dataset: key them by it
-    items = [(f"{d}/{it.pid}", it.path) for d in domains for it in peta_reid_subset(peta_root, d).items]
-    q, g = domain_query_gallery([pid for pid, _ in items], seed)
-    items = [items[i] for i in q + g]
-    pooled = pooled_features(model, [path for _, path in items], flip=flip_tta,
-                             cache_root=cache_root, name="reid-val-" + "-".join(domains),
-                             progress=progress, batch_size=batch_size)
-    # no camera labels: query camera 0, gallery camera 1, so the same-camera rule drops nothing
-    camids = np.r_[np.zeros(len(q), int), np.ones(len(g), int)]
-    return {"pooled": pooled, "pids": np.array([pid for pid, _ in items]), "camids": camids,
-            "query": np.arange(len(q)), "gallery": np.arange(len(q), len(items)),
-            "paths": [path for _, path in items]}
-
-
-def _cuhk03_val(model, cuhk03_root, flip_tta, cache_root, progress, batch_size, limit):
-    from ..data.reid import cuhk03_subset_query_gallery
-    from ..inference.pooled import pooled_features
-
-    trial = cuhk03_subset_query_gallery(cuhk03_root, split="val")
-    items = trial.query + trial.gallery
-    if limit:
-        keep_ids = sorted({it.pid for it in items})[:max(2, limit // 40)]
-        items = [it for it in items if it.pid in keep_ids]
-    vp = pooled_features(model, [it.path for it in items], flip=flip_tta,
-                         cache_root=cache_root, name="cuhk03-subset-val",
-                         progress=progress, batch_size=batch_size)
-    nq = sum(1 for it in items if it in set(trial.query))
-    return {"pooled": vp, "pids": np.array([it.pid for it in items]),
-            "camids": np.array([it.camid for it in items]),
-            "query": np.arange(nq), "gallery": np.arange(nq, len(items)),
-            "paths": [it.path for it in items]}
 
 
 def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
@@ -436,12 +311,12 @@ def train_reid(out_dir, peta_root=None, cuhk03_root=None, par_dir=None,
                              progress=progress, batch_size=batch_size)
     val, val_note = None, None
     if val_domains:
-        val = _domain_val(model, peta_root, val_domains, flip_tta, cache_root / "pooled",
+        val = domain_val_set(model, peta_root, val_domains, flip_tta, cache_root / "pooled",
                           progress, batch_size, cfg.seed)
         val_note = (f"held-out PETA domains {', '.join(val_domains)} (one query per identity, "
                     "the rest gallery)")
     elif cuhk03_root is not None:
-        val = _cuhk03_val(model, cuhk03_root, flip_tta, cache_root / "pooled", progress,
+        val = cuhk03_val_set(model, cuhk03_root, flip_tta, cache_root / "pooled", progress,
                           batch_size, limit)
         val_note = "CUHK03-subset val (one query per identity and camera)"
     notes = {"trained_on": sources, "held_out": "VIPeR, PRID and GRID (cross-domain tests)",

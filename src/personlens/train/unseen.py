@@ -17,6 +17,11 @@ from .par import TrainConfig, train_par
 def train_unseen_folds(root: str | Path, out: str | Path, cfg: TrainConfig,
                        folds: list[str] | None = None, attributes="standard",
                        resume: bool = True, log=print) -> dict[str, dict]:
+    from ..data.peta import PETA
+
+    # one feature cache for every fold: all of the partition's train and val images
+    everything = [p for split in ("train", "val")
+                  for p in PETA(root, split, partition=cfg.partition, attributes=attributes).paths]
     summaries = {}
     for name in folds or list(FOLDS):
         f, d = fold(name), Path(out) / name
@@ -27,7 +32,6 @@ def train_unseen_folds(root: str | Path, out: str | Path, cfg: TrainConfig,
         log(f"fold {name}: held out {', '.join(f.held_out)}; train {len(data['train'])}, "
             f"val {len(data['val'])} images")
         fcfg = replace(cfg, exclude_subsets=tuple(f.held_out))
-        paths = data["train"].paths + data["val"].paths
-        _, summaries[name] = train_par(data["train"], data["val"], paths, fcfg, out_dir=d,
+        _, summaries[name] = train_par(data["train"], data["val"], everything, fcfg, out_dir=d,
                                        log=log, resume=resume)
     return summaries

@@ -1,6 +1,7 @@
 """``personlens describe``, ``personlens train describe`` and ``personlens eval describe``.
 
-Attached to the command groups of :mod:`personlens.cli` (imported at its end).
+Registered on the command groups by :mod:`personlens.cli`. Here ``--weights`` is the
+description model (the model these commands run) and ``--par`` its attribute model.
 """
 from __future__ import annotations
 
@@ -10,25 +11,34 @@ from pathlib import Path
 
 import click
 
-from .cli import _err, _expand, _report_per_image, eval_, main, train
+from ._common import _err, _expand, _report_per_image, deprecated_alias, model_option, out_option
 
 DECODINGS = ("greedy", "beam", "sample")
 CONSISTENCY = ("fix", "flag", "off")
+_weights = click.option("--weights", type=click.Path(path_type=Path), default=None,
+                       help="Description model directory (from `personlens train describe`; "
+                            "default: the shipped one).")
+_par = click.option("--par", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                    help="Attribute model (default: the one saved with the description model).")
 
 
 def _decoding_options(f):
     """The generation options shared by ``describe`` and ``eval describe``."""
     opts = [
-        click.option("--decoding", type=click.Choice(DECODINGS), default="greedy", show_default=True),
-        click.option("--beam-size", default=4, show_default=True, type=click.IntRange(min=1)),
+        click.option("--decoding", type=click.Choice(DECODINGS), default="greedy", show_default=True,
+                     help="How words are chosen: the most likely, beam search, or sampled."),
+        click.option("--beam-size", default=4, show_default=True, type=click.IntRange(min=1),
+                     help="Beams (--decoding beam)."),
         click.option("--temperature", default=1.0, show_default=True,
                      type=click.FloatRange(min=0, min_open=True), help="Sampling only."),
-        click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
+        click.option("--sample-top-k", default=0, show_default=True, type=click.IntRange(min=0),
                      help="Sampling: keep the k most likely words (0: off)."),
+        deprecated_alias("--top-k", "--sample-top-k", "sample_top_k", type=click.IntRange(min=0)),
         click.option("--top-p", default=1.0, show_default=True,
                      type=click.FloatRange(min=0, max=1, min_open=True), help="Sampling: nucleus mass."),
         click.option("--repetition-penalty", default=1.0, show_default=True,
-                     type=click.FloatRange(min=0, min_open=True)),
+                     type=click.FloatRange(min=0, min_open=True),
+                     help="Divide the score of words already said by this (1: off)."),
         click.option("--no-repeat-ngram", default=0, show_default=True, type=click.IntRange(min=0),
                      help="Never repeat an n-gram of this size (0: off)."),
         click.option("--seed", default=0, show_default=True, help="Sampling seed (same seed, same text)."),
@@ -40,18 +50,18 @@ def _decoding_options(f):
     return f
 
 
-def _decode_config(decoding, beam_size, temperature, top_k, top_p, repetition_penalty,
+def _decode_config(decoding, beam_size, temperature, sample_top_k, top_p, repetition_penalty,
                    no_repeat_ngram, seed, max_words=48):
-    from .models.generate import DecodeConfig
+    from ..models.generate import DecodeConfig
 
     return DecodeConfig(method=decoding, max_len=max_words + 1, beam_size=beam_size,
-                        temperature=temperature, top_k=top_k, top_p=top_p,
+                        temperature=temperature, top_k=sample_top_k, top_p=top_p,
                         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram,
                         seed=seed)
 
 
 def _load_describer(weights, par, decode_kw, consistency, precision="bf16"):
-    from .inference.describe import Describer
+    from ..inference.describe import Describer
 
     try:
         d = Describer(weights, par_dir=par, consistency=consistency, precision=precision,
@@ -63,14 +73,14 @@ def _load_describer(weights, par, decode_kw, consistency, precision="bf16"):
     return d
 
 
-@main.command()
+@click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="A description model directory (from `personlens train describe`).")
-@click.option("--par", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Attribute model (default: the one saved with the description model).")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@_weights
+@model_option("describer")
+@_par
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Crops per forward pass.")
 @_decoding_options
 def describe(images, as_json, weights, par, batch_size, consistency, **decode_kw):
     """Describe the person in each crop (IMAGE... files or folders) in one sentence.
@@ -100,25 +110,31 @@ def _grid(value: str) -> tuple[int, int]:
         raise click.BadParameter(f"expected ROWSxCOLS such as 4x3, got {value!r}") from None
 
 
-@train.command("describe")
-@click.option("--dataset", type=click.Choice(["peta"]), default="peta", show_default=True)
+@click.command("describe")
+@click.option("--dataset", type=click.Choice(["peta"]), default="peta", show_default=True,
+              help="Training dataset.")
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="PETA root (images/ + PETA.mat).")
-@click.option("--partition", default=0, show_default=True)
+@click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
 @click.option("--jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Train on image-text pairs instead ({\"image\", \"answer\"} per line).")
-@click.option("--val-jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--val-jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Validation pairs for --jsonl (the epoch is chosen on them).")
 @click.option("--par", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Attribute model whose encoder feeds the describer (default: the shipped one).")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Directory the trained describer is written to.")
 @click.option("--decoder", type=click.Choice(["transformer", "smollm2"]), default="transformer",
-              show_default=True)
-@click.option("--epochs", default=15, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=5e-4, show_default=True)
-@click.option("--layers", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option("--d-model", default=256, show_default=True, type=click.IntRange(min=8))
-@click.option("--heads", default=4, show_default=True, type=click.IntRange(min=1))
+              show_default=True, help="Text decoder: a small transformer or SmolLM2.")
+@click.option("--epochs", default=15, show_default=True, type=click.IntRange(min=1), help="Training epochs.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Training batch size.")
+@click.option("--lr", default=5e-4, show_default=True, help="Learning rate.")
+@click.option("--layers", default=3, show_default=True, type=click.IntRange(min=1), help="Decoder layers.")
+@click.option("--d-model", default=256, show_default=True, type=click.IntRange(min=8),
+              help="Decoder width.")
+@click.option("--heads", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Attention heads per decoder layer.")
 @click.option("--grid", default="4x3", show_default=True, help="Visual prefix grid (ROWSxCOLS).")
 @click.option("--attr-conditioning/--no-attr-conditioning", default=True, show_default=True,
               help="Feed the attribute model's probabilities as prefix tokens.")
@@ -129,17 +145,22 @@ def _grid(value: str) -> tuple[int, int]:
 @click.option("--cache", type=click.Path(path_type=Path), default=Path("cache"), show_default=True,
               help="Cache root (reads <cache>/features, writes <cache>/describe).")
 @click.option("--allow-over-budget", is_flag=True, help="Train even above the 100M-parameter budget.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def train_describe(dataset, root, partition, jsonl, val_jsonl, par, out, decoder, epochs, batch_size,
                    lr, layers, d_model, heads, grid, attr_conditioning, augment, limit, cache,
                    allow_over_budget, seed, progress):
     """Train a describer on PETA structured descriptions (or JSONL pairs); epoch chosen on val loss."""
     import torch
 
-    from .models.describer import BudgetError
-    from .train.describer import (CaptionSet, DescribeTrainConfig, jsonl_caption_set,
-                                  peta_caption_set, train_describer)
+    from ..models.describer import BudgetError
+    from ..train.describer import (
+        CaptionSet,
+        DescribeTrainConfig,
+        jsonl_caption_set,
+        peta_caption_set,
+        train_describer,
+    )
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     grid = _grid(grid)
@@ -151,7 +172,7 @@ def train_describe(dataset, root, partition, jsonl, val_jsonl, par, out, decoder
         else:
             if root is None:
                 raise click.UsageError("pass --root PETA_DIR (or --jsonl/--val-jsonl)")
-            from .data import create_dataset
+            from ..data import create_dataset
 
             n_aug = 2 if augment > 0 else 0
             tr = peta_caption_set(create_dataset(dataset, root, "train", partition, "all"), n_aug, seed)
@@ -184,26 +205,31 @@ def train_describe(dataset, root, partition, jsonl, val_jsonl, par, out, decoder
                            "seconds": summary["seconds"]}, indent=2))
 
 
-@eval_.command("describe")
-@click.option("--dataset", type=click.Choice(["peta"]), default="peta", show_default=True)
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--partition", default=0, show_default=True)
-@click.option("--split", default="test", show_default=True)
-@click.option("--weights", type=click.Path(path_type=Path), default=None)
-@click.option("--par", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.command("describe")
+@click.option("--dataset", type=click.Choice(["peta"]), default="peta", show_default=True,
+              help="Evaluation dataset.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="PETA root (images/ + PETA.mat).")
+@click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
+@_weights
+@model_option("describer")
+@_par
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Crops per forward pass.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N images.")
 @click.option("--tokenizer", type=click.Choice(["ptb", "simple"]), default="ptb", show_default=True,
               help="Caption-metric tokenisation (ptb needs Java; falls back to simple).")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), required=True)
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+              help="Inference precision.")
+@out_option("Report JSON (a PNG plot is written next to it).")
 @_decoding_options
 def eval_describe(dataset, root, partition, split, weights, par, batch_size, limit, tokenizer,
-                  precision, json_path, consistency, **decode_kw):
+                  precision, out, consistency, **decode_kw):
     """BLEU-1..4, ROUGE-L, CIDEr, attribute accuracy from the text vs the attribute model, and
     text-attribute contradictions (JSON + PNG plot)."""
-    from .data import create_dataset
-    from .eval.describe import evaluate_describer, write_report
+    from ..data import create_dataset
+    from ..eval.describe import evaluate_describer, write_report
 
     try:
         ds = create_dataset(dataset, root, split, partition=partition, attributes="all")
@@ -222,7 +248,7 @@ def eval_describe(dataset, root, partition, split, weights, par, batch_size, lim
             "decoding": describer.decoding.to_dict(), "consistency": consistency,
             "precision": precision,
             "title": f"{dataset} partition {partition} {split}: descriptions ({describer.decoding.method})"}
-    plot = write_report(results, json_path, meta)
+    plot = write_report(results, out, meta)
     cm = results["caption_metrics"]
     click.echo("  ".join(f"{m} {cm[m]:.1f}" for m in ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"))
                + f"  (tokenizer: {cm['tokenizer'].split(' ')[0]}, {results['num_images']} images)")
@@ -232,4 +258,4 @@ def eval_describe(dataset, root, partition, split, weights, par, batch_size, lim
                    f"attribute model {'  n/a' if p is None else f'{p:5.1f}'}")
     click.echo(f"contradictions: {results['contradiction_rate']:.1f}% of images before the fix, "
                f"{results['contradiction_rate_after_fix']:.1f}% after")
-    click.echo(f"wrote {json_path} and {plot}")
+    click.echo(f"wrote {out} and {plot}")

@@ -22,11 +22,8 @@ the PAR model), else the baselines; ``"baseline"`` asks for a baseline explicitl
 from __future__ import annotations
 
 import hashlib
-import itertools
 import sys
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -34,28 +31,21 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from .data.images import ImageLoadError, decode_image, read_image_bytes
-from .data.schema import schema_for
-from .index import IndexFileError, VectorIndex
-from .index.vector import DEFAULTS as INDEX_DEFAULTS
-from .inference.predict import PredictionError
-from .inference.records import PersonRecord, content_id
-from .store import EMBEDDING_KINDS, SQLiteStore
+from ..data.images import ImageLoadError, decode_image, read_image_bytes
+from ..index import IndexFileError, VectorIndex
+from ..index.vector import DEFAULTS as INDEX_DEFAULTS
+from ..inference.predict import PredictionError
+from ..inference.records import PersonRecord, content_id
+from ..store import EMBEDDING_KINDS, SQLiteStore
+from .query import (CameraStatsCache, FilterCache, camera_centred_records, ranked_records,
+                    validate_where)
 
 DB_FILE = "personlens.sqlite"
-CENTRING_CANDIDATES = 1000   # raw re-ID matches re-scored by ``similar(camera_centring=True)``
 INDEX_FILES = {"search": "search.index", "reid": "reid.index"}
-YES = {"yes", "y", "true", "1", "present"}
-NO = {"no", "n", "false", "0", "absent"}
 
 
 class LibraryNotFoundError(FileNotFoundError):
     """``db_dir`` holds no library (and ``create=False``)."""
-
-
-class UnknownAttributeError(KeyError):
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 @dataclass
@@ -86,18 +76,6 @@ class SearchHit:
                 "description": r.description}
 
 
-def parse_where(items: Iterable[str]) -> dict[str, bool]:
-    """``["accessoryHat=yes", "personalMale=no"]`` -> ``{"accessoryHat": True, ...}``."""
-    out: dict[str, bool] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name, value = name.strip(), value.strip().lower()
-        if not sep or not name or value not in YES | NO:
-            raise ValueError(f"{item!r}: expected ATTRIBUTE=yes or ATTRIBUTE=no")
-        out[name] = value in YES
-    return out
-
-
 def _abs(p) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
@@ -110,122 +88,6 @@ def _head_arg(h) -> str | None:
     if h is None or (isinstance(h, str) and h in (DEFAULT_HEAD, BASELINE_HEAD)):
         return h
     return _abs(h)
-
-
-class FilterCache:
-    """Compiled attribute filters (``AllowedIds``), keyed by the filter, the model version and
-    the store's generation: a repeated ``--where`` (a filter chip on the page) skips the store
-    query and the id conversion. Faiss ids are hashes of the record ids, so a compiled filter
-    fits every index built on the same store state."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._cache: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, index, store, model_version, where: dict[str, bool]):
-        key = (store.generation(), model_version, tuple(sorted(where.items())))
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
-        hit = index.compile_filter(store.filter_ids(where, model_version))
-        with self._lock:
-            self._cache[key] = hit
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return hit
-
-
-def ranked_ids(index, store, model_version, query, top_k, where, exclude=frozenset(),
-               filters: FilterCache | None = None) -> list[tuple[str, float]]:
-    """(id, score) pairs from ``index``, best first, restricted to ``where``, without ``exclude``."""
-    if top_k <= 0:
-        return []
-    exclude = set(exclude)
-    allowed = None
-    if where:
-        allowed = (filters.get(index, store, model_version, where) if filters is not None
-                   else index.compile_filter(store.filter_ids(where, model_version)))
-        if len(allowed) == 0:
-            return []
-    hits = [h for h in index.search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
-    return hits[:top_k]
-
-
-def ranked_records(get_index, store, model_version, query, top_k, where, exclude=frozenset(),
-                   filters: FilterCache | None = None):
-    """(score, record) pairs, best first, restricted to ``where`` and without ``exclude``."""
-    hits = ranked_ids(get_index(), store, model_version, query, top_k, where, exclude, filters)
-    records = {r.id: r for r in store.get_many([i for i, _ in hits])}
-    return [(s, records[i]) for i, s in hits if i in records]
-
-
-class CameraStatsCache:
-    """``CameraCentring`` of a store's re-ID embeddings (one model version). Computing it reads
-    every stored embedding, so it is redone only when the model changed, the number of records
-    changed by more than ``rel_change`` (2 %), or any change is older than ``max_age_s``: a few
-    new crops barely move a camera's mean, and a service writing all the time would otherwise
-    re-read the whole store for every query. ``None`` when no record names its camera."""
-
-    def __init__(self, rel_change: float = 0.02, max_age_s: float = 600.0):
-        self.rel_change, self.max_age_s = rel_change, max_age_s
-        self._state = None     # (generation, model version, record count, time, stats)
-        self._lock = threading.Lock()
-
-    def _fresh(self, gen, model_version, count) -> bool:
-        if self._state is None:
-            return False
-        g, mv, n, t, _ = self._state
-        if mv != model_version:
-            return False
-        if g == gen:
-            return True
-        return (abs(count - n) <= self.rel_change * max(n, 1)
-                and time.monotonic() - t < self.max_age_s)
-
-    def get(self, store, model_version):
-        from .models.camera_norm import CameraSums
-
-        gen, count = store.generation(), store.count(model_version)
-        with self._lock:
-            if self._fresh(gen, model_version, count):
-                return self._state[4]
-        acc, records = None, store.iterate(model_version)
-        while chunk := list(itertools.islice(records, 4096)):
-            acc = acc or CameraSums(len(chunk[0].reid_embedding))
-            acc.add(np.stack([r.reid_embedding for r in chunk]), [r.camera for r in chunk])
-        stats = acc.centring() if acc is not None and acc.counts else None
-        with self._lock:
-            self._state = (gen, model_version, count, time.monotonic(), stats)
-        return stats
-
-
-NO_CAMERAS = ("camera centring needs records with a camera: index them with "
-              "`personlens index PATH --camera NAME`")
-
-
-def camera_centred_records(get_index, store, model_version, query, query_camera, stats, top_k,
-                           where, exclude=frozenset(), filters: FilterCache | None = None):
-    """Like ``ranked_records`` for re-ID, scored after per-camera centring (``stats``: a
-    ``CameraCentring``; ``query_camera`` None: the global mean). The best
-    ``CENTRING_CANDIDATES`` (at least 10 x top_k) raw matches are re-scored, so galleries up
-    to that size are ranked exactly."""
-    if stats is None:
-        raise ValueError(NO_CAMERAS)
-    index = get_index()
-    hits = ranked_ids(index, store, model_version, query, max(top_k * 10, CENTRING_CANDIDATES),
-                      where, exclude, filters)
-    if not hits or top_k <= 0:
-        return []
-    ids = [i for i, _ in hits]
-    cameras = store.cameras_of(ids)            # the candidates' vectors come from the index
-    g = stats.transform(index.vectors(ids), [cameras.get(i) for i in ids])
-    scores = g @ stats.transform(np.asarray(query)[None], [query_camera])[0]
-    best = [ids[j] for j in np.argsort(-scores, kind="stable")[:top_k]]
-    score = dict(zip(ids, scores.tolist()))
-    return [(score[r.id], r) for r in store.get_many(best)]
 
 
 class PersonLibrary:
@@ -271,7 +133,7 @@ class PersonLibrary:
     @property
     def pipeline(self):
         if self._pipeline is None:
-            from .inference.pipeline import PersonPipeline
+            from ..inference.pipeline import PersonPipeline
 
             m = self.models
             self._pipeline = PersonPipeline(m["par_dir"], m["search_head"], m["reid_head"],
@@ -292,21 +154,10 @@ class PersonLibrary:
     def attribute_names(self) -> list[str]:
         return self.store.attribute_names() or list(self.pipeline.names)
 
-    def validate_where(self, where: dict[str, bool] | None) -> dict[str, bool]:
-        if not where:
-            return {}
-        names = self.attribute_names()
-        schema = schema_for(names)
-        for name in where:
-            if name not in names:
-                try:
-                    schema.index(name)
-                except KeyError as e:
-                    msg = str(e.args[0])
-                else:  # pragma: no cover - names and schema agree
-                    msg = f"unknown attribute {name!r}"
-                raise UnknownAttributeError(f"{msg}; known attributes: {', '.join(names)}")
-        return {k: bool(v) for k, v in where.items()}
+    def validate_where(self, where: dict | None) -> dict[str, bool]:
+        """``where`` checked against this library's attributes, values as booleans
+        (``query.validate_where``)."""
+        return validate_where(where, self.attribute_names())
 
     # ------------------------------------------------------------------ indexes
     def _index_settings(self) -> tuple[str, dict]:

@@ -1,6 +1,6 @@
 """``personlens serve`` (HTTP API + search page) and ``personlens worker`` (scale-out workers).
 
-Attached to :mod:`personlens.cli` by an import at its end.
+Registered on the root group by :mod:`personlens.cli`.
 """
 from __future__ import annotations
 
@@ -9,14 +9,30 @@ from pathlib import Path
 
 import click
 
-from .cli import DEFAULT_DB, _err, main
+from ._common import DEFAULT_DB, _err, model_option
 
 _dir = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def _models(f):
+    """``--weights``/``--model`` (attribute model), ``--search-head`` and ``--reid-head``."""
+    for o in reversed([
+        click.option("--weights", type=_dir, default=None,
+                     help="Attribute model directory (default: the shipped one)."),
+        model_option("attributes"),
+        click.option("--search-head", type=_dir, default=None,
+                     help="Search head directory (default: the shipped one)."),
+        click.option("--reid-head", type=_dir, default=None,
+                     help="Re-ID head directory (default: the shipped one)."),
+    ]):
+        f = o(f)
+    return f
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DB,
               show_default=True, help="Library directory (records, indexes, uploads, token).")
 @click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1),
@@ -29,11 +45,10 @@ _dir = click.Path(exists=True, file_okay=False, path_type=Path)
               help="Worker threads taking batches (local mode).")
 @click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Per-request deadline in seconds (clients may ask for less with X-Timeout-Ms).")
-@click.option("--max-body-mb", default=32.0, show_default=True, type=click.FloatRange(min=0.001))
+@click.option("--max-body-mb", default=32.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Largest request body accepted, in MiB.")
 @click.option("--no-auth", is_flag=True, help="No bearer token (local development only).")
-@click.option("--weights", type=_dir, default=None, help="Attribute model directory.")
-@click.option("--search-head", type=_dir, default=None)
-@click.option("--reid-head", type=_dir, default=None)
+@_models
 @click.option("--queue", "queue_url", default=None, metavar="redis://HOST:PORT[/DB]",
               help="Scale-out: queue crops in a Redis stream for `personlens worker` processes.")
 @click.option("--store", "store_url", default=None, metavar="postgresql://...",
@@ -41,7 +56,8 @@ _dir = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.option("--store-schema", default="public", show_default=True, help="PostgreSQL schema.")
 @click.option("--stream", default="personlens:crops", show_default=True, help="Redis stream name.")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="Server log level.")
 def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s, max_body_mb, no_auth,
           weights, search_head, reid_head, queue_url, store_url, store_schema, stream, log_level):
     """Serve the HTTP API (/docs) and the search page (/) over a library.
@@ -49,8 +65,8 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
     Auth: a bearer token from $PERSONLENS_TOKEN, else DB/serve-token (generated and printed on
     first start). SIGTERM drains: new requests get 503, in-flight ones finish, then it exits.
     """
-    from .serve.config import ServeConfig
-    from .serve.server import run
+    from ..serve.config import ServeConfig
+    from ..serve.server import run
 
     if queue_url and not store_url:
         raise click.UsageError("--queue needs --store (workers and the API must share the store)")
@@ -67,30 +83,29 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
         sys.exit(2)
 
 
-@main.command()
-@click.option("--queue", "queue_url", required=True, metavar="redis://HOST:PORT[/DB]")
-@click.option("--store", "store_url", required=True, metavar="postgresql://...")
+@click.command()
+@click.option("--queue", "queue_url", required=True, metavar="redis://HOST:PORT[/DB]",
+              help="Redis the API queues crops in.")
+@click.option("--store", "store_url", required=True, metavar="postgresql://...",
+              help="PostgreSQL the records are kept in.")
 @click.option("--store-schema", default="public", show_default=True, help="PostgreSQL schema.")
 @click.option("--stream", default="personlens:crops", show_default=True, help="Redis stream name.")
 @click.option("--name", default=None, help="Consumer name (default: host-pid).")
-@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-wait-ms", default=50.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Crops per pipeline forward.")
+@click.option("--max-wait-ms", default=50.0, show_default=True, type=click.FloatRange(min=0),
+              help="How long a batch may wait to fill.")
 @click.option("--claim-idle-s", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Reclaim entries another worker took but has not acknowledged for this long.")
-@click.option("--weights", type=_dir, default=None)
-@click.option("--search-head", type=_dir, default=None)
-@click.option("--reid-head", type=_dir, default=None)
+@_models
 def worker(queue_url, store_url, store_schema, stream, name, max_batch, max_wait_ms, claim_idle_s, weights, search_head,
            reid_head):
     """Scale-out worker: read crops from the Redis stream, run the pipeline, store, acknowledge."""
-    from .inference.pipeline import PersonPipeline
-    from .serve.redisq import Worker
+    from ..inference.pipeline import PersonPipeline
+    from ..serve.redisq import Worker
 
     pipe = PersonPipeline(weights, search_head, reid_head)
     w = Worker(queue_url, store_url, pipe, name=name, max_batch=max_batch, stream=stream,
                max_wait_s=max_wait_ms / 1000, claim_idle_s=claim_idle_s, store_schema=store_schema)
     w.run_forever()
 
-
-main.add_command(serve)
-main.add_command(worker)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 
 import numpy as np
@@ -297,6 +298,35 @@ def test_parse_where():
     for bad in ("a", "a=maybe", "=yes"):
         with pytest.raises(ValueError):
             parse_where([bad])
+
+
+def test_parse_where_refuses_contradictions():
+    assert parse_where(["personalMale=yes", "personalMale=YES", "hairLong=no"]) == \
+        {"personalMale": True, "hairLong": False}              # the same condition twice is fine
+    for items in (["personalMale=yes", "personalMale=no"], ["personalMale=n", "personalMale=true"]):
+        with pytest.raises(ValueError, match="personalMale"):
+            parse_where(items)
+
+
+def test_where_values_are_booleans_or_yes_no(tmp_path, pipeline, crops):
+    with _lib(tmp_path, pipeline) as lib:
+        lib.index_paths(crops, progress=False)
+        everyone = lib.search("a person", top_k=50)
+        men = {h.record.id for h in everyone if "personalMale" in h.record.present}
+        assert men                                               # else the test proves nothing
+        others = [h.record.id for h in lib.search("a person", top_k=50, where={"personalMale": False})]
+        assert not men & set(others)
+        for no in ("no", "No", "NO", "false", "n"):             # a string is not just "truthy"
+            hits = lib.search("a person", top_k=50, where={"personalMale": no})
+            assert [h.record.id for h in hits] == others, no
+        yes = lib.search("a person", top_k=50, where={"personalMale": "Yes"})
+        assert {h.record.id for h in yes} == men
+        assert {r.id for r in lib.filter({"personalMale": "no"})} == set(others)
+        for bad in ("maybe", 3, None, 1.0):
+            for call in (lambda w: lib.search("x", where=w), lib.filter,
+                         lambda w: lib.similar(crops[0], where=w)):
+                with pytest.raises(ValueError, match=re.escape(f"personalMale={bad!r}")):
+                    call({"personalMale": bad})
 
 
 def test_missing_library_is_not_created(tmp_path):

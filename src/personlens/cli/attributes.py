@@ -1,0 +1,229 @@
+"""``personlens attributes``, ``train attributes``, ``calibrate attributes`` and
+``eval attributes``: the pedestrian-attribute (PAR) model."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import (
+    DATASETS,
+    _err,
+    _expand,
+    _load_predictor,
+    _print_row,
+    _report_per_image,
+    deprecated_alias,
+    model_option,
+    out_option,
+)
+
+CALIBRATIONS = ("ma", "f1", "balanced", "joint", "keep_ma")
+_root = click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     required=True, help="Dataset root (PETA: images/ + PETA.mat).")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A trained attribute model directory (default: the shipped PETA model).")
+@model_option("attributes")
+@click.option("--batch-size", default=32, show_default=True, help="Crops per forward pass.")
+@click.option("--top-k", default=8, show_default=True, help="Attributes shown per image in the table.")
+@deprecated_alias("--top", "--top-k", "top_k", type=int)
+@click.option("--flip-tta/--no-flip-tta", default=None,
+              help="Average with the mirror image (default: as the model was calibrated).")
+def attributes(images, as_json, weights, batch_size, top_k, flip_tta):
+    """Recognise pedestrian attributes on person crops (IMAGE... files or folders)."""
+    paths = _expand(images)
+    predictor = _load_predictor(weights, flip_tta=flip_tta)
+    _report_per_image(predictor.predict_paths(paths, batch_size=batch_size), len(paths), as_json,
+                      lambda r: _print_row(r, top_k))
+
+
+def _protocol_options(f):
+    """--protocol / --fold, shared by train and eval attributes."""
+    from ..eval.unseen import FOLDS, VALIDATION_FOLD
+
+    f = click.option("--fold", "folds", multiple=True,
+                     type=click.Choice([*FOLDS, VALIDATION_FOLD.name]),
+                     help="With --protocol unseen-cameras: only these folds (default: the three "
+                          f"test folds; '{VALIDATION_FOLD.name}' is the validation fold).")(f)
+    return click.option("--protocol", type=click.Choice(["standard", "unseen-cameras"]),
+                        default="standard", show_default=True,
+                        help="standard: PETA's own splits; unseen-cameras: leave-sub-datasets-"
+                             "out folds (docs/results.md).")(f)
+
+
+@click.command("attributes")
+@click.option("--dataset", type=click.Choice(DATASETS), default="peta", show_default=True,
+              help="Training dataset.")
+@_root
+@click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Directory the trained model is written to.")
+@click.option("--head", type=click.Choice(["cross_attention", "linear"]), default="cross_attention",
+              show_default=True, help="Attribute head on the encoder's tokens.")
+@click.option("--unfreeze-top/--frozen", default=True, show_default=True,
+              help="Train the encoder's top stages (named variant) or keep it frozen.")
+@click.option("--epochs", default=12, show_default=True, help="Training epochs.")
+@click.option("--encoder", default="efficientnet_lite0", show_default=True, help="Image encoder name.")
+@click.option("--stage", default=8, show_default=True, help="Encoder stages from here are trainable.")
+@click.option("--attributes", "attr_set", default="standard", show_default=True,
+              help="'standard' (PETA's 35), 'all' (105), or a comma list of names.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("cache/features"),
+              show_default=True, help="Feature cache folder.")
+@click.option("--encoder-lr", default=3e-4, show_default=True, help="Learning rate of the encoder.")
+@click.option("--calibration", type=click.Choice(CALIBRATIONS),
+              default="joint", show_default=True, help="How per-attribute thresholds are fitted on val.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--exclude-subsets", default="", show_default=True,
+              help="PETA sub-datasets to leave out of train and val, comma-separated "
+                   "(e.g. VIPeR,PRID,GRID: an encoder that has never seen the re-ID test sets).")
+@_protocol_options
+@click.option("--resume", is_flag=True,
+              help="Go on from the checkpoint a killed run left in --out (written every epoch).")
+def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, encoder, stage,
+                     attr_set, cache, encoder_lr, calibration, seed, exclude_subsets, protocol,
+                     folds, resume):
+    """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
+
+    With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
+    OUT/<fold> (finished folds are skipped, a cut one resumes)."""
+    import torch
+
+    from ..data import create_dataset
+    from ..models.par import HeadConfig
+    from ..train.par import TrainConfig, train_par
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
+    excluded = tuple(s.strip() for s in exclude_subsets.split(",") if s.strip())
+    if protocol == "unseen-cameras":
+        from ..train.unseen import train_unseen_folds
+
+        if dataset != "peta" or excluded:
+            raise click.UsageError("--protocol unseen-cameras trains on PETA and chooses the "
+                                   "held-out sub-datasets itself (no --exclude-subsets)")
+        cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
+                          head=HeadConfig(kind=head), cache_root=str(cache), seed=seed,
+                          encoder_lr=encoder_lr, calibration=calibration, partition=partition)
+        summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
+                                       log=click.echo)
+        click.echo(json.dumps({f: s["val_calibrated"] for f, s in summaries.items()}, indent=2))
+        return
+    try:
+        tr, va = (create_dataset(dataset, root, split, partition=partition, attributes=attrs,
+                                 exclude_subsets=excluded) for split in ("train", "val"))
+    except (FileNotFoundError, ValueError) as e:
+        raise click.UsageError(str(e)) from None
+    cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
+                      head=HeadConfig(kind=head), cache_root=str(cache), seed=seed, dataset=dataset,
+                      encoder_lr=encoder_lr, calibration=calibration, partition=partition,
+                      exclude_subsets=excluded)
+    _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
+                           resume=resume)
+    click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
+                          indent=2))
+
+
+@click.command("attributes")
+@click.option("--dataset", type=click.Choice(DATASETS), default="peta", show_default=True,
+              help="Dataset whose split the thresholds are fitted on.")
+@_root
+@click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
+@click.option("--split", default="val", show_default=True, help="Split to fit on (never test).")
+@click.option("--weights", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="The attribute model directory whose config.json is rewritten (no --model: a "
+                   "shipped model is never rewritten in place).")
+@click.option("--objective", type=click.Choice(CALIBRATIONS),
+              default="joint", show_default=True, help="What the thresholds maximise.")
+def calibrate_attributes(dataset, root, partition, split, weights, objective):
+    """Per-attribute thresholds fitted through the real inference path; rewrites config.json."""
+    from ..data import create_dataset
+    from ..eval.metrics import calibrate_thresholds, par_metrics
+    from ..eval.par import predict_dataset
+    from ..models.io import set_thresholds
+
+    if split == "test":
+        raise click.UsageError("thresholds are never fitted on the test split")
+    predictor = _load_predictor(weights)
+    ds = create_dataset(dataset, root, split, partition=partition,
+                        attributes=list(predictor.names))
+    probs = predict_dataset(predictor, ds)
+    th = calibrate_thresholds(probs, ds.labels, objective)
+    fixed, cal = (par_metrics(probs, ds.labels, predictor.names, t) for t in (0.5, th))
+    cfg_path = set_thresholds(weights, th, {
+        "objective": objective, "split": split, "partition": partition,
+        "fixed_0.5": {"mA": fixed.mA, "f1": fixed.f1}, "calibrated": {"mA": cal.mA, "f1": cal.f1}})
+    click.echo(f"{split}: fixed 0.5 mA {fixed.mA:.2f} F1 {fixed.f1:.2f} -> "
+               f"{objective} mA {cal.mA:.2f} F1 {cal.f1:.2f}; thresholds written to {cfg_path}")
+
+
+@click.command("attributes")
+@click.option("--dataset", type=click.Choice(DATASETS), default="peta", show_default=True,
+              help="Evaluation dataset.")
+@_root
+@click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Attribute model directory (default: the shipped PETA model).")
+@model_option("attributes")
+@click.option("--attributes", "attr_set", default="standard", show_default=True,
+              help="'standard' (PETA's 35), 'all' (105), or a comma list of names.")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+              help="Inference precision.")
+@click.option("--flip-tta/--no-flip-tta", default=None,
+              help="Average with the mirror image (default: as the model was calibrated).")
+@out_option("Report JSON (a PNG plot is written next to it).")
+@_protocol_options
+def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, flip_tta, out,
+                    protocol, folds):
+    """mA, instance accuracy/precision/recall/F1 and per-attribute results (JSON + PNG plot).
+
+    With --protocol unseen-cameras, --weights is the folder of fold models written by `train
+    attributes --protocol unseen-cameras`: each is scored on its fold's never-seen cameras and
+    on the rest of the test split; per fold and mean +- std."""
+    from ..data import create_dataset
+    from ..eval.par import evaluate_par, write_report
+
+    if protocol == "unseen-cameras":
+        from ..eval.unseen import evaluate_unseen, write_unseen_report
+
+        if weights is None:
+            raise click.UsageError("--protocol unseen-cameras needs --weights DIR (the fold models)")
+        try:
+            summary = evaluate_unseen(weights, root, list(folds) or None, precision, log=click.echo)
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            _err(e.args[0] if isinstance(e, KeyError) else str(e))
+            sys.exit(2)
+        plot = write_unseen_report(summary, out, {"weights": str(weights), "precision": precision,
+                                                  "title": "PETA p0, cameras never seen"})
+        m, sd = summary["mean"]["test_unseen"], summary["std"]["test_unseen"]
+        click.echo(f"unseen cameras: mA {m['mA']:.2f} +- {sd['mA']:.2f}  F1 {m['f1']:.2f} +- {sd['f1']:.2f}")
+        click.echo(f"wrote {out} and {plot}")
+        return
+
+    attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
+    try:
+        ds = create_dataset(dataset, root, split, partition=partition, attributes=attrs)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        _err(e.args[0] if isinstance(e, KeyError) else str(e))
+        sys.exit(2)
+    predictor = _load_predictor(weights, precision=precision, flip_tta=flip_tta)
+    try:
+        results = evaluate_par(predictor, ds)
+    except ValueError as e:
+        _err(str(e))
+        sys.exit(2)
+    meta = {"dataset": dataset, "partition": partition, "split": split,
+            "weights": str(weights or "shipped:par-peta"), "precision": precision, "flip_tta": predictor.flip_tta,
+            "title": f"{dataset} partition {partition} {split}: per-attribute mA"}
+    plot = write_report(results, out, meta)
+    for label, m in results.items():
+        click.echo(f"{label:>10}: mA {m.mA:.2f}  acc {m.accuracy:.2f}  prec {m.precision:.2f}  "
+                   f"rec {m.recall:.2f}  F1 {m.f1:.2f}  ({m.num_images} images)")
+    click.echo(f"wrote {out} and {plot}")

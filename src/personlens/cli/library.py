@@ -1,0 +1,160 @@
+"""``personlens index``, ``search`` and ``similar``: a searchable library of person crops."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import (
+    DEFAULT_DB,
+    _err,
+    _expand,
+    _open_library,
+    _parse_where,
+    _print_hits,
+    _warn_stale,
+    model_option,
+)
+
+_head_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _db_option(help: str):
+    return click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DB,
+                        show_default=True, help=help)
+
+
+_top_k = click.option("--top-k", default=20, show_default=True, type=click.IntRange(min=1),
+                      help="Results per query.")
+_where = click.option("--where", "where", multiple=True, metavar="ATTR=yes|no",
+                      help="Keep only people with (yes) or without (no) an attribute; repeatable.")
+_as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_db_option("Library directory (created if missing).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Crops per forward pass.")
+@click.option("--camera", default=None, help="Camera name stored with every crop of this run.")
+@click.option("--weights", type=_head_dir, default=None,
+              help="Attribute model directory (default: the library's, else the shipped model).")
+@model_option("attributes")
+@click.option("--search-head", type=_head_dir,
+              default=None, help="Trained search-embedding head (default: the library's, else the "
+                                 "shipped one, else attributes as text).")
+@click.option("--reid-head", type=_head_dir,
+              default=None, help="Trained re-ID head (default: the library's, else the shipped one, "
+                                 "else mean-pooled encoder features).")
+@click.option("--describer", type=_head_dir,
+              default=None, help="Description model (default: the library's, else the shipped one).")
+@click.option("--no-descriptions", is_flag=True,
+              help="Store no descriptions (faster indexing; remembered by the library).")
+@click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivf"]), default=None,
+              help="Vector index kind (remembered by the library; default flat, exact).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, describer,
+              no_descriptions, index_type, progress, as_json):
+    """Add person crops (PATH... files or folders, recursive) to a searchable library.
+
+    Crops are keyed by content: indexing the same files again adds nothing, and an
+    interrupted run can simply be run again.
+    """
+    from tqdm import tqdm
+
+    if describer is not None and no_descriptions:
+        raise click.UsageError("--describer and --no-descriptions exclude each other")
+    files = _expand(paths)
+    lib = _open_library(db, create=True, par_dir=weights, search_head=search_head,
+                        reid_head=reid_head, index_kind=index_type,
+                        describer="baseline" if no_descriptions else describer)
+    try:
+        summary = lib.index_paths(files, batch_size=batch_size, progress=progress, camera=camera,
+                                  on_error=lambda e: tqdm.write(f"error: {e.image}: {e.error}",
+                                                                file=sys.stderr))
+    finally:
+        lib.close()
+    if as_json:
+        click.echo(json.dumps({"db": str(db), **summary.to_dict()}, indent=2))
+    else:
+        click.echo(f"{summary.added} added, {summary.skipped_existing} already indexed, "
+                   f"{summary.reembedded} re-embedded, {len(summary.failed)} failed; "
+                   f"{summary.total} people in {db}")
+    if summary.stale:
+        _err(f"warning: {summary.stale} records in {db} were made by another model")
+    if summary.failed:
+        _err(f"{len(summary.failed)} of {len(files)} images could not be read")
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("query")
+@_db_option("Library directory.")
+@_top_k
+@_where
+@_as_json
+def search(query, db, top_k, where, as_json):
+    """Find people by a sentence ("a woman with a backpack"), optionally filtered by attributes."""
+    lib = _open_library(db)
+    try:
+        cond = _parse_where(where, lib)
+        try:
+            hits = lib.search(query, top_k=top_k, where=cond)
+        except ValueError as e:
+            _err(str(e))
+            sys.exit(2)
+        _warn_stale(lib)
+    finally:
+        lib.close()
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+    else:
+        _print_hits(hits)
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_db_option("Library directory.")
+@_top_k
+@_where
+@click.option("--camera-centring", is_flag=True,
+              help="Subtract each camera's mean embedding before ranking (needs crops indexed "
+                   "with --camera; helps across cameras, see docs/results.md).")
+@click.option("--camera", default=None,
+              help="Camera of query images that are not in the library (for --camera-centring).")
+@_as_json
+def similar(images, db, top_k, where, camera_centring, camera, as_json):
+    """Find people who look like the person in each IMAGE (re-identification)."""
+    from ..data.images import ImageLoadError
+    from ..library import NO_CAMERAS
+
+    lib = _open_library(db)
+    out, failed = [], 0
+    try:
+        cond = _parse_where(where, lib)
+        if camera_centring and lib.camera_statistics() is None:
+            _err(f"--camera-centring: {NO_CAMERAS}")
+            sys.exit(2)
+        for img in _expand(images):
+            try:
+                hits = lib.similar(img, top_k=top_k, where=cond, camera_centring=camera_centring,
+                                   camera=camera)
+            except ImageLoadError as e:
+                failed += 1
+                _err(f"{img}: {e.reason}")
+                continue
+            out.append({"query": str(img), "results": [h.to_dict() for h in hits]})
+            if not as_json:
+                click.echo(f"{img}")
+                _print_hits(hits)
+        _warn_stale(lib)
+    finally:
+        lib.close()
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    if failed:
+        _err(f"{failed} query images could not be read")
+        sys.exit(1)
