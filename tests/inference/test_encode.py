@@ -57,3 +57,18 @@ def test_a_bare_image_encoder_gives_tokens_only(model):
     enc = EncoderPass(model.encoder, precision="fp32")
     out = enc([crop_image(0)], probs=True)
     assert out.probs is None and out.tokens.shape[-1] == model.encoder.dim
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from personlens.inference import encode
+
+    monkeypatch.delenv("PERSONLENS_PRECISION", raising=False)
+    monkeypatch.setattr(encode, "native_bf16", lambda: True)
+    assert encode.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(encode, "native_bf16", lambda: False)
+    assert encode.resolve_precision("auto") == "fp32"
+    assert encode.resolve_precision("bf16") == "bf16"       # asked for explicitly
+    monkeypatch.setenv("PERSONLENS_PRECISION", "bf16")
+    assert encode.resolve_precision("auto") == "bf16"
+    with pytest.raises(ValueError, match="auto, bf16 or fp32"):
+        encode.resolve_precision("fp16")

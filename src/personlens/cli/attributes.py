@@ -174,7 +174,7 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective):
 @model_option("attributes")
 @click.option("--attributes", "attr_set", default="standard", show_default=True,
               help="'standard' (PETA's 35), 'all' (105), or a comma list of names.")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="Inference precision.")
 @click.option("--flip-tta/--no-flip-tta", default=None,
               help="Average with the mirror image (default: as the model was calibrated).")
@@ -220,7 +220,8 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
         _err(str(e))
         sys.exit(2)
     meta = {"dataset": dataset, "partition": partition, "split": split,
-            "weights": str(weights or "shipped:par-peta"), "precision": precision, "flip_tta": predictor.flip_tta,
+            "weights": str(weights or "shipped:par-peta"), "precision": predictor.precision,
+            "flip_tta": predictor.flip_tta,
             "title": f"{dataset} partition {partition} {split}: per-attribute mA"}
     plot = write_report(results, out, meta)
     for label, m in results.items():

@@ -60,7 +60,7 @@ def _decode_config(decoding, beam_size, temperature, sample_top_k, top_p, repeti
                         seed=seed)
 
 
-def _load_describer(weights, par, decode_kw, consistency, precision="bf16"):
+def _load_describer(weights, par, decode_kw, consistency, precision="auto"):
     from ..inference.describe import Describer
 
     try:
@@ -220,7 +220,7 @@ def train_describe(dataset, root, partition, jsonl, val_jsonl, par, out, decoder
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N images.")
 @click.option("--tokenizer", type=click.Choice(["ptb", "simple"]), default="ptb", show_default=True,
               help="Caption-metric tokenisation (ptb needs Java; falls back to simple).")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="Inference precision.")
 @out_option("Report JSON (a PNG plot is written next to it).")
 @_decoding_options

@@ -110,7 +110,7 @@ def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Pat
 
 
 def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] | None = None,
-                    precision: str = "bf16", batch_size: int = 32, log=print) -> dict:
+                    precision: str = "auto", batch_size: int = 32, log=print) -> dict:
     """Score the fold models in ``models_dir/<fold>`` (``personlens train attributes
     --protocol unseen-cameras``) on their unseen and seen test cameras; ``summarise``d."""
     from ..inference.predict import AttributePredictor

@@ -88,7 +88,7 @@ class DescriberHead:
 class Describer:
     def __init__(self, weights: str | Path | None = None, par_dir: str | Path | None = None,
                  decoding: DecodeConfig | None = None, consistency: str = "fix",
-                 precision: str = "bf16", warn=None):
+                 precision: str = "auto", warn=None):
         self.describer_head = DescriberHead(weights, decoding, consistency)
         self.weights = self.describer_head.weights
         self.model = self.describer_head.model

@@ -1,7 +1,8 @@
 """The one pass of the image encoder that every output of a crop comes from.
 
 ``EncoderPass`` owns how the attribute (PAR) model's encoder runs on a batch: preprocessing,
-channels_last memory format, bf16 autocast on the CPU, and mirror-image averaging (the PAR
+channels_last memory format, the precision (bf16 autocast where the CPU has bf16, else
+fp32: ``resolve_precision``), and mirror-image averaging (the PAR
 model's ``flip_tta``: the crops and their mirror images go through the encoder together, in
 one pass). It returns the patch tokens of every view and the attribute probabilities;
 attributes (``predict``), descriptions (``describe``), the pipeline's embeddings
@@ -10,7 +11,9 @@ from it, so they see exactly the same numbers.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +21,31 @@ from PIL import Image
 
 from ..models.hub import encoder_parts
 
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16() -> bool:
+    """Does this CPU compute bfloat16 natively (AVX512-BF16 or AMX)? Without it, PyTorch
+    emulates bf16 autocast and the encoder runs about five times *slower* than in fp32
+    (measured: 4.8 vs 24.1 crops/s on a 2-core AVX2 machine)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:   # not Linux: no cheap way to tell, so the safe choice
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` (the default everywhere) -> ``bf16`` where the CPU has it natively, else
+    ``fp32``; ``PERSONLENS_PRECISION`` overrides ``auto``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision == "auto":
+        env = os.environ.get("PERSONLENS_PRECISION", "").strip().lower()
+        if env in ("bf16", "fp32"):
+            return env
+        return "bf16" if native_bf16() else "fp32"
+    return precision
 
 
 @dataclass
@@ -46,11 +73,9 @@ class EncoderPass:
     view even when the probabilities do not average it (feature caches store both views).
     """
 
-    def __init__(self, model, precision: str = "bf16", flip_tta: bool | None = None):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+    def __init__(self, model, precision: str = "auto", flip_tta: bool | None = None):
+        self.precision = resolve_precision(precision)
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.precision = precision
         # a PAR model, or a bare image encoder (the ImageNet baselines: tokens only)
         self.encoder, self.preprocess = encoder_parts(self.model)
         self.head = getattr(self.model, "head", None) if self.encoder is not self.model else None

@@ -135,7 +135,7 @@ class PersonPipeline:
 
     def __init__(self, par_dir: str | Path | None = None, search_head=DEFAULT_HEAD,
                  reid_head=DEFAULT_HEAD, *, describer=DEFAULT_HEAD,
-                 text_encoder=None, precision: str = "bf16", threads: int | None = None,
+                 text_encoder=None, precision: str = "auto", threads: int | None = None,
                  sentence_cache: int = 4096):
         self.predictor = AttributePredictor(par_dir, precision=precision, threads=threads)
         self.model = self.predictor.model

@@ -218,7 +218,7 @@ def _encode(model, flip, paths, rows, out, out_probs, batch_size, progress, work
 
     from .encode import EncoderPass
 
-    # feature caches are always made in bf16 (the precision the pipeline runs at)
+    # the precision the pipeline runs at on this machine (bf16 where the CPU has it, else fp32)
     enc = EncoderPass(model)
     loader = torch.utils.data.DataLoader(PreprocessedImages(paths, enc.preprocess),
                                          batch_size=batch_size, num_workers=workers)

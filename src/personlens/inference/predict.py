@@ -11,7 +11,7 @@ from PIL import Image
 
 from ..models.io import load_par
 from .batching import PredictionError, batched_over_paths
-from .encode import PRECISIONS, EncoderPass
+from .encode import EncoderPass, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,14 @@ class AttributePrediction:
 
 
 class AttributePredictor:
-    """Batched, bf16 + channels_last CPU inference (the fast path measured in benchmarks/)."""
+    """Batched channels_last CPU inference, bf16 where the CPU has it (the fast path measured
+    in benchmarks/), else fp32."""
 
-    def __init__(self, model_dir: str | Path | None = None, precision: str = "bf16",
+    def __init__(self, model_dir: str | Path | None = None, precision: str = "auto",
                  threads: int | None = None, flip_tta: bool | None = None):
         if threads:
             torch.set_num_threads(threads)
-        if precision not in PRECISIONS:  # before the model is loaded
-            raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+        precision = resolve_precision(precision)   # a bad value fails before the model loads
         self.encoder = EncoderPass(load_par(model_dir), precision, flip_tta)
         self.model = self.encoder.model
         self.config = self.model.config

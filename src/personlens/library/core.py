@@ -93,7 +93,7 @@ def _head_arg(h) -> str | None:
 class PersonLibrary:
     def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
                  reid_head=None, describer=None, pipeline=None, index_kind: str | None = None,
-                 index_params: dict | None = None, create: bool = True, precision: str = "bf16",
+                 index_params: dict | None = None, create: bool = True, precision: str = "auto",
                  checkpoint_every_s: float = 300.0):
         self.db_dir = Path(db_dir)
         if not (self.db_dir / DB_FILE).exists():

@@ -32,7 +32,7 @@ class ServeConfig:
     par_dir: Path | None = None
     search_head: Path | None = None
     reid_head: Path | None = None
-    precision: str = "bf16"
+    precision: str = "auto"
     # scale-out mode
     queue_url: str | None = None            # redis://host:port/db -> Redis Streams queue
     store_url: str | None = None            # postgresql://... -> PostgreSQL store
