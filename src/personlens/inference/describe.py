@@ -86,6 +86,19 @@ class DescriberHead:
 
 
 class Describer:
+    """Descriptions and attributes of crops (the shipped describer by default).
+
+    Example::
+
+        from personlens import Describer
+        from personlens.models.generate import DecodeConfig
+
+        describer = Describer()
+        describer.decoding = DecodeConfig(method="beam", beam_size=4, max_len=49)
+        for d in describer.describe_paths(["crop.jpg"]):
+            print(d.text, d.present, d.contradictions)
+    """
+
     def __init__(self, weights: str | Path | None = None, par_dir: str | Path | None = None,
                  decoding: DecodeConfig | None = None, consistency: str = "fix",
                  precision: str = "auto", warn=None):

@@ -131,7 +131,18 @@ def resolve_describer(describer, par_dir, names):
 
 
 class PersonPipeline:
-    """Attributes + search + re-ID embeddings from one encoder pass (bf16 + channels_last CPU)."""
+    """Attributes, search and re-ID embeddings and a description from one encoder pass.
+
+    Example::
+
+        from PIL import Image
+        from personlens import PersonPipeline
+
+        pipe = PersonPipeline()                       # the shipped models
+        records = pipe.process([Image.open("crop.jpg").convert("RGB")], ["crop.jpg"])
+        records[0].present, records[0].description, records[0].reid_embedding.shape
+        pipe.reid_embeddings([Image.open("query.jpg").convert("RGB")])   # re-ID only
+    """
 
     def __init__(self, par_dir: str | Path | None = None, search_head=DEFAULT_HEAD,
                  reid_head=DEFAULT_HEAD, *, describer=DEFAULT_HEAD,

@@ -31,7 +31,15 @@ class AttributePrediction:
 
 class AttributePredictor:
     """Batched channels_last CPU inference, bf16 where the CPU has it (the fast path measured
-    in benchmarks/), else fp32."""
+    in benchmarks/), else fp32.
+
+    Example::
+
+        from personlens import AttributePredictor
+
+        for r in AttributePredictor().predict_paths(["crop1.jpg", "crop2.png"]):
+            print(r.image, r.present)      # a PredictionError for a file that cannot be read
+    """
 
     def __init__(self, model_dir: str | Path | None = None, precision: str = "auto",
                  threads: int | None = None, flip_tta: bool | None = None):

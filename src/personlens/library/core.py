@@ -91,6 +91,22 @@ def _head_arg(h) -> str | None:
 
 
 class PersonLibrary:
+    """A folder of person crops made searchable: records in SQLite, embeddings in faiss.
+
+    Example (the README's "Python API" section runs a longer one)::
+
+        from personlens import PersonLibrary
+
+        with PersonLibrary("people-db") as library:
+            library.index_paths(["crops/a.jpg", "crops/b.jpg"], camera="cam1")
+            hits = library.search("a woman with a backpack", top_k=5, where={"personalMale": "no"})
+            more = library.similar("crops/a.jpg", top_k=5)
+            print([(h.rank, h.score, h.record.path, h.record.description) for h in hits])
+
+    ``where`` values are booleans or yes/no; heads not given are the shipped ones when they
+    fit the attribute model, and the models a library was built with are remembered.
+    """
+
     def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
                  reid_head=None, describer=None, pipeline=None, index_kind: str | None = None,
                  index_params: dict | None = None, create: bool = True, precision: str = "auto",

@@ -32,6 +32,7 @@ from ..models.generate import DecodeConfig
 from ..models.par import PARModel
 from ..text.vocab import Vocab
 from .features import cache_dir_for, load_cache
+from ..inference.encode import resolve_precision
 
 
 @dataclass
@@ -148,7 +149,7 @@ def token_cache(par: PARModel, par_sha: str, paths: list[Path], grid: tuple[int,
     total = math.ceil(len(want) / batch_size)
     cache.meta_path("meta").unlink(missing_ok=True)   # it would describe the old arrays
     with cache.writing("pooled", len(want), np.float16) as pooled_out, torch.inference_mode(), \
-            torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_precision("auto") == "bf16"):
         for i, x in tqdm(batches, total=total, desc="caching describer tokens", unit="batch"):
             b = x.shape[0]
             tokens = run(x)
@@ -354,4 +355,3 @@ def _val_sample(cap, pooled, probs, rows, val: CaptionSet, n: int, flip_tta: boo
 
         out["text_attribute_accuracy"] = text_field_accuracy(texts, val.labels[:n])
     return out
-

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..data.cache import ArrayCache
 from ..data.images import load_image
 from ..models.image_encoders import ImageEncoder
+from ..inference.encode import resolve_precision
 
 
 class _Images(torch.utils.data.Dataset):
@@ -51,7 +52,7 @@ def build_cache(encoder: ImageEncoder, paths: list[Path], stage: int, out_dir: P
                                          num_workers=workers)
     n = 0
     with cache.writing("lower", len(paths), np.float16) as out, torch.inference_mode(), \
-            torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_precision("auto") == "bf16"):
         for x in tqdm(loader, desc=f"caching {encoder.name} stage {stage}", unit="batch"):
             b = x.shape[0]
             h = encoder.forward_lower(x.flatten(0, 1).contiguous(memory_format=torch.channels_last), stage)
