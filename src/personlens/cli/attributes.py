@@ -180,8 +180,11 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective):
               help="Average with the mirror image (default: as the model was calibrated).")
 @out_option("Report JSON (a PNG plot is written next to it).")
 @_protocol_options
+@click.option("--seen/--no-seen", default=True, show_default=True,
+              help="With --protocol unseen-cameras: also score each fold model on the cameras it "
+                   "saw (the rest of the test split), for the gap.")
 def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, flip_tta, out,
-                    protocol, folds):
+                    protocol, folds, seen):
     """mA, instance accuracy/precision/recall/F1 and per-attribute results (JSON + PNG plot).
 
     With --protocol unseen-cameras, --weights is the folder of fold models written by `train
@@ -196,7 +199,8 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
         if weights is None:
             raise click.UsageError("--protocol unseen-cameras needs --weights DIR (the fold models)")
         try:
-            summary = evaluate_unseen(weights, root, list(folds) or None, precision, log=click.echo)
+            summary = evaluate_unseen(weights, root, list(folds) or None, precision, log=click.echo,
+                                      seen=seen)
         except (FileNotFoundError, KeyError, ValueError) as e:
             _err(e.args[0] if isinstance(e, KeyError) else str(e))
             sys.exit(2)

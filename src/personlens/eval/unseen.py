@@ -110,7 +110,8 @@ def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Pat
 
 
 def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] | None = None,
-                    precision: str = "auto", batch_size: int = 32, log=print) -> dict:
+                    precision: str = "auto", batch_size: int = 32, log=print,
+                    seen: bool = True) -> dict:
     """Score the fold models in ``models_dir/<fold>`` (``personlens train attributes
     --protocol unseen-cameras``) on their unseen and seen test cameras; ``summarise``d."""
     from ..inference.predict import AttributePredictor
@@ -124,7 +125,7 @@ def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] |
         predictor = AttributePredictor(d, precision=precision)
         data = fold_datasets(root, f, attributes=list(predictor.names))
         per_fold[name] = {}
-        for split in ("test_unseen", "test_seen"):
+        for split in ("test_unseen", "test_seen") if seen else ("test_unseen",):
             per_fold[name][split] = evaluate_par(predictor, data[split], batch_size)["calibrated"]
             log(f"{name} {split}: mA {per_fold[name][split].mA:.2f} F1 {per_fold[name][split].f1:.2f}")
     return summarise(per_fold)
