@@ -52,3 +52,33 @@ def test_summary_has_mean_std_and_the_gap(tmp_path):
     assert s["folds"]["grid-mit"]["held_out"] == ["GRID", "MIT"]
     plot = write_unseen_report(s, tmp_path / "r.json", {"title": "t"})
     assert plot.is_file() and json.loads((tmp_path / "r.json").read_text())["protocol"] == "unseen-cameras"
+
+
+def test_evaluate_unseen_scores_each_fold_model(tmp_path, par_model_dir, monkeypatch):
+    import shutil
+
+    import numpy as np
+    from cli_testlib import FIXTURE_ATTRIBUTES
+    from crops_testlib import write_crops
+
+    from personlens.data.base import PersonDataset, Sample
+    from personlens.data.schema import PETA_SCHEMA
+    from personlens.eval import unseen
+
+    names = list(FIXTURE_ATTRIBUTES)
+    rng = np.random.default_rng(0)
+    paths = write_crops(tmp_path / "crops", 8)
+    samples = [Sample(p, i, 0, rng.integers(0, 2, len(names)).astype(np.float32))
+               for i, p in enumerate(paths)]
+    ds = PersonDataset(samples, PETA_SCHEMA.subset(names))
+    monkeypatch.setattr(unseen, "fold_datasets", lambda root, f, attributes, partition=0:
+                        {"train": ds, "val": ds, "test_unseen": ds, "test_seen": ds})
+    shutil.copytree(par_model_dir, tmp_path / "models" / "grid-mit")
+    with pytest.raises(FileNotFoundError, match="no model for fold viper-prid-sarc3d"):
+        unseen.evaluate_unseen(tmp_path / "models", None, ["viper-prid-sarc3d"], log=lambda *_: None)
+    s = unseen.evaluate_unseen(tmp_path / "models", None, ["grid-mit"], log=lambda *_: None)
+    fold = s["folds"]["grid-mit"]
+    assert fold["test_unseen"]["images"] == 8 and fold["test_unseen"] == fold["test_seen"]
+    only = unseen.evaluate_unseen(tmp_path / "models", None, ["grid-mit"], log=lambda *_: None,
+                                  seen=False)
+    assert "test_seen" not in only["folds"]["grid-mit"] and "gap_mA" not in only["mean"]
