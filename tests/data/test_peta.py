@@ -98,11 +98,14 @@ def test_create_dataset_peta():
     assert set(ds.paths) != set(PETA(PETA_ROOT, split="val").paths)  # another partition
 
 
-def test_exclude_subsets_leaves_those_images_out():
-    out = {}
+def _subset_of() -> dict[str, str]:
+    """Image file stem -> its PETA sub-dataset, from identities.csv."""
     with (PETA_ROOT / "identities.csv").open(newline="") as f:
-        for row in csv.DictReader(f):
-            out[f"{int(row['index']):05d}"] = row["subset"]
+        return {f"{int(row['index']):05d}": row["subset"] for row in csv.DictReader(f)}
+
+
+def test_exclude_subsets_leaves_those_images_out():
+    out = _subset_of()
     full = PETA(PETA_ROOT, split="train")
     kept = PETA(PETA_ROOT, split="train", exclude_subsets=("VIPeR", "PRID", "GRID"))
     dropped = sum(out[p.stem] in ("VIPeR", "PRID", "GRID") for p in full.paths)
@@ -114,10 +117,7 @@ def test_exclude_subsets_leaves_those_images_out():
 
 
 def test_only_subsets_keeps_just_those_images():
-    subset_of = {}
-    with (PETA_ROOT / "identities.csv").open(newline="") as f:
-        for row in csv.DictReader(f):
-            subset_of[f"{int(row['index']):05d}"] = row["subset"]
+    subset_of = _subset_of()
     full = PETA(PETA_ROOT, split="test")
     only = PETA(PETA_ROOT, split="test", only_subsets=("GRID", "MIT"))
     assert {subset_of[p.stem] for p in only.paths} == {"GRID", "MIT"}

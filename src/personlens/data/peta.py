@@ -78,8 +78,9 @@ class PETA(PersonDataset):
             if unknown:
                 raise ValueError(f"unknown PETA sub-datasets {sorted(unknown)}; identities.csv "
                                  f"has {sorted(set(subsets.values()))}")
-            keep = [(not only_subsets or subsets.get(int(r[0])) in set(only_subsets))
-                    and subsets.get(int(r[0])) not in set(exclude_subsets) for r in rows]
+            wanted = set(only_subsets) or set(subsets.values())
+            wanted -= set(exclude_subsets)
+            keep = [subsets.get(int(r[0])) in wanted for r in rows]
             rows = rows[np.asarray(keep, bool)]
 
         cams = _read_cameras(root / "identities.csv")
