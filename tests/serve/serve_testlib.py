@@ -73,6 +73,13 @@ class FakePipeline:
     def processed(self) -> list[str]:
         return [i for b in self.batches for i in b]
 
+    def process_cameras(self, images, sources, cameras, **kw):
+        """No adaptation here: one forward for the batch, as the real pipeline does then."""
+        records = self.process(images, sources, **kw)
+        for r, c in zip(records, cameras):
+            r.camera = c
+        return records
+
     def process(self, images, sources, *, ids=None, camera=None, timestamps=None, track_ids=None):
         self.entered.set()
         if self.gate is not None:

@@ -36,7 +36,7 @@ def eval_():
 
 
 for _cmd in (attributes.attributes, library.index_cmd, library.search, library.similar,
-             describe.describe, serve.serve, serve.worker, info.info):
+             describe.describe, serve.serve, serve.worker, info.info, library.adapt_cmd):
     main.add_command(_cmd)
 for _cmd in (attributes.train_attributes, describe.train_describe, heads.train_search_cmd,
              heads.train_reid_cmd):

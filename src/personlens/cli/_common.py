@@ -79,8 +79,41 @@ def _load_predictor(weights, **kw):
         sys.exit(2)
 
 
-def _open_library(db: Path, create: bool = False, **kw):
-    """A PersonLibrary, or a one-line error (exit 2) for a missing library or unusable model."""
+def _library_par_dir(db: Path):
+    """The attribute model a library was built with (None: the shipped one)."""
+    from ..library import PersonLibrary
+
+    try:
+        lib = PersonLibrary(db, create=False)    # opens the store only, no model
+    except (OSError, ValueError) as e:
+        _err(f"{e}" if isinstance(e, FileNotFoundError) else f"cannot open library {db}: {e}")
+        sys.exit(2)
+    try:
+        return lib.models["par_dir"]
+    finally:
+        lib.close()
+
+
+def _use_library_adaptation(predictor, db: Path, camera: str | None) -> None:
+    """``--db DIR [--camera NAME]``: apply that library's adaptation (``personlens adapt``) to
+    ``predictor``; refused (exit 2) when it was fitted for another model."""
+    from ..inference.adaptation import Adaptation, AdaptationError
+
+    try:
+        adaptation = Adaptation.load(db)
+        if adaptation is None:
+            _err(f"warning: {db} has no adaptation (see `personlens adapt`); using the model as trained")
+            return
+        adaptation.check(predictor.fingerprint, predictor.names, where=str(db))
+    except AdaptationError as e:
+        _err(f"cannot use the adaptation: {e}")
+        sys.exit(2)
+    predictor.set_adaptation(adaptation.entry(camera))
+
+
+def _open_library(db: Path, create: bool = False, adapting: bool = False, **kw):
+    """A PersonLibrary, or a one-line error (exit 2) for a missing library or unusable model.
+    ``adapting``: do not apply the stored adaptation (``adapt`` replaces or removes it)."""
     import sqlite3
 
     from ..library import PersonLibrary
@@ -90,6 +123,8 @@ def _open_library(db: Path, create: bool = False, **kw):
     except (OSError, ValueError, sqlite3.DatabaseError) as e:  # missing, unreadable, not a library
         _err(f"{e}" if isinstance(e, FileNotFoundError) else f"cannot open library {db}: {e}")
         sys.exit(2)
+    if adapting:
+        lib._adaptation_applied = True
     try:
         lib.pipeline  # load the models now, so a bad model is reported here
     except (FileNotFoundError, ValueError) as e:

@@ -12,9 +12,11 @@ from ._common import (
     DATASETS,
     _err,
     _expand,
+    _library_par_dir,
     _load_predictor,
     _print_row,
     _report_per_image,
+    _use_library_adaptation,
     deprecated_alias,
     model_option,
     out_option,
@@ -36,10 +38,19 @@ _root = click.option("--root", type=click.Path(exists=True, file_okay=False, pat
 @deprecated_alias("--top", "--top-k", "top_k", type=int)
 @click.option("--flip-tta/--no-flip-tta", default=None,
               help="Average with the mirror image (default: as the model was calibrated).")
-def attributes(images, as_json, weights, batch_size, top_k, flip_tta):
+@click.option("--db", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Use this library's model and its adaptation to its cameras (`personlens adapt`).")
+@click.option("--camera", default=None, help="With --db: that camera's adaptation (default: all cameras').")
+def attributes(images, as_json, weights, batch_size, top_k, flip_tta, db, camera):
     """Recognise pedestrian attributes on person crops (IMAGE... files or folders)."""
     paths = _expand(images)
+    if camera is not None and db is None:
+        raise click.UsageError("--camera needs --db (the library whose adaptation to use)")
+    if db is not None and weights is None:
+        weights = _library_par_dir(db)
     predictor = _load_predictor(weights, flip_tta=flip_tta)
+    if db is not None:
+        _use_library_adaptation(predictor, db, camera)
     _report_per_image(predictor.predict_paths(paths, batch_size=batch_size), len(paths), as_json,
                       lambda r: _print_row(r, top_k))
 
@@ -83,12 +94,15 @@ def _protocol_options(f):
 @click.option("--exclude-subsets", default="", show_default=True,
               help="PETA sub-datasets to leave out of train and val, comma-separated "
                    "(e.g. VIPeR,PRID,GRID: an encoder that has never seen the re-ID test sets).")
+@click.option("--augment-views", default=0, show_default=True, type=click.IntRange(0, 8),
+              help="Pixel-augmented copies of each image (framing, resolution, blur, JPEG, "
+                   "exposure) cached beside the clean ones and trained on (docs/results.md).")
 @_protocol_options
 @click.option("--resume", is_flag=True,
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, encoder, stage,
-                     attr_set, cache, encoder_lr, calibration, seed, exclude_subsets, protocol,
-                     folds, resume):
+                     attr_set, cache, encoder_lr, calibration, seed, exclude_subsets, augment_views,
+                     protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
@@ -110,7 +124,8 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
                                    "held-out sub-datasets itself (no --exclude-subsets)")
         cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
                           head=HeadConfig(kind=head), cache_root=str(cache), seed=seed,
-                          encoder_lr=encoder_lr, calibration=calibration, partition=partition)
+                          encoder_lr=encoder_lr, calibration=calibration, partition=partition,
+                          augment_views=augment_views)
         summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
                                        log=click.echo)
         click.echo(json.dumps({f: s["val_calibrated"] for f, s in summaries.items()}, indent=2))
@@ -123,7 +138,7 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
     cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
                       head=HeadConfig(kind=head), cache_root=str(cache), seed=seed, dataset=dataset,
                       encoder_lr=encoder_lr, calibration=calibration, partition=partition,
-                      exclude_subsets=excluded)
+                      exclude_subsets=excluded, augment_views=augment_views)
     _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
                            resume=resume)
     click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
@@ -141,11 +156,17 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
                    "shipped model is never rewritten in place).")
 @click.option("--objective", type=click.Choice(CALIBRATIONS),
               default="joint", show_default=True, help="What the thresholds maximise.")
-def calibrate_attributes(dataset, root, partition, split, weights, objective):
-    """Per-attribute thresholds fitted through the real inference path; rewrites config.json."""
+@click.option("--scores-only", is_flag=True,
+              help="Keep the thresholds; only (re)write val_scores.json, the score statistics "
+                   "`personlens adapt` moves thresholds from.")
+def calibrate_attributes(dataset, root, partition, split, weights, objective, scores_only):
+    """Per-attribute thresholds fitted through the real inference path; rewrites config.json
+    and val_scores.json (the split's score statistics, for `personlens adapt`)."""
     from ..data import create_dataset
     from ..eval.metrics import calibrate_thresholds, par_metrics
     from ..eval.par import predict_dataset
+    from ..inference.adapt import score_statistics
+    from ..models.hub import write_scores
     from ..models.io import set_thresholds
 
     if split == "test":
@@ -154,6 +175,10 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective):
     ds = create_dataset(dataset, root, split, partition=partition,
                         attributes=list(predictor.names))
     probs = predict_dataset(predictor, ds)
+    scores_path = write_scores(weights, score_statistics(probs, ds.labels, list(predictor.names), split))
+    if scores_only:
+        click.echo(f"{split}: score statistics of {len(ds)} images written to {scores_path}")
+        return
     th = calibrate_thresholds(probs, ds.labels, objective)
     fixed, cal = (par_metrics(probs, ds.labels, predictor.names, t) for t in (0.5, th))
     cfg_path = set_thresholds(weights, th, {
@@ -183,8 +208,13 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective):
 @click.option("--seen/--no-seen", default=True, show_default=True,
               help="With --protocol unseen-cameras: also score each fold model on the cameras it "
                    "saw (the rest of the test split), for the gap.")
+@click.option("--adapt", "adapt", is_flag=True,
+              help="With --protocol unseen-cameras: also score each fold model after `personlens "
+                   "adapt` on its unseen cameras' test images (labels unused).")
+@click.option("--normalisation/--no-normalisation", default=False, show_default=True,
+              help="With --adapt: also re-estimate the normalisation statistics (AdaBN).")
 def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, flip_tta, out,
-                    protocol, folds, seen):
+                    protocol, folds, seen, adapt, normalisation):
     """mA, instance accuracy/precision/recall/F1 and per-attribute results (JSON + PNG plot).
 
     With --protocol unseen-cameras, --weights is the folder of fold models written by `train
@@ -199,15 +229,23 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
         if weights is None:
             raise click.UsageError("--protocol unseen-cameras needs --weights DIR (the fold models)")
         try:
+            from ..inference.adapt import AdaptSettings
+
             summary = evaluate_unseen(weights, root, list(folds) or None, precision, log=click.echo,
-                                      seen=seen)
+                                      seen=seen, adapt=adapt,
+                                      adapt_settings=AdaptSettings(normalisation=normalisation))
         except (FileNotFoundError, KeyError, ValueError) as e:
             _err(e.args[0] if isinstance(e, KeyError) else str(e))
             sys.exit(2)
         plot = write_unseen_report(summary, out, {"weights": str(weights), "precision": precision,
+                                                  "adapt": adapt and {"normalisation": normalisation},
                                                   "title": "PETA p0, cameras never seen"})
         m, sd = summary["mean"]["test_unseen"], summary["std"]["test_unseen"]
         click.echo(f"unseen cameras: mA {m['mA']:.2f} +- {sd['mA']:.2f}  F1 {m['f1']:.2f} +- {sd['f1']:.2f}")
+        if "adapt_gain_mA" in summary["mean"]:
+            click.echo(f"after adapt: mA {summary['mean']['test_unseen_adapted']['mA']:.2f} "
+                       f"(gain {summary['mean']['adapt_gain_mA']:+.2f}, worst fold "
+                       f"{summary['mean']['adapt_worst_fold_mA']:+.2f})")
         click.echo(f"wrote {out} and {plot}")
         return
 

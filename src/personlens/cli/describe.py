@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from ._common import _err, _expand, _report_per_image, deprecated_alias, model_option, out_option
+from ._common import (_err, _expand, _report_per_image, _use_library_adaptation, deprecated_alias,
+                      model_option, out_option)
 
 DECODINGS = ("greedy", "beam", "sample")
 CONSISTENCY = ("fix", "flag", "off")
@@ -82,14 +83,21 @@ def _load_describer(weights, par, decode_kw, consistency, precision="auto"):
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Crops per forward pass.")
 @_decoding_options
-def describe(images, as_json, weights, par, batch_size, consistency, **decode_kw):
+@click.option("--db", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Use this library's adaptation to its cameras (`personlens adapt`).")
+@click.option("--camera", default=None, help="With --db: that camera's adaptation (default: all cameras').")
+def describe(images, as_json, weights, par, batch_size, consistency, db, camera, **decode_kw):
     """Describe the person in each crop (IMAGE... files or folders) in one sentence.
 
     The attributes come from the same encoder pass; the text is checked against them
     (--consistency).
     """
     paths = _expand(images)
+    if camera is not None and db is None:
+        raise click.UsageError("--camera needs --db (the library whose adaptation to use)")
     describer = _load_describer(weights, par, decode_kw, consistency)
+    if db is not None:
+        _use_library_adaptation(describer.predictor, db, camera)
     verb = "corrected" if consistency == "fix" else "contradiction"
 
     def show(r):

@@ -15,8 +15,10 @@ from ._common import _err, model_option
 @click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None,
               help="Attribute model directory to report (default: the shipped PETA model).")
 @model_option("attributes")
-def info(as_json, weights):
-    """Shipped models, their attributes and parameter counts."""
+@click.option("--db", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also report this library: its models, records and adaptation (`personlens adapt`).")
+def info(as_json, weights, db):
+    """Shipped models, their attributes and parameter counts (and a library's, with --db)."""
     from .. import __version__
     from ..models.factory import list_models
     from ..models.hub import SHIPPED
@@ -41,6 +43,8 @@ def info(as_json, weights):
         "shipped_models": {n: {"kind": s.kind, "present": s.present, "summary": s.summary}
                            for n, s in SHIPPED.items()},
     }
+    if db is not None:
+        data["library"] = _library_info(db)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -52,3 +56,56 @@ def info(as_json, weights):
         click.echo("shipped models (--model NAME): " + ", ".join(
             f"{n} ({s['kind']}{'' if s['present'] else ', not in this build'})"
             for n, s in data["shipped_models"].items()))
+        if "library" in data:
+            _print_library(data["library"])
+
+
+def _library_info(db: Path) -> dict:
+    """A library's models, record counts and adaptation, from its store and files (the
+    stored adaptation is checked against the library's attribute model)."""
+    import numpy as np
+
+    from ..inference.adaptation import Adaptation, AdaptationError
+    from ._common import _open_library
+
+    lib = _open_library(db, adapting=True)
+    try:
+        pipe = lib.pipeline
+        out = {"db": str(db), "records": lib.store.count(), "models": dict(lib.models),
+               "adaptation": None}
+        try:
+            adaptation = Adaptation.load(db)
+            if adaptation is not None:
+                adaptation.check(pipe.predictor.fingerprint, pipe.names, where=str(db))
+                pipe.set_adaptation(adaptation)
+        except AdaptationError as e:
+            out["adaptation"] = {"error": str(e)}
+            adaptation = None
+        out["model_version"] = lib.model_version
+        out["searchable"] = len(lib)
+        out["stale"] = lib.stale_count()
+        if adaptation is not None:
+            base = np.asarray(pipe.predictor.base_thresholds)
+            out["adaptation"] = {"id": adaptation.id, "settings": vars(adaptation.settings),
+                                 "cameras": {c: e.summary(list(pipe.names), base)
+                                             for c, e in adaptation.cameras.items()}}
+        return out
+    finally:
+        lib.close()
+
+
+def _print_library(lib: dict) -> None:
+    click.echo(f"library {lib['db']}: {lib['records']} records, {lib.get('searchable', 0)} searchable "
+               f"with model version {lib.get('model_version')}"
+               + (f", {lib['stale']} stale (made by another model)" if lib.get("stale") else ""))
+    a = lib["adaptation"]
+    if a is None:
+        click.echo("  not adapted (see `personlens adapt`)")
+    elif "error" in a:
+        click.echo(f"  adaptation unusable: {a['error']}")
+    else:
+        for cam, e in a["cameras"].items():
+            moves = ", ".join(f"{n} {x:.2f}->{y:.2f}" for n, (x, y) in e["largest_threshold_moves"].items())
+            click.echo(f"  adapted for camera {'(all)' if cam == '*' else cam}: {e['crops']} crops, "
+                       f"{e['created']}, normalisation {'re-estimated' if e['normalisation'] else 'kept'}"
+                       f"; largest threshold moves: {moves}")

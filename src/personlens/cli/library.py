@@ -158,3 +158,67 @@ def similar(images, db, top_k, where, camera_centring, camera, as_json):
     if failed:
         _err(f"{failed} query images could not be read")
         sys.exit(1)
+
+
+@click.command("adapt")
+@click.argument("crops", nargs=-1, type=click.Path(path_type=Path))
+@_db_option("Library directory to adapt (it must exist: `personlens index` makes one).")
+@click.option("--camera", default=None,
+              help="Adapt only for this camera's crops (as named in `index --camera`); "
+                   "default: one adaptation for every camera without its own.")
+@click.option("--reset", is_flag=True, help="Remove the library's adaptation (all cameras).")
+@click.option("--normalisation/--no-normalisation", default=False, show_default=True,
+              help="Also re-estimate the encoder's normalisation statistics (AdaBN): more mA, "
+                   "less F1 on the validation fold (docs/results.md).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+@_as_json
+def adapt_cmd(crops, db, camera, reset, normalisation, progress, as_json):
+    """Adapt a library to its cameras from unlabelled crops (CROPS... files or folders).
+
+    Moves each attribute's threshold with how its scores are spread on the crops, and with
+    --normalisation re-estimates the encoder's normalisation statistics on them (no labels;
+    nothing leaves this machine). The result is saved in the library and used by index, search, similar, the
+    service, and `attributes/describe --db`; records indexed before are re-embedded.
+    """
+    from ..inference.adapt import AdaptSettings
+    from ..inference.adaptation import AdaptationError
+    from ..library.adapt import adapt_library, reset_adaptation
+
+    if reset and (crops or camera or normalisation):
+        raise click.UsageError("--reset takes no crops, --camera or --normalisation")
+    if not reset and not crops:
+        raise click.UsageError("give the folder(s) of crops to adapt to, or --reset")
+    if not (Path(db) / "personlens.sqlite").exists():
+        _err(f"no personlens library in {db} (create one with `personlens index PATH --db {db}`)")
+        sys.exit(2)
+    files = [] if reset else _expand(crops)
+    lib = None
+    try:
+        lib = _open_library(db, adapting=True)
+        if reset:
+            found, n, failed = reset_adaptation(lib, progress=progress)
+            out = {"db": str(db), "removed": found, "reembedded": n,
+                   "reembed_failed": [{"image": e.image, "error": e.error} for e in failed]}
+            msg = (f"adaptation removed from {db}" if found else f"{db} had no adaptation") + \
+                  (f"; {n} records re-embedded" if n else "")
+        else:
+            summary = adapt_library(lib, files, camera, AdaptSettings(normalisation=normalisation),
+                                    progress=progress)
+            out, failed = {"db": str(db), **summary.to_dict()}, summary.reembed_failed
+            moves = ", ".join(f"{n} {a:.2f}->{b:.2f}"
+                              for n, (a, b) in summary.details["largest_threshold_moves"].items())
+            msg = (f"adapted {db} for camera {summary.camera} from {summary.crops} crops"
+                   f"{f' ({len(summary.unreadable)} unreadable, skipped)' if summary.unreadable else ''}"
+                   f"; {summary.reembedded} records re-embedded\nlargest threshold moves: {moves}")
+            if summary.replaced:
+                _err(f"note: {summary.replaced}; it was replaced")
+    except AdaptationError as e:
+        _err(f"cannot adapt: {e}")
+        sys.exit(2)
+    finally:
+        if lib is not None:
+            lib.close()
+    click.echo(json.dumps(out, indent=2) if as_json else msg)
+    if failed:
+        _err(f"{len(failed)} records could not be re-embedded (their files are gone) and stay "
+             f"unsearchable until indexed again")

@@ -69,13 +69,18 @@ def summarise(per_fold: dict[str, dict[str, PARMetrics]]) -> dict:
             "held_out": list(fold(name).held_out),
             **{split: {k: round(getattr(m, k), 2) for k in HEADLINE} | {"images": m.num_images}
                for split, m in res.items()}}
-    for split in ("test_unseen", "test_seen"):
+    for split in ("test_unseen", "test_seen", "test_unseen_adapted"):
         vals = {k: [f[split][k] for f in out["folds"].values() if split in f] for k in HEADLINE}
         if all(vals.values()):
             out["mean"][split] = {k: round(float(np.mean(v)), 2) for k, v in vals.items()}
             out["std"][split] = {k: round(float(np.std(v)), 2) for k, v in vals.items()}
     if {"test_unseen", "test_seen"} <= set(out["mean"]):
         out["mean"]["gap_mA"] = round(out["mean"]["test_seen"]["mA"] - out["mean"]["test_unseen"]["mA"], 2)
+    if {"test_unseen", "test_unseen_adapted"} <= set(out["mean"]):
+        gains = [f["test_unseen_adapted"]["mA"] - f["test_unseen"]["mA"] for f in out["folds"].values()
+                 if "test_unseen_adapted" in f]
+        out["mean"]["adapt_gain_mA"] = round(float(np.mean(gains)), 2)
+        out["mean"]["adapt_worst_fold_mA"] = round(float(np.min(gains)), 2)
     return out
 
 
@@ -92,9 +97,13 @@ def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Pat
     names = list(summary["folds"])
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(names)), 4))
-    for i, split in enumerate(("test_seen", "test_unseen")):
-        ax.bar(x + (i - 0.5) * 0.4, [summary["folds"][n].get(split, {}).get("mA", 0) for n in names],
-               0.4, label=split.replace("test_", "") + " cameras")
+    splits = [s for s in ("test_seen", "test_unseen", "test_unseen_adapted")
+              if any(s in summary["folds"][n] for n in names)]
+    width = 0.8 / len(splits)
+    for i, split in enumerate(splits):
+        ax.bar(x + (i - (len(splits) - 1) / 2) * width,
+               [summary["folds"][n].get(split, {}).get("mA", 0) for n in names], width,
+               label=split.replace("test_", "").replace("_", ", ") + " cameras")
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("mA (%)")
     ax.set_ylim(50, 100)
@@ -109,11 +118,47 @@ def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Pat
     return plot
 
 
+def ensure_val_scores(predictor, data: dict, log=print) -> None:
+    """A fold model trained before ``val_scores.json`` existed gets it now, from the fold's
+    own validation split (never from the held-out cameras)."""
+    from ..inference.adapt import score_statistics
+    from ..models.hub import read_scores, write_scores
+    from .par import predict_dataset
+
+    if read_scores(predictor.model_dir) is None:
+        log(f"writing the validation score statistics of {predictor.model_dir}")
+        probs = predict_dataset(predictor, data["val"])
+        write_scores(predictor.model_dir, score_statistics(probs, data["val"].labels,
+                                                           list(predictor.names), "val"))
+
+
+def adapt_to(predictor, dataset, settings=None, log=print):
+    """Fit ``personlens adapt``'s adaptation on a dataset's images (their labels unused) and
+    apply it to ``predictor``; returns the seconds it took."""
+    import time
+
+    from ..data.images import load_image
+    from ..inference.adapt import AdaptSettings
+    from ..inference.adaptation import fit_camera
+
+    t0 = time.perf_counter()
+    images = [load_image(p) for p in dataset.paths]
+    predictor.set_adaptation(None)
+    entry = fit_camera(predictor, images, settings or AdaptSettings())
+    predictor.set_adaptation(entry)
+    seconds = time.perf_counter() - t0
+    log(f"adapted on {len(images)} unlabelled images in {seconds:.0f} s")
+    return seconds
+
+
 def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] | None = None,
                     precision: str = "auto", batch_size: int = 32, log=print,
-                    seen: bool = True) -> dict:
+                    seen: bool = True, adapt: bool = False, adapt_settings=None) -> dict:
     """Score the fold models in ``models_dir/<fold>`` (``personlens train attributes
-    --protocol unseen-cameras``) on their unseen and seen test cameras; ``summarise``d."""
+    --protocol unseen-cameras``) on their unseen and seen test cameras; ``summarise``d.
+
+    ``adapt``: also score each on its unseen cameras after ``personlens adapt`` on those
+    cameras' test images, without their labels (``test_unseen_adapted``)."""
     from ..inference.predict import AttributePredictor
     from .par import evaluate_par
 
@@ -128,4 +173,11 @@ def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] |
         for split in ("test_unseen", "test_seen") if seen else ("test_unseen",):
             per_fold[name][split] = evaluate_par(predictor, data[split], batch_size)["calibrated"]
             log(f"{name} {split}: mA {per_fold[name][split].mA:.2f} F1 {per_fold[name][split].f1:.2f}")
+        if adapt:
+            ensure_val_scores(predictor, data, log)
+            adapt_to(predictor, data["test_unseen"], adapt_settings, log)
+            m = evaluate_par(predictor, data["test_unseen"], batch_size)["calibrated"]
+            per_fold[name]["test_unseen_adapted"] = m
+            log(f"{name} test_unseen_adapted: mA {m.mA:.2f} F1 {m.f1:.2f}")
+            predictor.set_adaptation(None)
     return summarise(per_fold)

@@ -118,7 +118,11 @@ class Describer:
             (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(
                 f"the description model was trained on the tokens of another PAR model than "
                 f"{par_dir or 'the shipped one'}; descriptions may be poor")
-        self.thresholds = self.predictor.threshold_map
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The attribute model's current thresholds (adapted ones after ``set_adaptation``)."""
+        return self.predictor.threshold_map
 
     # Decoding and consistency live on the head that writes the text; these properties make
     # ``describer.decoding = DecodeConfig(...)`` reach it (it once set a copy nobody read).

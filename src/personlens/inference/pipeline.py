@@ -175,16 +175,35 @@ class PersonPipeline:
             p.requires_grad_(False)
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sentence_cache = sentence_cache
+        self.adaptation = None
         self.versions = self._versions(par_dir)
+        self._set_model_version()
+
+    def _set_model_version(self) -> None:
         self.model_version = "pl1-" + hashlib.blake2b(
             json.dumps(self.versions, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+    def set_adaptation(self, adaptation) -> None:
+        """Use an ``inference.adaptation.Adaptation`` (``None``: the models as trained). It
+        is part of the model version: records made before it are re-embedded, never mixed."""
+        if adaptation is not None:
+            adaptation.check(self.predictor.fingerprint, self.names)
+            self.versions["adaptation"] = adaptation.id
+        else:
+            self.versions.pop("adaptation", None)
+        self.adaptation = adaptation
+        self._set_model_version()
+        self.use_camera(None)
+
+    def use_camera(self, camera: str | None) -> None:
+        """Apply the adaptation of ``camera`` (or of all cameras, ``*``) to what follows."""
+        self.predictor.set_adaptation(self.adaptation.entry(camera) if self.adaptation else None)
 
     # ------------------------------------------------------------------ identity
     def _versions(self, par_dir) -> dict[str, str]:
         text = f"{getattr(self.text_encoder, 'name', type(self.text_encoder).__name__)}:" \
                f"{module_fingerprint(self.text_encoder)}"
-        v = {"attributes": module_fingerprint(self.model, self.model.config.to_dict()),
-             "text_encoder": text}
+        v = {"attributes": self.predictor.fingerprint, "text_encoder": text}
         for kind, head, baseline in (("search", self.search_head, BASELINE_SEARCH),
                                      ("reid", self.reid_head, BASELINE_REID)):
             cfg = getattr(head, "config", None)
@@ -330,6 +349,28 @@ class PersonPipeline:
                              track_id=track_ids[i], model_version=self.model_version,
                              description=descriptions[i])
                 for i in range(n)]
+
+    def process_cameras(self, images: list[Image.Image], sources: list[str], cameras: list,
+                        **kw) -> list[PersonRecord]:
+        """``process`` for crops of several cameras: each camera's crops run with that camera's
+        adaptation (one encoder pass per camera present); records come back in input order."""
+        groups: dict = {}
+        for i, c in enumerate(cameras):
+            groups.setdefault(c, []).append(i)
+        if self.adaptation is None or len(groups) <= 1:     # one pass for the whole batch
+            self.use_camera(cameras[0] if cameras else None)
+            records = self.process(images, sources, **kw)
+            for r, c in zip(records, cameras):
+                r.camera = c
+            return records
+        out: list = [None] * len(images)
+        for cam, idx in groups.items():
+            self.use_camera(cam)
+            sub = {k: [v[i] for i in idx] for k, v in kw.items() if v is not None}
+            for i, r in zip(idx, self.process([images[i] for i in idx], [sources[i] for i in idx],
+                                              camera=cam, **sub)):
+                out[i] = r
+        return out
 
     def records_from_paths(self, paths: Iterable[str | Path], batch_size: int = 32,
                            camera: str | None = None) -> Iterator[PersonRecord | PredictionError]:

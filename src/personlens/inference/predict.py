@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..models import hub
 from ..models.io import load_par
 from .batching import PredictionError, batched_over_paths
 from .encode import EncoderPass, resolve_precision
@@ -46,17 +47,47 @@ class AttributePredictor:
         if threads:
             torch.set_num_threads(threads)
         precision = resolve_precision(precision)   # a bad value fails before the model loads
-        self.encoder = EncoderPass(load_par(model_dir), precision, flip_tta)
+        self.model_dir = hub.resolve(model_dir, "attributes")
+        self.encoder = EncoderPass(load_par(self.model_dir), precision, flip_tta)
         self.model = self.encoder.model
         self.config = self.model.config
         self.names = list(self.config.attributes)
         self.preprocess = self.encoder.preprocess
+        # the model as trained (before any adaptation): its identity, statistics, thresholds
+        self.fingerprint = hub.module_fingerprint(self.model, self.config.to_dict())
+        self._base_bn = {k: v.clone() for k, v in self.model.encoder.state_dict().items()
+                         if k.endswith(("running_mean", "running_var"))}
         th = self.config.thresholds or [0.5] * len(self.names)
-        self.thresholds = np.asarray(th, np.float32)
-        self.threshold_map = {n: float(t) for n, t in zip(self.names, self.thresholds)}
+        self.base_thresholds = np.asarray(th, np.float32)
+        self.adapted = None
+        self._set_thresholds(self.base_thresholds)
         self.precision = precision
         # mirror-image averaging: the model's setting unless the caller trades it for speed
         self.flip_tta = self.encoder.flip_tta
+
+    def _set_thresholds(self, thresholds) -> None:
+        self.thresholds = np.asarray(thresholds, np.float32)
+        self.threshold_map = {n: float(t) for n, t in zip(self.names, self.thresholds)}
+
+    @property
+    def score_model(self):
+        """The validation score statistics (``val_scores.json``) as a ``ScoreModel``, or None."""
+        from .adaptation import score_model_from
+
+        return score_model_from(hub.read_scores(self.model_dir), self.names)
+
+    def set_adaptation(self, entry) -> None:
+        """Use one camera's ``CameraAdaptation`` (normalisation statistics and thresholds),
+        or the model as trained with ``None``."""
+        from .adapt import apply_bn_statistics
+
+        if entry is not None and len(entry.thresholds) != len(self.names):
+            raise ValueError(f"{len(entry.thresholds)} adapted thresholds for {len(self.names)} attributes")
+        if entry is self.adapted:
+            return
+        apply_bn_statistics(self.model.encoder, entry.bn if entry is not None and entry.bn else self._base_bn)
+        self._set_thresholds(self.base_thresholds if entry is None else entry.thresholds)
+        self.adapted = entry
 
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """(N, A) probabilities for decoded RGB images."""

@@ -5,6 +5,7 @@ A library lives in one directory (``db_dir``)::
     personlens.sqlite      the records (the source of truth, see store/sqlite.py)
     search.index           faiss index over the search embeddings   (derived, rebuildable)
     reid.index             faiss index over the re-ID embeddings     (derived, rebuildable)
+    adaptation.*           optional: the adaptation to its cameras (``personlens adapt``)
 
 ``index_paths`` is idempotent and crash-safe: records are keyed by the SHA-256 of the file
 bytes, a crop already stored by the current model is skipped, one stored by another model
@@ -34,6 +35,7 @@ from PIL import Image
 from ..data.images import ImageLoadError, decode_image, read_image_bytes
 from ..index import IndexFileError, VectorIndex
 from ..index.vector import DEFAULTS as INDEX_DEFAULTS
+from ..inference.adaptation import Adaptation, AdaptationError
 from ..inference.predict import PredictionError
 from ..inference.records import PersonRecord, content_id
 from ..store import EMBEDDING_KINDS, SQLiteStore
@@ -141,6 +143,7 @@ class PersonLibrary:
         self.precision = precision
         self.checkpoint_every_s = checkpoint_every_s
         self._pipeline = pipeline
+        self._adaptation_applied = False
         self._indexes: dict[str, VectorIndex] = {}
         self._filters = FilterCache()
         self._camera_stats = CameraStatsCache()
@@ -154,7 +157,21 @@ class PersonLibrary:
             m = self.models
             self._pipeline = PersonPipeline(m["par_dir"], m["search_head"], m["reid_head"],
                                             describer=m["describer"], precision=self.precision)
+        if not self._adaptation_applied:
+            self._adaptation_applied = True
+            adaptation = Adaptation.load(self.db_dir)
+            if adaptation is not None or getattr(self._pipeline, "adaptation", None) is not None:
+                try:
+                    self._pipeline.set_adaptation(adaptation)   # refuses one for another model
+                except AdaptationError as e:
+                    self._adaptation_applied = False
+                    raise AdaptationError(f"{self.db_dir}: {e}") from None
         return self._pipeline
+
+    @property
+    def adaptation(self):
+        """The library's ``Adaptation`` in use, or None."""
+        return getattr(self.pipeline, "adaptation", None)
 
     @property
     def model_version(self) -> str:
@@ -304,6 +321,8 @@ class PersonLibrary:
 
     def _commit(self, pending, camera) -> None:
         ids, srcs, imgs, _ = zip(*pending)
+        if hasattr(self.pipeline, "use_camera"):
+            self.pipeline.use_camera(camera)    # that camera's adaptation, if any
         self.add_records(self.pipeline.process(list(imgs), list(srcs), ids=list(ids), camera=camera))
 
     def add_records(self, records: Sequence[PersonRecord]) -> None:
@@ -390,12 +409,30 @@ class PersonLibrary:
             if stored is not None and stored.model_version == self.model_version:
                 return cid, stored.reid_embedding, stored.camera
             img = decode_image(data, source)
+        if hasattr(self.pipeline, "use_camera"):
+            self.pipeline.use_camera(None)      # a query has no camera: the all-camera adaptation
         return cid, self.pipeline.reid_embeddings([img])[0], None
 
     def _query(self, kind, query, top_k, where, exclude=frozenset()) -> list[SearchHit]:
         pairs = ranked_records(lambda: self.index(kind), self.store, self.model_version,
                                query, top_k, where, exclude, self._filters)
         return [SearchHit(rank=n + 1, score=s, record=r) for n, (s, r) in enumerate(pairs)]
+
+    # ------------------------------------------------------------------ adaptation
+    def adapt(self, paths: Iterable[str | Path], camera: str | None = None, settings=None,
+              progress: bool = False, reembed: bool = True):
+        """Adapt to a camera (``None``: all cameras) from unlabelled crops; saved with the
+        library, used from now on; stale records re-embedded (``library.adapt``)."""
+        from ..inference.adapt import AdaptSettings
+        from .adapt import adapt_library
+
+        return adapt_library(self, paths, camera, settings or AdaptSettings(), progress, reembed)
+
+    def reset_adaptation(self, progress: bool = False, reembed: bool = True):
+        """Remove the adaptation; (whether there was one, re-embedded, failures)."""
+        from .adapt import reset_adaptation
+
+        return reset_adaptation(self, progress, reembed)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

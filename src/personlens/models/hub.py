@@ -5,7 +5,10 @@ Every trained model personlens writes or ships is one directory::
     config.json          its typed config (``PARConfig``, ``EmbeddingHeadConfig``, ``DescriberConfig``)
     model.safetensors    its weights (never pickle); the ``format`` metadata names the kind
 
-plus, for a describer, ``vocab.json`` and ``par/`` (the attribute model whose tokens it reads).
+plus, for a describer, ``vocab.json`` and ``par/`` (the attribute model whose tokens it reads),
+and, for an attribute model, ``val_scores.json``: how its scores of negatives and positives
+were distributed on the validation split (``personlens adapt`` moves thresholds from it). It
+sits beside the config, not in it, so that adding it changes no model version.
 This module is the one place that knows those file names, the table of shipped models
 (:data:`SHIPPED`), how a directory is found from ``--model NAME`` / ``--weights DIR``
 (:func:`resolve`), how weights are saved and read back (:func:`save_weights`,
@@ -33,6 +36,7 @@ from ..data.images import Preprocess
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
+SCORES_FILE = "val_scores.json"
 PAR_SUBDIR = "par"   # inside a describer directory: the attribute model it was trained on
 
 # kind -> the ``format`` written in the safetensors metadata
@@ -140,6 +144,24 @@ def save_weights(out_dir: str | Path, state: dict[str, torch.Tensor], config: di
     tmp.replace(out_dir / WEIGHTS_FILE)
     _atomic_write_text(out_dir / CONFIG_FILE, json.dumps(config, indent=2))
     return out_dir
+
+
+def write_scores(model_dir: str | Path, scores: dict) -> Path:
+    """Write an attribute model's validation score statistics (``SCORES_FILE``) atomically."""
+    path = Path(model_dir) / SCORES_FILE
+    _atomic_write_text(path, json.dumps(scores, indent=1))
+    return path
+
+
+def read_scores(model_dir: str | Path) -> dict | None:
+    """The validation score statistics of an attribute model, or None when it has none."""
+    path = Path(model_dir) / SCORES_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise ValueError(f"{path} is not readable JSON: {e}") from None
 
 
 def write_config(model_dir: str | Path, config: dict) -> Path:
@@ -277,7 +299,8 @@ class TrainedOn:
 
 
 __all__ = ["CONFIG_FILE", "DEFAULT_FOR_KIND", "FORMATS", "KINDS", "PAR_SUBDIR", "SHIPPED",
-           "ShippedModel", "TrainedOn", "VOCAB_FILE", "WEIGHTS_FILE", "encoder_fingerprint",
-           "file_sha256", "kind_of", "load_state", "module_fingerprint", "read_config",
+           "SCORES_FILE", "ShippedModel", "TrainedOn", "VOCAB_FILE", "WEIGHTS_FILE", "encoder_fingerprint",
+           "file_sha256", "kind_of", "load_state", "module_fingerprint", "read_config", "read_scores",
+           "write_scores",
            "read_weights", "resolve", "save_weights", "shipped", "shipped_default", "shipped_dir",
            "write_config"]

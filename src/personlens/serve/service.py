@@ -275,11 +275,11 @@ class PersonService:
                 c.path = save_upload(self.config.db, c) if self.config.keep_uploads else f"upload:{c.id}"
         pipe = self.backend.pipeline
         with self._infer_lock:
-            records = pipe.process([c.image for c in uniq], [c.path for c in uniq],
-                                   ids=[c.id for c in uniq], timestamps=[c.timestamp for c in uniq],
-                                   track_ids=[c.track_id for c in uniq])
-        for r, c in zip(records, uniq):
-            r.camera = c.camera
+            # each camera's crops with its adaptation (``personlens adapt``), if the library has one
+            records = pipe.process_cameras([c.image for c in uniq], [c.path for c in uniq],
+                                           [c.camera for c in uniq], ids=[c.id for c in uniq],
+                                           timestamps=[c.timestamp for c in uniq],
+                                           track_ids=[c.track_id for c in uniq])
         self._store_exec.submit(self.backend.add, records).result()
         by_id = {r.id: r for r in records}
         return [by_id[c.id] for c in crops]

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.cache import ArrayCache
+from ..data.augment import PixelAugment
+from ..data.cache import ArrayCache, key
 from ..data.images import load_image
 from ..models.image_encoders import ImageEncoder
 from ..inference.encode import resolve_precision
@@ -29,9 +30,34 @@ class _Images(torch.utils.data.Dataset):
         return torch.stack([self.preprocess(img), self.preprocess(img, flip=True)])
 
 
+class _AugmentedImages(torch.utils.data.Dataset):
+    """``views`` augmented copies of each image; image ``i``'s generator is seeded by
+    ``(seed, i)``, so the copies do not depend on batch order or worker processes."""
+
+    def __init__(self, paths, preprocess, augment: PixelAugment, views: int, seed: int):
+        self.paths, self.preprocess = paths, preprocess
+        self.augment, self.views, self.seed = augment, views, seed
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        img = load_image(self.paths[i])
+        rng = np.random.default_rng([self.seed, i])
+        return torch.stack([self.preprocess(self.augment(img, rng)) for _ in range(self.views)])
+
+
 def cache_dir_for(root: Path, encoder: ImageEncoder, stage: int) -> Path:
     p = encoder.preprocess
     return Path(root) / f"{encoder.name}-{p.height}x{p.width}-s{stage}"
+
+
+def augmented_cache_dir_for(root: Path, encoder: ImageEncoder, stage: int, augment: PixelAugment,
+                            views: int, seed: int, paths: list[Path]) -> Path:
+    """One folder per recipe and image list (a fold's training images)."""
+    base = cache_dir_for(root, encoder, stage)
+    images = key(sorted(str(Path(p).resolve()) for p in paths), digest_size=4)
+    return base.with_name(f"{base.name}-aug{views}-{key(augment.to_dict(), seed, digest_size=4)}-{images}")
 
 
 def build_cache(encoder: ImageEncoder, paths: list[Path], stage: int, out_dir: Path,
@@ -47,19 +73,46 @@ def build_cache(encoder: ImageEncoder, paths: list[Path], stage: int, out_dir: P
         if same and set(meta["paths"]) <= set(old["paths"]):
             return out_dir  # an earlier cache already covers these images
     cache.meta_path("meta").unlink(missing_ok=True)   # it describes the old array
-    encoder = encoder.eval().to(memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(_Images(paths, encoder.preprocess), batch_size=batch_size,
-                                         num_workers=workers)
-    n = 0
-    with cache.writing("lower", len(paths), np.float16) as out, torch.inference_mode(), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_precision("auto") == "bf16"):
-        for x in tqdm(loader, desc=f"caching {encoder.name} stage {stage}", unit="batch"):
-            b = x.shape[0]
-            h = encoder.forward_lower(x.flatten(0, 1).contiguous(memory_format=torch.channels_last), stage)
-            out.put(n, h.float().reshape(b, 2, *h.shape[1:]).numpy().astype(np.float16))
-            n += b
+    _write_views(encoder, _Images(paths, encoder.preprocess), stage, cache, batch_size, workers,
+                 f"caching {encoder.name} stage {stage}")
     cache.save_meta("meta", meta)
     return out_dir
+
+
+def build_augmented_cache(encoder: ImageEncoder, paths: list[Path], stage: int, out_dir: Path,
+                          augment: PixelAugment, views: int, seed: int = 0,
+                          batch_size: int = 32, workers: int = 1) -> Path:
+    """Like ``build_cache``, with ``views`` pixel-augmented copies of each image (``lower.npy``
+    of shape (N, views, C, H, W)): the top stages then train on framings, resolutions,
+    compressions and exposures that PETA's cameras never had."""
+    out_dir = Path(out_dir)
+    cache = ArrayCache(out_dir)
+    meta = {"encoder": encoder.name, "stage": stage, "preprocess": encoder.preprocess.to_dict(),
+            "augment": augment.to_dict(), "views": views, "seed": seed,
+            "paths": [str(Path(p).resolve()) for p in paths]}
+    old = cache.load_meta("meta")
+    if old is not None and old.get("paths") == meta["paths"] \
+            and all(old.get(k) == meta[k] for k in meta if k != "paths") \
+            and _load_lower(cache, old, views) is not None:
+        return out_dir
+    cache.meta_path("meta").unlink(missing_ok=True)
+    _write_views(encoder, _AugmentedImages(paths, encoder.preprocess, augment, views, seed), stage,
+                 cache, batch_size, workers, f"caching {views} augmented views")
+    cache.save_meta("meta", meta)
+    return out_dir
+
+
+def _write_views(encoder, dataset, stage, cache, batch_size, workers, desc) -> None:
+    encoder = encoder.eval().to(memory_format=torch.channels_last)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    n = 0
+    with cache.writing("lower", len(dataset), np.float16) as out, torch.inference_mode(), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_precision("auto") == "bf16"):
+        for x in tqdm(loader, desc=desc, unit="batch"):
+            b, v = x.shape[:2]
+            h = encoder.forward_lower(x.flatten(0, 1).contiguous(memory_format=torch.channels_last), stage)
+            out.put(n, h.float().reshape(b, v, *h.shape[1:]).numpy().astype(np.float16))
+            n += b
 
 
 def load_cache(out_dir: Path) -> tuple[np.ndarray, dict]:
@@ -67,12 +120,12 @@ def load_cache(out_dir: Path) -> tuple[np.ndarray, dict]:
     holds no complete cache."""
     cache = ArrayCache(out_dir)
     meta = cache.load_meta("meta")
-    feats = None if meta is None else _load_lower(cache, meta)
+    feats = None if meta is None else _load_lower(cache, meta, meta.get("views", 2))
     if feats is None:
         raise FileNotFoundError(f"no complete feature cache in {out_dir}")
     return feats, meta
 
 
-def _load_lower(cache: ArrayCache, meta: dict) -> np.ndarray | None:
-    """``lower.npy`` memory-mapped, if it has a row per path of ``meta``."""
-    return cache.load("lower", shape=(len(meta.get("paths", ())), 2, None, None, None), mmap=True)
+def _load_lower(cache: ArrayCache, meta: dict, views: int = 2) -> np.ndarray | None:
+    """``lower.npy`` memory-mapped, if it has a row of ``views`` per path of ``meta``."""
+    return cache.load("lower", shape=(len(meta.get("paths", ())), views, None, None, None), mmap=True)

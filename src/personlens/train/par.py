@@ -17,11 +17,13 @@ from tqdm import tqdm
 
 from ..data.base import PersonDataset
 from ..eval.metrics import calibrate_thresholds, par_metrics
+from ..inference.adapt import score_statistics
 from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts, build_head
 from ..models.factory import create_image_encoder, create_text_encoder
 from .checkpoint import (load_checkpoint, remove_checkpoint, rng_state, save_checkpoint,
                          set_rng_state, settings_key)
-from .features import build_cache, cache_dir_for, load_cache
+from ..data.augment import PixelAugment
+from .features import augmented_cache_dir_for, build_augmented_cache, build_cache, cache_dir_for, load_cache
 from .losses import LossConfig, par_loss
 
 
@@ -41,6 +43,8 @@ class TrainConfig:
     calibration: str = "joint"
     flip_tta: bool = True
     erase_prob: float = 0.5  # random erasing on the cached feature map (augmentation)
+    augment_views: int = 0   # pixel-augmented copies of each image cached beside the clean ones
+    augment: dict = field(default_factory=dict)   # PixelAugment fields that differ from its defaults
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
@@ -91,6 +95,31 @@ def _precompute_tokens(model: PARModel, feats: np.ndarray, idx: np.ndarray) -> n
     return np.stack([run_batched(up, feats, idx, f) for f in (0, 1)], axis=1)
 
 
+def _augmented_views(enc, train_paths: list[Path], cfg: "TrainConfig", log) -> np.ndarray:
+    """``cfg.augment_views`` pixel-augmented views of each training image, in ``train_paths``
+    order (validation images stay clean: the epoch is chosen on what users' crops look like
+    before augmentation)."""
+    augment = PixelAugment(**cfg.augment)
+    out = augmented_cache_dir_for(Path(cfg.cache_root), enc, cfg.stage, augment, cfg.augment_views,
+                                  cfg.seed, train_paths)
+    build_augmented_cache(enc, train_paths, cfg.stage, out, augment, cfg.augment_views, cfg.seed)
+    aug, _ = load_cache(out)
+    log(f"training on {2 + cfg.augment_views} views per image ({cfg.augment_views} augmented)")
+    return np.ascontiguousarray(aug)
+
+
+def _train_batch(feats: np.ndarray, aug: np.ndarray | None, tr_idx: np.ndarray, b: np.ndarray,
+                 view: np.ndarray) -> np.ndarray:
+    """Rows ``b`` of the training set, each in its view: 0 clean, 1 mirror, 2.. augmented."""
+    if aug is None:
+        return feats[tr_idx[b], view]
+    h = np.empty((len(b), *feats.shape[2:]), feats.dtype)
+    clean = view < 2
+    h[clean] = feats[tr_idx[b[clean]], view[clean]]
+    h[~clean] = aug[b[~clean], view[~clean] - 2]
+    return h
+
+
 def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Path],
               cfg: TrainConfig, out_dir: Path | None = None, log=print,
               resume: bool = False) -> tuple[PARModel, dict]:
@@ -107,9 +136,12 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     feats, meta = load_cache(cache)
     feats = np.ascontiguousarray(feats)  # ~1.6 GB for PETA: random access from RAM, not disk
     pos = {p: i for i, p in enumerate(meta["paths"])}
+    aug = _augmented_views(enc, list(train_ds.paths), cfg, log) if cfg.augment_views else None
     tr_idx = np.array([pos[str(p.resolve())] for p in train_ds.paths])
     va_idx = np.array([pos[str(p.resolve())] for p in val_ds.paths])
     forward = model.forward_from_stage
+    if not cfg.unfreeze_top and aug is not None:
+        raise ValueError("augmented views train the encoder's top: use unfreeze_top")
     if not cfg.unfreeze_top:
         log("frozen encoder: computing its tokens once")
         feats = _precompute_tokens(model, feats, np.concatenate([tr_idx, va_idx]))
@@ -160,8 +192,8 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False)
         for s in bar:
             b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            flip = rng.integers(0, 2, size=len(b))
-            h = torch.from_numpy(feats[tr_idx[b], flip].astype(np.float32))
+            view = rng.integers(0, 2 + cfg.augment_views, size=len(b))  # clean, mirror or augmented
+            h = torch.from_numpy(_train_batch(feats, aug, tr_idx, b, view).astype(np.float32))
             if cfg.unfreeze_top and cfg.erase_prob:
                 h = _erase(h, rng, cfg.erase_prob)
             loss = par_loss(forward(h), y_tr[b], cfg.loss, pos_rate)
@@ -212,6 +244,9 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         from ..models.io import save_par
 
         save_par(model, out_dir)
+        from ..models.hub import write_scores
+
+        write_scores(out_dir, score_statistics(best_probs, y_va, names, "val"))
         (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2))
         remove_checkpoint(out_dir)
     return model, summary
