@@ -123,10 +123,9 @@ def _open_library(db: Path, create: bool = False, adapting: bool = False, **kw):
     except (OSError, ValueError, sqlite3.DatabaseError) as e:  # missing, unreadable, not a library
         _err(f"{e}" if isinstance(e, FileNotFoundError) else f"cannot open library {db}: {e}")
         sys.exit(2)
-    if adapting:
-        lib._adaptation_applied = True
     try:
-        lib.pipeline  # load the models now, so a bad model is reported here
+        # load the models now, so a bad model is reported here
+        _ = lib.pipeline_for_adapting() if adapting else lib.pipeline
     except (FileNotFoundError, ValueError) as e:
         lib.close()
         _err(f"cannot load model: {e}")

@@ -74,8 +74,7 @@ def adapt_library(lib, paths: Iterable[str | Path], camera: str | None = None,
         raise AdaptationError(
             f"adaptation needs at least {settings.min_crops} readable crops; got {len(images)} "
             f"of {len(paths)} ({len(failed)} unreadable); nothing was changed")
-    lib._adaptation_applied = True             # this function decides what is applied
-    pipe = lib.pipeline
+    pipe = lib.pipeline_for_adapting()        # this function decides what is applied
     summary = AdaptSummary(camera=key, crops=len(images), unreadable=failed)
     try:
         old = Adaptation.load(lib.db_dir)
@@ -108,8 +107,7 @@ def adapt_library(lib, paths: Iterable[str | Path], camera: str | None = None,
 def reset_adaptation(lib, progress: bool = True, reembed: bool = True) -> tuple[bool, int, list]:
     """Remove the library's adaptation: (whether there was one, re-embedded, failures)."""
     found = Adaptation.remove(lib.db_dir)
-    lib._adaptation_applied = True
-    pipe = lib.pipeline
+    pipe = lib.pipeline_for_adapting()
     pipe.set_adaptation(None)
     lib.store.set_meta("pipeline", pipe.describe())
     n, failures = reembed_stale(lib, progress=progress) if reembed else (0, [])

@@ -168,6 +168,12 @@ class PersonLibrary:
                     raise AdaptationError(f"{self.db_dir}: {e}") from None
         return self._pipeline
 
+    def pipeline_for_adapting(self):
+        """The pipeline without the stored adaptation applied: for ``adapt`` and ``--reset``,
+        which replace or remove it, and for ``info``, which reports one that does not fit."""
+        self._adaptation_applied = True
+        return self.pipeline
+
     @property
     def adaptation(self):
         """The library's ``Adaptation`` in use, or None."""
