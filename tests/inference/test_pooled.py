@@ -7,8 +7,8 @@ import torch
 from crops_testlib import crop_image, write_crops
 
 from personlens.models.embedding import EmbeddingHead, EmbeddingHeadConfig
-from personlens.inference.pooled import (head_embeddings, mean_pooled_embeddings, model_key,
-                                     pooled_features)
+from personlens.inference.pooled import (cache_namespace, head_embeddings, mean_pooled_embeddings,
+                                     model_key, pooled_features)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,8 @@ def test_shapes_cache_and_reuse(pipeline, crops, tmp_path):
     assert probs.shape == (5, len(pipeline.names)) and ((probs >= 0) & (probs <= 1)).all()
     c = p.shape[-1] // 2
     assert (p[..., c:] >= p[..., :c] - 1e-2).all()  # max >= mean
-    folder = cache / model_key(model)
+    folder = cache / cache_namespace(model)
+    assert folder.name.startswith(model_key(model)) and folder.name.endswith(('-fp32', '-bf16'))
     assert len(list(folder.glob("*.npy"))) == 2  # features + probabilities
     # the same list again: read from the cache, no encoder call
     calls = []
@@ -77,3 +78,12 @@ def test_pooled_embeddings_match_the_pipeline(pipeline, crops, tmp_path):
     np.testing.assert_allclose(head_embeddings(head, pooled, flip_tta), want_reid, atol=3e-3)
     _, base_reid, _ = pipeline.forward(images)
     np.testing.assert_allclose(mean_pooled_embeddings(pooled, flip_tta), base_reid, atol=1e-3)
+
+
+def test_cache_folder_depends_on_precision(pipeline, monkeypatch):
+    """bf16 features are never read back by an fp32 pass (or the other way round)."""
+    monkeypatch.setenv("PERSONLENS_PRECISION", "fp32")
+    fp32 = cache_namespace(pipeline.model)
+    monkeypatch.setenv("PERSONLENS_PRECISION", "bf16")
+    bf16 = cache_namespace(pipeline.model)
+    assert fp32 != bf16 and fp32.endswith("-fp32") and bf16.endswith("-bf16")

@@ -75,6 +75,15 @@ def model_key(model) -> str:
     return fp
 
 
+def cache_namespace(model) -> str:
+    """The cache folder of a model's pooled features: its fingerprint and the precision the
+    encoder runs at here (features made in bf16 are not the fp32 pipeline's, and the other
+    way round), so a cache is never read back by a pass of another precision."""
+    from .encode import resolve_precision
+
+    return f"{model_key(model)}-{resolve_precision('auto')}"
+
+
 def _paths_key(paths: list[str], flip: bool) -> str:
     # insertion order, not sorted: the file names caches have had from the start
     return cache_key({"paths": paths, "flip": flip}, sort_keys=False)
@@ -124,7 +133,7 @@ def pooled_features(par_dir_or_model, paths: Sequence[str | Path], flip: bool = 
     n_probs = len(model.config.attributes) if probs else None
     cache = stem = None
     if cache_root is not None:
-        cache = ArrayCache(cache_root, model_key(model))
+        cache = ArrayCache(cache_root, cache_namespace(model))
         stem = _paths_key(paths, flip)
         stem = f"{name}-{stem}" if name else stem
         pooled = cache.load(stem, shape=(n, views, dim))
