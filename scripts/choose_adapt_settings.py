@@ -22,7 +22,7 @@ import torch
 from personlens.data.images import load_image
 from personlens.eval.metrics import par_metrics
 from personlens.eval.unseen import VALIDATION_FOLD, ensure_val_scores, fold_datasets
-from personlens.inference.adapt import (AdaptSettings, apply_bn_statistics, em_priors,
+from personlens.inference.adapt import (AdaptSettings, apply_bn_statistics, bn_statistics, em_priors,
                                         estimate_bn_statistics, fit_score_mixture, shift_thresholds,
                                         transfer_thresholds)
 from personlens.inference.predict import AttributePredictor
@@ -51,8 +51,7 @@ def main() -> None:
         m = par_metrics(p, y, names, th)
         return {"mA": round(m.mA, 2), "f1": round(m.f1, 2)}
 
-    results, base_bn = {}, {k: v.clone() for k, v in enc.encoder.state_dict().items()
-                            if k.endswith(("running_mean", "running_var"))}
+    results, base_bn = {}, bn_statistics(enc.encoder)
     for bn_prior in (None, 16.0, 256.0):
         t0 = time.perf_counter()
         if bn_prior is not None:

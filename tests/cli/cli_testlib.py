@@ -52,6 +52,13 @@ def make_runner() -> CliRunner:
         return CliRunner()  # click >= 8.2: result.stdout / result.stderr are separate
 
 
+def invoke(runner: CliRunner, *args):
+    """Run ``personlens ARGS...`` (paths and numbers as strings); exceptions propagate."""
+    from personlens.cli import main
+
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
 def write_fake_peta(root: Path, labels: np.ndarray, partition: dict[str, list[int]]) -> Path:
     """A PETA root in the layout ``personlens.data.peta`` reads: ``PETA.mat`` + ``images/``.
 

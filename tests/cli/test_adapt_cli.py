@@ -7,10 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-from cli_testlib import make_runner
+from cli_testlib import invoke, make_runner
 from crops_testlib import write_crops
 
-from personlens.cli import main
 from personlens.inference.adaptation import ADAPTATION_FILE, STATS_FILE
 from personlens.store import SQLiteStore
 
@@ -50,8 +49,7 @@ def runner():
     return make_runner()
 
 
-def _run(runner, *args):
-    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+_run = invoke   # personlens ARGS... (cli_testlib)
 
 
 @pytest.fixture()

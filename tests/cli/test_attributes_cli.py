@@ -5,13 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from cli_testlib import FIXTURE_ATTRIBUTES, FIXTURE_THRESHOLDS, SHARED_DATA, noise_image
-
-from personlens.cli import main
+from cli_testlib import FIXTURE_ATTRIBUTES, FIXTURE_THRESHOLDS, SHARED_DATA, invoke, noise_image
 
 
-def _run(runner, *args):
-    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+_run = invoke   # personlens ARGS... (cli_testlib)
 
 
 def _check_prediction(item: dict) -> None:

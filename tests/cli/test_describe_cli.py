@@ -4,16 +4,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_testlib import FIXTURE_ATTRIBUTES, FIXTURE_THRESHOLDS, SHARED_DATA, make_runner, noise_image
+from cli_testlib import (FIXTURE_ATTRIBUTES, FIXTURE_THRESHOLDS, SHARED_DATA, invoke, make_runner,
+                         noise_image)
 
-from personlens.cli import main
 from personlens.text.consistency import check_consistency
 
 TINY = ["--d-model", "32", "--layers", "1", "--heads", "2", "--batch-size", "4", "--no-progress"]
 
 
-def _run(runner, *args):
-    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+_run = invoke   # personlens ARGS... (cli_testlib)
 
 
 @pytest.fixture(scope="module")

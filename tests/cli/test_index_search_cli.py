@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_testlib import make_runner
+from cli_testlib import invoke, make_runner
 from crops_testlib import crop_image, write_crops
 
 from personlens.cli import main
@@ -49,8 +49,7 @@ def runner():
     return make_runner()
 
 
-def _run(runner, *args):
-    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+_run = invoke   # personlens ARGS... (cli_testlib)
 
 
 @pytest.fixture()

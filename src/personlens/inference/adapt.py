@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["AdaptSettings", "ScoreModel", "bn_layers", "estimate_bn_statistics",
+__all__ = ["AdaptSettings", "ScoreModel", "bn_layers", "bn_statistics", "estimate_bn_statistics",
            "apply_bn_statistics", "em_priors", "score_statistics", "shift_thresholds", "fit_score_mixture",
            "transfer_thresholds"]
 
@@ -60,6 +60,13 @@ class AdaptSettings:
 def bn_layers(module: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
     return {name: m for name, m in module.named_modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats}
+
+
+def bn_statistics(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's current BatchNorm statistics, as ``apply_bn_statistics`` takes
+    them (to restore them after a temporary change)."""
+    return {f"{n}.{b}": getattr(m, b).clone() for n, m in bn_layers(module).items()
+            for b in ("running_mean", "running_var")}
 
 
 @torch.no_grad()

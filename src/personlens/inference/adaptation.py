@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .adapt import (AdaptSettings, ScoreModel, apply_bn_statistics, estimate_bn_statistics,
-                    fit_score_mixture, transfer_thresholds)
+from .adapt import (AdaptSettings, ScoreModel, apply_bn_statistics, bn_statistics,
+                    estimate_bn_statistics, fit_score_mixture, transfer_thresholds)
 
 ADAPTATION_FILE = "adaptation.json"
 STATS_FILE = "adaptation.safetensors"
@@ -176,7 +176,7 @@ def fit_camera(predictor, images: list, settings: AdaptSettings = AdaptSettings(
     if settings.thresholds:
         rng = np.random.default_rng(0)
         pick = np.sort(rng.choice(len(x), min(len(x), settings.threshold_crops), replace=False))
-        saved = {k: v.clone() for k, v in enc.encoder.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+        saved = bn_statistics(enc.encoder)
         try:
             if bn is not None:
                 apply_bn_statistics(enc.encoder, bn)

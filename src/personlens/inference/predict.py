@@ -12,6 +12,7 @@ from PIL import Image
 from ..models import hub
 from ..models.io import load_par
 from .batching import PredictionError, batched_over_paths
+from .adapt import bn_statistics
 from .encode import EncoderPass, resolve_precision
 
 
@@ -55,8 +56,7 @@ class AttributePredictor:
         self.preprocess = self.encoder.preprocess
         # the model as trained (before any adaptation): its identity, statistics, thresholds
         self.fingerprint = hub.module_fingerprint(self.model, self.config.to_dict())
-        self._base_bn = {k: v.clone() for k, v in self.model.encoder.state_dict().items()
-                         if k.endswith(("running_mean", "running_var"))}
+        self._base_bn = bn_statistics(self.model.encoder)
         th = self.config.thresholds or [0.5] * len(self.names)
         self.base_thresholds = np.asarray(th, np.float32)
         self.adapted = None
