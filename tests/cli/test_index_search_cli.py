@@ -94,7 +94,9 @@ def test_search_json_shape(runner, db):
     hits = json.loads(r.stdout)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
     for h in hits:
-        assert set(h) == {"rank", "image", "score", "attributes", "id", "description"}
+        assert set(h) == {"rank", "image", "score", "attributes", "id", "description", "camera",
+                          "timestamp", "track_id"}   # crops: no "track"
+        assert h["camera"] == "lobby" and h["timestamp"] is None and h["track_id"] is None
         assert Path(h["image"]).is_file() and isinstance(h["score"], float)
         assert all(0 <= p <= 1 for p in h["attributes"].values())
     scores = [h["score"] for h in hits]
@@ -105,11 +107,12 @@ def test_search_table(runner, db):
     r = _run(runner, "search", "a man", "--db", db, "--top-k", 3)
     assert r.exit_code == 0
     lines = r.stdout.splitlines()
-    assert len(lines) == 9                      # per hit: rank/score/image, attributes, description
+    assert len(lines) == 12      # per hit: rank/score/image, attributes, camera (and time), description
+    assert lines[2].strip() == "camera lobby"
     rank, score, image = lines[0].split()
     assert rank == "1" and 0 < float(score) <= 1 and Path(image).is_file()
     assert "personalMale" in lines[1]
-    assert lines[2].strip().startswith("a person")   # the fixture model's rendered attributes
+    assert lines[3].strip().startswith("a person")   # the fixture model's rendered attributes
 
 
 def test_search_where_filters(runner, db):
@@ -159,7 +162,8 @@ def test_similar_json_shape_and_bad_query(runner, db, folder, tmp_path):
     assert [o["query"] for o in out] == [str(query)]
     res = out[0]["results"]
     assert [h["rank"] for h in res] == [1, 2, 3]
-    assert set(res[0]) == {"rank", "image", "score", "attributes", "id", "description"}
+    assert set(res[0]) == {"rank", "image", "score", "attributes", "id", "description", "camera",
+                           "timestamp", "track_id"}
     assert Path(res[0]["image"]).name == "crop005.png"
     assert f"error: {folder / 'empty.png'}: empty file (0 bytes)" in r.stderr
 
@@ -169,7 +173,7 @@ def test_similar_table(runner, db, folder):
     r = _run(runner, "similar", q, "--db", db, "--top-k", 2)
     assert r.exit_code == 0
     lines = r.stdout.splitlines()
-    assert lines[0] == str(q) and lines[1].split()[0] == "1" and len(lines) == 7
+    assert lines[0] == str(q) and lines[1].split()[0] == "1" and len(lines) == 9   # + a camera line a hit
 
 
 def test_similar_camera_centring(runner, db, folder, tmp_path, par_model_dir):

@@ -165,7 +165,8 @@ def test_search_with_attribute_filters(tmp_path, pipeline, crops):
         assert [h.rank for h in hits] == [1, 2, 3]
         assert hits[0].score >= hits[1].score >= hits[2].score
         d = hits[0].to_dict()
-        assert set(d) == {"rank", "image", "score", "attributes", "id", "description"}
+        assert set(d) == {"rank", "image", "score", "attributes", "id", "description", "camera",
+                          "timestamp", "track_id"}
         assert list(d["attributes"]) == hits[0].record.top_present()
         with pytest.raises(UnknownAttributeError, match="did you mean 'accessoryHat'"):
             lib.search("x", where={"accessoryhat": True})

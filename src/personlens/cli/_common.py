@@ -160,8 +160,33 @@ def _print_hits(hits, top: int = 5) -> None:
         r = h.record
         attrs = ", ".join(f"{n} {r.attributes[n]:.2f}" for n in r.top_present(top)) or "(none present)"
         click.echo(f"{h.rank:>4}  {h.score:6.3f}  {r.path}\n              {attrs}")
+        where = _where_when(r, getattr(h, "track", None))
+        if where:
+            click.echo(f"              {where}")
         if r.description:
             click.echo(f"              {r.description}")
+
+
+def _time(t: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _where_when(record, track: dict | None) -> str:
+    """"camera cam1, 2026-11-29T13:00:00Z - 13:00:04Z (track, 22 frames; uncertain: ...)"."""
+    parts = []
+    if record.camera:
+        parts.append(f"camera {record.camera}")
+    if track and track.get("start") is not None:
+        span = f"{_time(track['start'])} - {_time(track['end'])[11:]}"
+        extra = f"track, {track.get('frames')} frames"
+        if track.get("uncertain"):
+            extra += "; uncertain: " + ", ".join(track["uncertain"])
+        parts.append(f"{span} ({extra})")
+    elif record.timestamp is not None:
+        parts.append(_time(record.timestamp))
+    return ", ".join(parts)
 
 
 def _rewrite_kwargs(f, rewrite):

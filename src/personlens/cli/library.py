@@ -17,6 +17,7 @@ from ._common import (
     _warn_stale,
     model_option,
 )
+from .video import index_videos, parse_start, settings_from, video_options
 
 _head_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -54,39 +55,78 @@ _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON inst
               help="Store no descriptions (faster indexing; remembered by the library).")
 @click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivf"]), default=None,
               help="Vector index kind (remembered by the library; default flat, exact).")
+@click.option("--start", default=None, metavar="ISO",
+              help="Video: wall-clock time of the first frame (ISO 8601; default: the file's "
+                   "modification time minus its duration).")
+@click.option("--frames", "frame_folders", is_flag=True,
+              help="Folders are videos (one folder of frames each), not folders of crops.")
+@video_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, describer,
-              no_descriptions, index_type, progress, as_json):
-    """Add person crops (PATH... files or folders, recursive) to a searchable library.
+              no_descriptions, index_type, start, frame_folders, every, detector, tiles, fps,
+              appearance, progress, as_json):
+    """Add person crops (files or folders, recursive) or videos to a searchable library.
 
     Crops are keyed by content: indexing the same files again adds nothing, and an
-    interrupted run can simply be run again.
+    interrupted run can simply be run again. Video files (.mp4, .avi, ...; folders of
+    frames with --frames) are detected and tracked: one record per track, with its best
+    crops, boxes and times; a video indexed again adds nothing.
     """
     from tqdm import tqdm
 
+    from ..data.video import VIDEO_SUFFIXES
+
     if describer is not None and no_descriptions:
         raise click.UsageError("--describer and --no-descriptions exclude each other")
-    files = _expand(paths)
+    start_s = parse_start(start)
+    videos = [p for p in paths if (frame_folders and p.is_dir()) or p.suffix.lower() in VIDEO_SUFFIXES]
+    files = _expand([p for p in paths if p not in videos])
+    settings = settings_from(every, detector, tiles, appearance)
     lib = _open_library(db, create=True, par_dir=weights, search_head=search_head,
                         reid_head=reid_head, index_kind=index_type,
                         describer="baseline" if no_descriptions else describer)
     try:
         summary = lib.index_paths(files, batch_size=batch_size, progress=progress, camera=camera,
                                   on_error=lambda e: tqdm.write(f"error: {e.image}: {e.error}",
-                                                                file=sys.stderr))
+                                                                file=sys.stderr)) if files else None
+        video_done, video_failed = index_videos(lib, videos, camera=camera, start=start_s,
+                                                settings=settings, progress=progress, fps=fps)
+        total, stale = len(lib), lib.stale_count()
     finally:
         lib.close()
     if as_json:
-        click.echo(json.dumps({"db": str(db), **summary.to_dict()}, indent=2))
+        out = {"db": str(db), **(summary.to_dict() if summary else {}), "total": total}
+        if videos:
+            out["videos"] = [v.to_dict() for v in video_done]
+            out["videos_failed"] = [{"video": v, "error": r} for v, r in video_failed]
+        click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(f"{summary.added} added, {summary.skipped_existing} already indexed, "
-                   f"{summary.reembedded} re-embedded, {len(summary.failed)} failed; "
-                   f"{summary.total} people in {db}")
-    if summary.stale:
-        _err(f"warning: {summary.stale} records in {db} were made by another model")
-    if summary.failed:
+        if summary:
+            click.echo(f"{summary.added} added, {summary.skipped_existing} already indexed, "
+                       f"{summary.reembedded} re-embedded, {len(summary.failed)} failed; "
+                       f"{total} people in {db}")
+        for v in video_done:
+            if v.already_indexed:
+                click.echo(f"{v.video}: already indexed ({v.tracks} tracks); {total} people in {db}")
+            else:
+                click.echo(f"{v.video}: {v.tracks} tracks ({v.added} added, {v.skipped_existing} already "
+                           f"indexed) from {v.frames} frames, {v.speed:.2f}x real time; {total} people in {db}")
+    if stale:
+        _err(f"warning: {stale} records in {db} were made by another model")
+    failed = False
+    if summary and summary.failed:
         _err(f"{len(summary.failed)} of {len(files)} images could not be read")
+        failed = True
+    if video_failed:
+        _err(f"{len(video_failed)} of {len(videos)} videos could not be read")
+        failed = True
+    for v in video_done:
+        if v.stopped_early:
+            _err(f"{v.video}: decoding stopped before the stated end (truncated or damaged); "
+                 f"the frames before it were indexed")
+            failed = True
+    if failed:
         sys.exit(1)
 
 

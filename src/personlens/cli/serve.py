@@ -55,11 +55,15 @@ def _models(f):
               help="Scale-out: keep records in PostgreSQL instead of DB/personlens.sqlite.")
 @click.option("--store-schema", default="public", show_default=True, help="PostgreSQL schema.")
 @click.option("--stream", default="personlens:crops", show_default=True, help="Redis stream name.")
+@click.option("--video-dir", "video_dirs", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="POST /v1/videos may name video files under this folder on the server (repeatable; "
+                   "default: none, only uploads).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level.")
 def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s, max_body_mb, no_auth,
-          weights, search_head, reid_head, queue_url, store_url, store_schema, stream, log_level):
+          weights, search_head, reid_head, queue_url, store_url, store_schema, stream, video_dirs, log_level):
     """Serve the HTTP API (/docs) and the search page (/) over a library.
 
     Auth: a bearer token from $PERSONLENS_TOKEN, else DB/serve-token (generated and printed on
@@ -76,7 +80,7 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
                           max_body_bytes=int(max_body_mb * 1024 * 1024), auth=not no_auth,
                           par_dir=weights, search_head=search_head, reid_head=reid_head,
                           queue_url=queue_url, store_url=store_url, store_schema=store_schema,
-                          stream=stream)
+                          stream=stream, video_dirs=tuple(video_dirs))
         run(cfg, log_level=log_level)
     except (OSError, ValueError) as e:
         _err(str(e))

@@ -350,6 +350,59 @@ class PersonPipeline:
                              description=descriptions[i])
                 for i in range(n)]
 
+    def process_groups(self, groups: list[list[Image.Image]], sources: list[str], *, ids: list[str],
+                       weights: list[list[float]] | None = None, camera: str | None = None,
+                       timestamps: list[float | None] | None = None,
+                       track_ids: list[str | None] | None = None) -> list[tuple[PersonRecord, list[str]]]:
+        """One record per group of crops of one person (a video track's best crops), and the
+        attributes its crops disagree on (``inference.fusion``).
+
+        One encoder pass over every crop; attributes, search and re-ID embeddings fused per
+        group (quality-weighted); one description per group, generated from the group's
+        mean describer tokens and conditioned on, and checked against, the fused attributes
+        (one generation per person, not one per crop). ``sources[i]`` is group i's best crop.
+        """
+        from .fusion import fuse_attributes, mean_unit
+
+        n = len(groups)
+        if not (len(sources) == len(ids) == n) or any(not g for g in groups):
+            raise ValueError("one source and id per group, and at least one crop in each group")
+        weights = weights or [None] * n
+        timestamps = list(timestamps) if timestamps is not None else [None] * n
+        track_ids = list(track_ids) if track_ids is not None else [None] * n
+        if not len(weights) == len(timestamps) == len(track_ids) == n:
+            raise ValueError("weights, timestamps and track_ids must match the groups in length")
+        if n == 0:
+            return []
+        probs, reid, search, tokens = self._run([im for g in groups for im in g])
+        names, thr_map = list(self.names), self.predictor.threshold_map
+        thresholds = [thr_map[a] for a in names]
+        fused, at = [], 0
+        for g, w in zip(groups, weights):
+            sl = slice(at, at + len(g))
+            at += len(g)
+            wt = np.asarray(w, np.float64) if w is not None else np.ones(len(g))
+            fused.append((fuse_attributes(probs[sl], names, thresholds, wt), mean_unit(reid[sl], wt),
+                          mean_unit(search[sl], wt) if search is not None else None,
+                          (torch.from_numpy((wt / wt.sum()).astype(np.float32)) @ tokens[sl].flatten(1)
+                           ).view(tokens.shape[1:]) if tokens is not None else None))
+        fa_probs = np.array([[f[0].attributes[a] for a in names] for f in fused], np.float32)
+        descriptions: list[str | None] = [None] * n
+        if search is None:
+            descriptions = [render_attributes(f[0].present, self.schema, f[0].attributes) for f in fused]
+            search_vecs = self._embed_sentences(descriptions)
+        else:
+            search_vecs = np.stack([f[2] for f in fused])
+        if tokens is not None:
+            texts = self.describer_head.texts(torch.stack([f[3] for f in fused]), fa_probs, thr_map, names)
+            descriptions = [text for text, _, _ in texts]
+        return [(PersonRecord(id=ids[i], path=str(sources[i]), attributes=fused[i][0].attributes,
+                              present=fused[i][0].present, search_embedding=search_vecs[i],
+                              reid_embedding=fused[i][1], camera=camera, timestamp=timestamps[i],
+                              track_id=track_ids[i], model_version=self.model_version,
+                              description=descriptions[i]), fused[i][0].uncertain)
+                for i in range(n)]
+
     def process_cameras(self, images: list[Image.Image], sources: list[str], cameras: list,
                         **kw) -> list[PersonRecord]:
         """``process`` for crops of several cameras: each camera's crops run with that camera's

@@ -119,10 +119,14 @@ def reembed_stale(lib, batch_size: int = 32, progress: bool = True) -> tuple[int
     camera, so each gets its camera's adaptation); returns (re-embedded, failures)."""
     from tqdm import tqdm
 
+    from .video import reembed_tracks, track_file
+
     mv = lib.model_version
     stale = [(r.id, r.path, r.camera, r.timestamp, r.track_id)
              for r in lib.store.iterate() if r.model_version != mv]
-    done, failed = 0, []
+    tracks = [s for s in stale if s[4] and track_file(s[1]) is not None]   # video tracks: all crops
+    stale = [s for s in stale if not (s[4] and track_file(s[1]) is not None)]
+    done, failed = reembed_tracks(lib, tracks) if tracks else (0, [])
     by_camera: dict = {}
     for s in stale:
         by_camera.setdefault(s[2], []).append(s)

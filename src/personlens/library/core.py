@@ -73,9 +73,22 @@ class SearchHit:
 
     def to_dict(self, top: int | None = None) -> dict:
         r = self.record
-        return {"rank": self.rank, "image": r.path, "score": round(self.score, 4),
-                "attributes": {n: r.attributes[n] for n in r.top_present(top)}, "id": r.id,
-                "description": r.description}
+        d = {"rank": self.rank, "image": r.path, "score": round(self.score, 4),
+             "attributes": {n: r.attributes[n] for n in r.top_present(top)}, "id": r.id,
+             "description": r.description, "camera": r.camera, "timestamp": r.timestamp,
+             "track_id": r.track_id}
+        track = self.track
+        if track is not None:
+            d["track"] = track
+        return d
+
+    @property
+    def track(self) -> dict | None:
+        """For a record made from a video track: its time span, frames, crops and the
+        attributes its crops disagree on (``library.video``); None for a single crop."""
+        from .video import track_summary
+
+        return track_summary(self.record.path) if self.record.track_id else None
 
 
 def _abs(p) -> str | None:

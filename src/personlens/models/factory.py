@@ -1,8 +1,9 @@
 """Create models by name: importing this module registers every built-in model family
-(image encoders, text encoders, SigLIP 2, caption decoders) with ``models.registry``."""
+(image encoders, text encoders, SigLIP 2, caption decoders, person detectors) with
+``models.registry``."""
 from __future__ import annotations
 
-from . import describer, image_encoders, siglip, text_encoders  # noqa: F401  (they register)
+from . import describer, detectors, image_encoders, siglip, ssdlite, text_encoders  # noqa: F401  (they register)
 from .registry import create, registered
 
 
@@ -18,4 +19,13 @@ def create_text_encoder(name: str, **kwargs):
     return create("text_encoder", name, **kwargs)
 
 
-__all__ = ["create", "create_image_encoder", "create_text_encoder", "list_models"]
+def create_detector(name: str = "ssdlite", *, tiles: tuple[int, int] | None = None, **kwargs):
+    """A registered person detector; ``tiles=(cols, rows)`` also runs it on overlapping tiles
+    (``detectors.TiledDetector``) for small people in large frames."""
+    det = create("detector", name, **kwargs)
+    if tiles and tuple(tiles) != (1, 1):
+        det = detectors.TiledDetector(det, cols=tiles[0], rows=tiles[1])
+    return det
+
+
+__all__ = ["create", "create_detector", "create_image_encoder", "create_text_encoder", "list_models"]

@@ -18,11 +18,13 @@ from starlette.staticfiles import StaticFiles
 from ..data.images import ImageLoadError
 from ..library.query import ConflictingWhereError, UnknownAttributeError, parse_where
 from . import uploads
+from . import video_uploads
 from .auth import COOKIE, token_matches
 from .batcher import DeadlineExceeded, QueueFull, ShuttingDown
 from .guard import ApiError, GuardMiddleware, json_error
 from .redisq import QueueUnavailable
 from .service import PersonService, decode_crop, record_json
+from .videos import JobQueueFull
 
 STATIC = Path(__file__).parent / "static"
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -198,6 +200,39 @@ def create_app(service: PersonService, token: str | None) -> FastAPI:
             raise ApiError(404, "not_found", "the crop's image is not available")
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+    # -------------------------------------------------------------- video jobs
+    @app.post("/v1/videos", tags=["videos"], status_code=202, openapi_extra=video_uploads.VIDEO_DOC)
+    async def add_video(request: Request):
+        """Index a video as a job: people detected, tracked, one record per track.
+
+        Multipart: field ``file`` (the video, up to the body limit). JSON: ``{"path": ...}``, a
+        file under a folder the server was started with (``--video-dir``). Optional ``camera``,
+        ``start`` (ISO 8601 time of the first frame) and ``every`` (process every N-th frame).
+        Answers 202 with the job; poll ``GET /v1/videos/{job_id}``. The same video submitted
+        again adds no track twice.
+        """
+        if service.draining:
+            raise ApiError(503, "draining", "the server is shutting down",
+                           {"Retry-After": str(cfg.retry_after_s)})
+        spec = await video_uploads.read_video_request(request, cfg)
+        try:
+            job = service.videos.submit(spec.path, spec.camera, spec.start, spec.every)
+        except JobQueueFull as e:
+            if spec.uploaded and not service.videos.uses(spec.path):
+                spec.path.unlink(missing_ok=True)     # refused: keep nothing of it
+            raise ApiError(503, "queue_full", str(e), {"Retry-After": str(max(cfg.retry_after_s, 5))}) from None
+        return JSONResponse({"job": job.to_dict()}, status_code=202,
+                            headers={"Location": f"/v1/videos/{job.id}"})
+
+    @app.get("/v1/videos/{job_id}", tags=["videos"])
+    async def video_job(job_id: str):
+        """A video job: ``state`` (queued, running, done, failed, interrupted), ``progress``
+        (0-1, frames), and when done its ``summary`` (tracks added, speed)."""
+        job = service.videos.get(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+        if job is None:
+            raise ApiError(404, "not_found", "no such video job")
+        return {"job": job.to_dict()}
 
     @app.get("/v1/attributes", tags=["service"])
     async def attributes():

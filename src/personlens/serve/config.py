@@ -39,11 +39,15 @@ class ServeConfig:
     store_schema: str = "public"            # PostgreSQL schema of the tables
     stream: str = "personlens:crops"        # Redis stream (and consumer group "workers")
     keep_uploads: bool = True               # keep uploaded crop bytes (thumbnails for the page)
+    # video jobs (POST /v1/videos)
+    video_dirs: tuple = ()                  # server folders whose videos a job may name by path
+    max_video_jobs: int = 8                 # jobs waiting; more -> 503 + Retry-After
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.db = Path(self.db)
-        for name in ("max_batch", "queue_size", "workers", "max_files"):
+        self.video_dirs = tuple(Path(d).resolve() for d in self.video_dirs)
+        for name in ("max_batch", "queue_size", "workers", "max_files", "max_video_jobs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_wait_ms < 0:

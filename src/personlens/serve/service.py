@@ -89,6 +89,12 @@ def record_json(r: PersonRecord, score: float | None = None, rank: int | None = 
     d = r.to_dict(embeddings=False)
     d["top_attributes"] = r.top_present(top)
     d["image_url"] = f"/v1/persons/{r.id}/image"
+    if r.track_id:       # a video track: its time span, frames, crops, uncertain attributes
+        from ..library.video import track_summary
+
+        track = track_summary(r.path)
+        if track is not None:
+            d["track"] = {k: v for k, v in track.items() if k != "crops"}
     if score is not None:
         d = {"rank": rank, "score": round(float(score), 4), **d}
     return d
@@ -118,10 +124,14 @@ class PersonService:
         self.draining = False
         self.ready = False
         self.inflight = 0          # HTTP requests being answered (kept by the HTTP layer)
+        self.videos = None         # video jobs (``serve.videos``), made on start
 
     # ------------------------------------------------------------------ lifetime
     async def start(self) -> None:
         self.backend = await self.call(self._make_backend)
+        from .videos import VideoJobs
+
+        self.videos = VideoJobs(self, max_queued=self.config.max_video_jobs)
         if self.queue is None and self.config.queue_url:
             from .redisq import RedisIngestQueue
 
@@ -163,6 +173,8 @@ class PersonService:
             await self.batcher.stop(drain=True, timeout=self.config.drain_timeout_s)
         if self.queue is not None:
             await self.queue.stop()
+        if self.videos is not None:     # a running job ends at its next store call at the latest
+            await asyncio.to_thread(self.videos.stop)
         if self.backend is not None:
             await self.call(self.backend.close)
             self.backend = None

@@ -1,0 +1,1 @@
+"""Video in: people detected, tracked and turned into one record per track."""
