@@ -58,3 +58,21 @@ def fake_peta_root(tmp_path_factory) -> Path:
         labels[:, col] = (np.arange(n) + j) % 2  # alternate 0/1, shifted per attribute
     split = {"train": list(range(1, 6)), "val": [6, 7], "test": list(range(8, 13))}
     return write_fake_peta(tmp_path_factory.mktemp("peta"), labels, split)
+
+
+@pytest.fixture()
+def shared_pipeline(monkeypatch, pipeline, par_model_dir):
+    """Every command in a test reuses the session's loaded models (loading takes seconds)."""
+    import personlens.inference.pipeline as mod
+
+    real = mod.PersonPipeline
+    fixture_dir = str(Path(par_model_dir).resolve())
+
+    def factory(par_dir=None, search_head=None, reid_head=None, **kw):
+        default = (None, "default")  # heads not chosen: the shipped ones or (here) the baselines
+        if par_dir == fixture_dir and search_head in default and reid_head in default:
+            return pipeline
+        return real(par_dir, search_head, reid_head, text_encoder=pipeline.text_encoder, **kw)
+
+    monkeypatch.setattr(mod, "PersonPipeline", factory)
+    return pipeline

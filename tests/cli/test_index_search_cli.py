@@ -14,23 +14,6 @@ from personlens.cli import main
 N = 8
 
 
-@pytest.fixture()
-def shared_pipeline(monkeypatch, pipeline, par_model_dir):
-    """Every command in a test reuses the session's loaded models (loading takes seconds)."""
-    import personlens.inference.pipeline as mod
-
-    real = mod.PersonPipeline
-    fixture_dir = str(Path(par_model_dir).resolve())
-
-    def factory(par_dir=None, search_head=None, reid_head=None, **kw):
-        default = (None, "default")  # heads not chosen: the shipped ones or (here) the baselines
-        if par_dir == fixture_dir and search_head in default and reid_head in default:
-            return pipeline
-        return real(par_dir, search_head, reid_head, text_encoder=pipeline.text_encoder, **kw)
-
-    monkeypatch.setattr(mod, "PersonPipeline", factory)
-    return pipeline
-
 
 @pytest.fixture()
 def folder(tmp_path) -> Path:
@@ -94,11 +77,17 @@ def test_search_json_shape(runner, db):
     hits = json.loads(r.stdout)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
     for h in hits:
-        assert set(h) == {"rank", "image", "score", "attributes", "id", "description", "camera",
-                          "timestamp", "track_id"}   # crops: no "track"
+        assert list(h) == ["id", "rank", "score", "path", "attributes", "present", "camera",
+                           "timestamp", "timestamp_iso", "track_id", "description",
+                           "model_version"]   # crops: no "track"
         assert h["camera"] == "lobby" and h["timestamp"] is None and h["track_id"] is None
-        assert Path(h["image"]).is_file() and isinstance(h["score"], float)
+        assert h["timestamp_iso"] is None
+        assert Path(h["path"]).is_absolute() and Path(h["path"]).is_file()   # the stored path
+        assert isinstance(h["score"], float)
+        assert set(h["attributes"]) == {"personalMale", "accessoryHat", "carryingBackpack",
+                                        "upperBodyBlack"}                  # every probability
         assert all(0 <= p <= 1 for p in h["attributes"].values())
+        assert h["present"] == sorted(h["present"], key=lambda a: -h["attributes"][a])
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
 
@@ -127,10 +116,10 @@ def test_search_where_filters(runner, db):
     for attr in ("carryingBackpack", "upperBodyBlack"):
         yes, no = ids(f"{attr}=yes"), ids(f"{attr}=no")
         assert set(yes) | set(no) == set(everyone) and not set(yes) & set(no)
-        assert all(attr in h["attributes"] for h in yes.values())
-        assert all(attr not in h["attributes"] for h in no.values())
+        assert all(attr in h["present"] for h in yes.values())
+        assert all(attr not in h["present"] for h in no.values())
     both = ids("personalMale=yes", "accessoryHat=no")
-    assert all("personalMale" in h["attributes"] and "accessoryHat" not in h["attributes"]
+    assert all("personalMale" in h["present"] and "accessoryHat" not in h["present"]
                for h in both.values())
 
 
@@ -162,9 +151,9 @@ def test_similar_json_shape_and_bad_query(runner, db, folder, tmp_path):
     assert [o["query"] for o in out] == [str(query)]
     res = out[0]["results"]
     assert [h["rank"] for h in res] == [1, 2, 3]
-    assert set(res[0]) == {"rank", "image", "score", "attributes", "id", "description", "camera",
-                           "timestamp", "track_id"}
-    assert Path(res[0]["image"]).name == "crop005.png"
+    assert set(res[0]) == {"rank", "path", "score", "attributes", "present", "id", "description",
+                           "camera", "timestamp", "timestamp_iso", "track_id", "model_version"}
+    assert Path(res[0]["path"]).name == "crop005.png"
     assert f"error: {folder / 'empty.png'}: empty file (0 bytes)" in r.stderr
 
 
@@ -180,10 +169,10 @@ def test_similar_camera_centring(runner, db, folder, tmp_path, par_model_dir):
     query = tmp_path / "q.jpg"
     crop_image(5).save(query, quality=85)
     r = _run(runner, "similar", query, "--db", db, "--top-k", 3, "--camera-centring",
-             "--camera", "lobby", "--json")
+             "--query-camera", "lobby", "--json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)[0]["results"]
-    assert [h["rank"] for h in res] == [1, 2, 3] and Path(res[0]["image"]).name == "crop005.png"
+    assert [h["rank"] for h in res] == [1, 2, 3] and Path(res[0]["path"]).name == "crop005.png"
     plain = tmp_path / "plain"                                     # indexed without --camera
     _run(runner, "index", *sorted(folder.glob("*.png"))[:2], "--db", plain, "--weights",
          par_model_dir, "--no-progress")

@@ -198,6 +198,8 @@ def test_a_killed_run_is_completed_without_duplicates(indexed, clip, runner, tmp
     gone = recs[len(recs) // 2]
     with PersonLibrary(db, create=False) as lib:
         assert lib.delete([gone.id]) == 1
+    # the copy's records point at the crops of the original library: not the copy's to delete
+    assert Path(gone.path).is_file() and not str(gone.path).startswith(str(db))
     with sqlite3.connect(db / "personlens.sqlite") as con:        # as if killed before the end
         n = con.execute("DELETE FROM meta WHERE key LIKE 'video:%'").rowcount
     assert n == 1
@@ -228,11 +230,37 @@ def test_search_shows_the_tracks(indexed, runner):
         assert t["start"] == pytest.approx(h["timestamp"]) and t["end"] >= t["start"]
         assert t["frames"] >= 3 and isinstance(t["uncertain"], list)
         assert t["video"].endswith("campus.mp4")
-        assert 1 <= len(t["crops"]) <= 4 and all(Path(c).is_file() for c in t["crops"])
-        assert h["image"] == t["crops"][0]
+        assert set(t) == {"video", "start", "end", "frames", "uncertain"}       # the one schema
+        assert h["timestamp_iso"].startswith("2026-11-29T14:00")
+        p = Path(h["path"])                                      # the best crop, beside its track file
+        assert p.is_file() and p.parent.parent.resolve() == (db / "video").resolve()
+        meta = json.loads(p.with_name(p.name.rsplit("-", 1)[0] + ".json").read_text())
+        assert meta["crop_files"][0] == p.name and 1 <= len(meta["crop_files"]) <= 4
     r = invoke(runner, "search", "a person walking", "--db", db, "--top-k", 1)
     assert r.exit_code == 0
     assert "camera cam, 2026-11-29T14:00" in r.stdout and "frames" in r.stdout
+
+
+def test_delete_a_track_removes_its_files_and_indexing_again_brings_it_back(shipped, clip, runner,
+                                                                             tmp_path):
+    db = tmp_path / "db"
+    assert invoke(runner, *index_args(clip, db)).exit_code == 0
+    recs = records(db)
+    gone = recs[0]
+    crop = Path(gone.path)
+    track = crop.with_name(crop.name.rsplit("-", 1)[0] + ".json")
+    files = [crop.with_name(f) for f in json.loads(track.read_text())["crop_files"]] + [track]
+    assert all(f.is_file() for f in files)
+    r = invoke(runner, "delete", gone.id, "--db", db, "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert not any(f.exists() for f in files)
+    others = [Path(r.path) for r in recs[1:]]
+    assert all(p.is_file() for p in others)                  # other tracks' files stay
+    r = invoke(runner, *index_args(clip, db))
+    (v,) = json.loads(r.stdout)["videos"]
+    assert not v["already_indexed"] and v["added"] == 1 and v["skipped_existing"] == len(recs) - 1
+    assert all(f.is_file() for f in files)
+    assert sorted(x.id for x in records(db)) == sorted(x.id for x in recs)
 
 
 def test_index_refuses_bad_video_and_changes_nothing(shipped, runner, tmp_path):

@@ -165,9 +165,11 @@ def test_search_with_attribute_filters(tmp_path, pipeline, crops):
         assert [h.rank for h in hits] == [1, 2, 3]
         assert hits[0].score >= hits[1].score >= hits[2].score
         d = hits[0].to_dict()
-        assert set(d) == {"rank", "image", "score", "attributes", "id", "description", "camera",
-                          "timestamp", "track_id"}
-        assert list(d["attributes"]) == hits[0].record.top_present()
+        assert list(d) == ["id", "rank", "score", "path", "attributes", "present", "camera",
+                           "timestamp", "timestamp_iso", "track_id", "description", "model_version"]
+        assert d["attributes"] == hits[0].record.attributes            # every probability
+        assert d["present"] == hits[0].record.top_present()            # most probable first
+        assert d["path"] == hits[0].record.path and d["timestamp_iso"] is None
         with pytest.raises(UnknownAttributeError, match="did you mean 'accessoryHat'"):
             lib.search("x", where={"accessoryhat": True})
         assert lib.search("x", where={"accessoryHat": True, "personalMale": False}, top_k=5) == \

@@ -69,6 +69,11 @@ class FakePipeline:
             raise ValueError("the query is empty")
         return _unit(text.encode(), self.search_dim)
 
+    def reid_embeddings(self, images) -> np.ndarray:
+        """A new image's re-ID embedding (search by photo): deterministic in its pixels."""
+        return np.stack([_unit(np.asarray(im.convert("RGB")).tobytes() + b"r", self.reid_dim)
+                         for im in images])
+
     @property
     def processed(self) -> list[str]:
         return [i for b in self.batches for i in b]
@@ -164,6 +169,7 @@ def _main(argv=None) -> None:
     ap.add_argument("--max-wait-ms", type=float, default=20)
     ap.add_argument("--drain-timeout", type=float, default=30)
     ap.add_argument("--timeout", type=float, default=30, help="per-request deadline (s)")
+    ap.add_argument("--limit-concurrency", type=int, default=64, help="connections served at once")
     a = ap.parse_args(argv)
     if a.worker:
         from personlens.serve.redisq import Worker
@@ -174,7 +180,7 @@ def _main(argv=None) -> None:
         return
     cfg = ServeConfig(db=Path(a.db), queue_size=a.queue_size, max_batch=a.max_batch,
                       max_wait_ms=a.max_wait_ms, drain_timeout_s=a.drain_timeout, token=a.token,
-                      request_timeout_s=a.timeout,
+                      request_timeout_s=a.timeout, limit_concurrency=a.limit_concurrency,
                       queue_url=a.queue, store_url=a.store, store_schema=a.schema, stream=a.stream)
     factory = None
     if a.store:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +19,17 @@ DATASETS = ("peta", "pa100k")
 DEFAULT_DB = Path("personlens-db")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
+# IMAGE... / PATH... arguments: not checked by click (its "is not readable" check stopped the
+# whole command with exit 2): each unreadable one gets its own error line from the loader.
+INPUT_PATHS = click.Path(path_type=Path, readable=False)
+
 
 def _err(msg: str) -> None:
     click.echo(f"error: {msg}", err=True)
+
+
+def _warn(msg: str) -> None:
+    click.echo(f"warning: {msg}", err=True)
 
 
 def _fail(e: Exception) -> None:
@@ -29,15 +38,52 @@ def _fail(e: Exception) -> None:
     sys.exit(2)
 
 
+def require_extra(extra: str, *modules: str) -> None:
+    """Exit with one line ("... is not installed: pip install 'personlens[EXTRA]'") unless the
+    optional extra's packages (or just ``modules``) are installed (``personlens.extras``)."""
+    from ..extras import MissingExtra, require
+
+    try:
+        require(extra, *modules)
+    except MissingExtra as e:
+        _fail(e)
+
+
+def needs_extra(*extras: str):
+    """Decorate a command's function (below ``@click.command``): it first checks that these
+    extras are installed (``--help`` still works without them)."""
+    def wrap(f):
+        @functools.wraps(f)
+        def run(*args, **kwargs):
+            for extra in extras:
+                require_extra(extra)
+            return f(*args, **kwargs)
+        return run
+    return wrap
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:          # e.g. inside a folder that cannot be entered: the loader says so
+        return False
+
+
 def _expand(items) -> list[Path]:
-    """Files as given; folders expanded (recursively) to the images they hold."""
+    """Files as given; folders expanded (recursively) to the images they hold. A folder that
+    cannot be listed (given, or met inside one) stays in the list as it is, so the loader
+    reports it ("cannot read folder (Permission denied)") and it counts as failed; missing
+    and unreadable files are reported by the loader too."""
     out = []
     for p in items:
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*")
-                              if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()))
-        else:
-            out.append(p)  # missing files are reported by the loader
+        if not _is_dir(p):
+            out.append(p)
+            continue
+        found, unreadable = [], []
+        for top, _dirs, files in os.walk(p, onerror=lambda e: unreadable.append(Path(e.filename))):
+            found.extend(Path(top) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+        found = [f for f in found if f.is_file()]
+        out.extend(sorted(found + unreadable))
     return out
 
 
@@ -84,7 +130,7 @@ def _library_par_dir(db: Path):
     from ..library import PersonLibrary
 
     try:
-        lib = PersonLibrary(db, create=False)    # opens the store only, no model
+        lib = PersonLibrary(db, create=False, read_only=True)    # the store only, no model
     except (OSError, ValueError) as e:
         _err(f"{e}" if isinstance(e, FileNotFoundError) else f"cannot open library {db}: {e}")
         sys.exit(2)
@@ -102,7 +148,7 @@ def _use_library_adaptation(predictor, db: Path, camera: str | None) -> None:
     try:
         adaptation = Adaptation.load(db)
         if adaptation is None:
-            _err(f"warning: {db} has no adaptation (see `personlens adapt`); using the model as trained")
+            _warn(f"{db} has no adaptation (see `personlens adapt`); using the model as trained")
             return
         adaptation.check(predictor.fingerprint, predictor.names, where=str(db))
     except AdaptationError as e:
@@ -149,7 +195,7 @@ def _parse_where(items, lib) -> dict:
 def _warn_stale(lib) -> None:
     stale = lib.stale_count()
     if stale:
-        _err(f"warning: {stale} records were made by another model and are not searched; "
+        _warn(f"{stale} records were made by another model and are not searched; "
              f"run `personlens index` on their folders again to re-embed them")
 
 
@@ -216,7 +262,7 @@ def deprecated_alias(old: str, new: str, dest: str, *, required: bool = False, *
         if value is not None:
             if _given(ctx, dest):
                 raise click.UsageError(f"{old} is the old spelling of {new}: give only {new}")
-            click.echo(f"warning: {old} is deprecated, use {new}", err=True)
+            _warn(f"{old} is deprecated, use {new}")
             kwargs[dest] = value
         elif required and kwargs.get(dest) is None:
             raise click.UsageError(f"Missing option '{new}'.")

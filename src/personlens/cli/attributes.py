@@ -10,6 +10,7 @@ import click
 
 from ._common import (
     DATASETS,
+    INPUT_PATHS,
     _err,
     _expand,
     _library_par_dir,
@@ -19,6 +20,7 @@ from ._common import (
     _use_library_adaptation,
     deprecated_alias,
     model_option,
+    needs_extra,
     out_option,
 )
 
@@ -28,7 +30,7 @@ _root = click.option("--root", type=click.Path(exists=True, file_okay=False, pat
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=INPUT_PATHS)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="A trained attribute model directory (default: the shipped PETA model).")
@@ -213,6 +215,7 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective, sc
                    "adapt` on its unseen cameras' test images (labels unused).")
 @click.option("--normalisation/--no-normalisation", default=False, show_default=True,
               help="With --adapt: also re-estimate the normalisation statistics (AdaBN).")
+@needs_extra("eval")
 def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, flip_tta, out,
                     protocol, folds, seen, adapt, normalisation):
     """mA, instance accuracy/precision/recall/F1 and per-attribute results (JSON + PNG plot).

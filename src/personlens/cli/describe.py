@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from ._common import (_err, _expand, _report_per_image, _use_library_adaptation, deprecated_alias,
-                      model_option, out_option)
+from ._common import (INPUT_PATHS, _err, _expand, _report_per_image, _use_library_adaptation, _warn,
+                      deprecated_alias, model_option, needs_extra, out_option)
 
 DECODINGS = ("greedy", "beam", "sample")
 CONSISTENCY = ("fix", "flag", "off")
@@ -66,7 +66,7 @@ def _load_describer(weights, par, decode_kw, consistency, precision="auto"):
 
     try:
         d = Describer(weights, par_dir=par, consistency=consistency, precision=precision,
-                      warn=lambda m: _err(f"warning: {m}"))
+                      warn=_warn)
     except (FileNotFoundError, ValueError, ModuleNotFoundError) as e:
         _err(f"cannot load model: {e}")
         sys.exit(2)
@@ -75,7 +75,7 @@ def _load_describer(weights, par, decode_kw, consistency, precision="auto"):
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=INPUT_PATHS)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_weights
 @model_option("describer")
@@ -232,6 +232,7 @@ def train_describe(dataset, root, partition, jsonl, val_jsonl, par, out, decoder
               help="Inference precision.")
 @out_option("Report JSON (a PNG plot is written next to it).")
 @_decoding_options
+@needs_extra("eval")
 def eval_describe(dataset, root, partition, split, weights, par, batch_size, limit, tokenizer,
                   precision, out, consistency, **decode_kw):
     """BLEU-1..4, ROUGE-L, CIDEr, attribute accuracy from the text vs the attribute model, and

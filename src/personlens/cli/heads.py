@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ._common import _fail, deprecated_alias, out_option
+from ._common import _fail, deprecated_alias, needs_extra, out_option
 
 
 def _set_threads(threads) -> None:
@@ -165,6 +165,7 @@ def _print_methods(methods: dict) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Use only the first N images of the split (quick runs).")
 @_PROGRESS
+@needs_extra("eval")
 def eval_search_cmd(dataset, root, partition, split, par, search_head, seed, out, cache,
                     threads, limit, progress):
     """Text -> person search: learned head vs attributes-as-text baseline (JSON + PNG)."""
@@ -200,6 +201,7 @@ def eval_search_cmd(dataset, root, partition, split, par, search_head, seed, out
               help="Also score every method after per-camera centring (camera ids only; "
                    "reported as 'METHOD+camera').")
 @_PROGRESS
+@needs_extra("eval")
 def eval_reid_cmd(dataset, root, trials, par, reid_head, seed, out, cache, threads, n_test,
                   camera_centring, progress):
     """Re-ID: learned head vs ImageNet and PAR-encoder baselines, CMC + mAP (JSON + PNG)."""

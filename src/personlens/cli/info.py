@@ -68,7 +68,7 @@ def _library_info(db: Path) -> dict:
     from ..inference.adaptation import Adaptation, AdaptationError
     from ._common import _open_library
 
-    lib = _open_library(db, adapting=True)
+    lib = _open_library(db, adapting=True, read_only=True)
     try:
         pipe = lib.pipeline
         out = {"db": str(db), "records": lib.store.count(), "models": dict(lib.models),

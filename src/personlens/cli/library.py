@@ -9,14 +9,17 @@ import click
 
 from ._common import (
     DEFAULT_DB,
+    INPUT_PATHS,
     _err,
     _expand,
     _open_library,
     _parse_where,
     _print_hits,
+    _warn,
     _warn_stale,
     model_option,
 )
+from .manage import filter_options, filters_of, read_manifest
 from .video import index_videos, parse_start, settings_from, video_options
 
 _head_dir = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -35,11 +38,21 @@ _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON inst
 
 
 @click.command("index")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=False, type=INPUT_PATHS)
 @_db_option("Library directory (created if missing).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Crops per forward pass.")
 @click.option("--camera", default=None, help="Camera name stored with every crop of this run.")
+@click.option("--timestamp", default=None, metavar="ISO",
+              help="Time stored with every crop of this run (ISO 8601, no zone = UTC).")
+@click.option("--timestamps-from", "timestamps_from", type=click.Choice(["mtime", "exif"]), default=None,
+              help="Each crop's time from its file: modification time, or EXIF DateTimeOriginal "
+                   "(crops without one get no time).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A .csv (header: path, and optionally camera, timestamp, track) or .jsonl "
+                   "(objects with those keys) listing crops or videos with their own camera, time "
+                   "(ISO 8601 or epoch seconds; a video's start) and track id; paths relative to "
+                   "the manifest's folder. Bad rows are reported with their line, the rest indexed.")
 @click.option("--weights", type=_head_dir, default=None,
               help="Attribute model directory (default: the library's, else the shipped model).")
 @model_option("attributes")
@@ -63,9 +76,9 @@ _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON inst
 @video_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, describer,
-              no_descriptions, index_type, start, frame_folders, every, detector, tiles, fps,
-              appearance, progress, as_json):
+def index_cmd(paths, db, batch_size, camera, timestamp, timestamps_from, manifest, weights,
+              search_head, reid_head, describer, no_descriptions, index_type, start, frame_folders,
+              every, detector, tiles, fps, appearance, progress, as_json):
     """Add person crops (files or folders, recursive) or videos to a searchable library.
 
     Crops are keyed by content: indexing the same files again adds nothing, and an
@@ -77,21 +90,55 @@ def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, de
 
     from ..data.video import VIDEO_SUFFIXES
 
+    from .manage import parse_cli_time
+
     if describer is not None and no_descriptions:
         raise click.UsageError("--describer and --no-descriptions exclude each other")
+    if not paths and manifest is None:
+        raise click.UsageError("give the crops or videos to index (PATH...) or --manifest FILE")
+    if timestamp is not None and timestamps_from is not None:
+        raise click.UsageError("--timestamp and --timestamps-from exclude each other")
     start_s = parse_start(start)
-    videos = [p for p in paths if (frame_folders and p.is_dir()) or p.suffix.lower() in VIDEO_SUFFIXES]
+    timestamp_s = parse_cli_time(timestamp, "--timestamp")
+
+    def is_video(p):
+        return (frame_folders and p.is_dir()) or p.suffix.lower() in VIDEO_SUFFIXES
+
+    paths = list(paths or ())
+    videos = [p for p in paths if is_video(p)]
     files = _expand([p for p in paths if p not in videos])
+    metadata = [None] * len(files)
+    video_runs = [(videos, camera, start_s)] if videos else []     # (videos, camera, start)
+    manifest_errors: list[str] = []
+    if manifest is not None:
+        rows, manifest_errors = read_manifest(manifest)
+        for e in manifest_errors:
+            _err(e)
+        for row in rows:
+            if is_video(row.path):
+                video_runs.append(([row.path], row.camera or camera,
+                                   row.timestamp if row.timestamp is not None else start_s))
+                videos.append(row.path)
+                continue
+            for f in _expand([row.path]):
+                files.append(f)
+                metadata.append(row.metadata())
     settings = settings_from(every, detector, tiles, appearance)
     lib = _open_library(db, create=True, par_dir=weights, search_head=search_head,
                         reid_head=reid_head, index_kind=index_type,
                         describer="baseline" if no_descriptions else describer)
+    video_done, video_failed = [], []
     try:
         summary = lib.index_paths(files, batch_size=batch_size, progress=progress, camera=camera,
                                   on_error=lambda e: tqdm.write(f"error: {e.image}: {e.error}",
-                                                                file=sys.stderr)) if files else None
-        video_done, video_failed = index_videos(lib, videos, camera=camera, start=start_s,
-                                                settings=settings, progress=progress, fps=fps)
+                                                                file=sys.stderr),
+                                  timestamp=timestamp_s, timestamps_from=timestamps_from,
+                                  metadata=metadata) if files else None
+        for run_videos, run_camera, run_start in video_runs:
+            done, failed_ = index_videos(lib, run_videos, camera=run_camera, start=run_start,
+                                         settings=settings, progress=progress, fps=fps)
+            video_done += done
+            video_failed += failed_
         total, stale = len(lib), lib.stale_count()
     finally:
         lib.close()
@@ -100,6 +147,8 @@ def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, de
         if videos:
             out["videos"] = [v.to_dict() for v in video_done]
             out["videos_failed"] = [{"video": v, "error": r} for v, r in video_failed]
+        if manifest is not None:
+            out["manifest_errors"] = manifest_errors
         click.echo(json.dumps(out, indent=2))
     else:
         if summary:
@@ -113,13 +162,16 @@ def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, de
                 click.echo(f"{v.video}: {v.tracks} tracks ({v.added} added, {v.skipped_existing} already "
                            f"indexed) from {v.frames} frames, {v.speed:.2f}x real time; {total} people in {db}")
     if stale:
-        _err(f"warning: {stale} records in {db} were made by another model")
+        _warn(f"{stale} records in {db} were made by another model")
     failed = False
     if summary and summary.failed:
         _err(f"{len(summary.failed)} of {len(files)} images could not be read")
         failed = True
     if video_failed:
         _err(f"{len(video_failed)} of {len(videos)} videos could not be read")
+        failed = True
+    if manifest_errors:
+        _err(f"{len(manifest_errors)} manifest rows could not be used")
         failed = True
     for v in video_done:
         if v.stopped_early:
@@ -135,14 +187,16 @@ def index_cmd(paths, db, batch_size, camera, weights, search_head, reid_head, de
 @_db_option("Library directory.")
 @_top_k
 @_where
+@filter_options
 @_as_json
-def search(query, db, top_k, where, as_json):
-    """Find people by a sentence ("a woman with a backpack"), optionally filtered by attributes."""
-    lib = _open_library(db)
+def search(query, db, top_k, where, cameras, after, before, as_json):
+    """Find people by a sentence ("a woman with a backpack"), optionally filtered by
+    attributes, camera and time."""
+    lib = _open_library(db, read_only=True)
     try:
         cond = _parse_where(where, lib)
         try:
-            hits = lib.search(query, top_k=top_k, where=cond)
+            hits = lib.search(query, top_k=top_k, where=cond, **filters_of(cameras, after, before))
         except ValueError as e:
             _err(str(e))
             sys.exit(2)
@@ -156,40 +210,66 @@ def search(query, db, top_k, where, as_json):
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=False, type=INPUT_PATHS)
 @_db_option("Library directory.")
+@click.option("--id", "ids", multiple=True, metavar="ID",
+              help="A stored person as the query (by id, as `list` or `search --json` show it; "
+                   "itself left out); repeatable.")
 @_top_k
 @_where
+@filter_options
+@click.option("--other-cameras", is_flag=True,
+              help="Leave out the query's own camera (a stored person's, else --query-camera): "
+                   "find the person on the other cameras.")
 @click.option("--camera-centring", is_flag=True,
               help="Subtract each camera's mean embedding before ranking (needs crops indexed "
                    "with --camera; helps across cameras, see docs/results.md).")
-@click.option("--camera", default=None,
-              help="Camera of query images that are not in the library (for --camera-centring).")
+@click.option("--query-camera", default=None, metavar="NAME",
+              help="Camera of query images that are not in the library (for --camera-centring "
+                   "and --other-cameras).")
 @_as_json
-def similar(images, db, top_k, where, camera_centring, camera, as_json):
-    """Find people who look like the person in each IMAGE (re-identification)."""
+def similar(images, db, ids, top_k, where, cameras, after, before, other_cameras, camera_centring,
+            query_camera, as_json):
+    """Find people who look like the person in each IMAGE, or the stored person --id ID
+    (re-identification), optionally filtered by attributes, camera and time."""
     from ..data.images import ImageLoadError
-    from ..library import NO_CAMERAS
+    from ..library import NO_CAMERAS, PersonNotFoundError
 
-    lib = _open_library(db)
-    out, failed = [], 0
+    if not images and not ids:
+        raise click.UsageError("give query IMAGES... or --id ID")
+    lib = _open_library(db, read_only=True)
+    out, failed, bad_ids = [], 0, 0
+    filters = filters_of(cameras, after, before)
     try:
         cond = _parse_where(where, lib)
         if camera_centring and lib.camera_statistics() is None:
             _err(f"--camera-centring: {NO_CAMERAS}")
             sys.exit(2)
-        for img in _expand(images):
+
+        def show(query, hits):
+            out.append({"query": query, "results": [h.to_dict() for h in hits]})
+            if not as_json:
+                click.echo(query)
+                _print_hits(hits)
+
+        for pid in ids:
+            try:
+                hits = lib.similar_to_id(pid, top_k=top_k, where=cond, camera_centring=camera_centring,
+                                         other_cameras=other_cameras, **filters)
+            except (PersonNotFoundError, ValueError) as e:
+                bad_ids += 1
+                _err(str(e))
+                continue
+            show(pid, hits)
+        for img in _expand(images or ()):
             try:
                 hits = lib.similar(img, top_k=top_k, where=cond, camera_centring=camera_centring,
-                                   camera=camera)
+                                   camera=query_camera, other_cameras=other_cameras, **filters)
             except ImageLoadError as e:
                 failed += 1
                 _err(f"{img}: {e.reason}")
                 continue
-            out.append({"query": str(img), "results": [h.to_dict() for h in hits]})
-            if not as_json:
-                click.echo(f"{img}")
-                _print_hits(hits)
+            show(str(img), hits)
         _warn_stale(lib)
     finally:
         lib.close()
@@ -197,11 +277,14 @@ def similar(images, db, top_k, where, camera_centring, camera, as_json):
         click.echo(json.dumps(out, indent=2))
     if failed:
         _err(f"{failed} query images could not be read")
+    if bad_ids:
+        _err(f"{bad_ids} of {len(ids)} ids are not usable queries")
+    if failed or bad_ids:
         sys.exit(1)
 
 
 @click.command("adapt")
-@click.argument("crops", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("crops", nargs=-1, type=INPUT_PATHS)
 @_db_option("Library directory to adapt (it must exist: `personlens index` makes one).")
 @click.option("--camera", default=None,
               help="Adapt only for this camera's crops (as named in `index --camera`); "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import DEFAULT_DB, _err, model_option
+from ._common import DEFAULT_DB, _err, model_option, needs_extra, require_extra
 
 _dir = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -62,25 +62,44 @@ def _models(f):
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level.")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds a client has to send a request's head (408 and closed after).")
+@click.option("--body-timeout", default=15.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds a client has to send a request's whole body (408 and closed after).")
+@click.option("--timeout-keep-alive", default=5.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds an idle keep-alive connection is kept open.")
+@click.option("--limit-concurrency", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Connections served at once; beyond it new requests get 503.")
+@click.option("--max-parallel-bodies", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Large request bodies (over 1 MiB) read and parsed at once; others wait, then 503.")
 def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s, max_body_mb, no_auth,
-          weights, search_head, reid_head, queue_url, store_url, store_schema, stream, video_dirs, log_level):
+          weights, search_head, reid_head, queue_url, store_url, store_schema, stream, video_dirs, log_level,
+          header_timeout, body_timeout, timeout_keep_alive, limit_concurrency, max_parallel_bodies):
     """Serve the HTTP API (/docs) and the search page (/) over a library.
 
     Auth: a bearer token from $PERSONLENS_TOKEN, else DB/serve-token (generated and printed on
     first start). SIGTERM drains: new requests get 503, in-flight ones finish, then it exits.
     """
+    if queue_url and not store_url:
+        raise click.UsageError("--queue needs --store (workers and the API must share the store)")
+    require_extra("serve")
+    if queue_url:
+        require_extra("scale", "redis")
+    if store_url:
+        require_extra("scale", "psycopg")
     from ..serve.config import ServeConfig
     from ..serve.server import run
 
-    if queue_url and not store_url:
-        raise click.UsageError("--queue needs --store (workers and the API must share the store)")
     try:
         cfg = ServeConfig(db=db, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
                           queue_size=queue_size, workers=workers, request_timeout_s=timeout_s,
                           max_body_bytes=int(max_body_mb * 1024 * 1024), auth=not no_auth,
                           par_dir=weights, search_head=search_head, reid_head=reid_head,
                           queue_url=queue_url, store_url=store_url, store_schema=store_schema,
-                          stream=stream, video_dirs=tuple(video_dirs))
+                          stream=stream, video_dirs=tuple(video_dirs),
+                          header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                          timeout_keep_alive_s=timeout_keep_alive, limit_concurrency=limit_concurrency,
+                          max_parallel_bodies=max_parallel_bodies)
         run(cfg, log_level=log_level)
     except (OSError, ValueError) as e:
         _err(str(e))
@@ -102,6 +121,7 @@ def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s
 @click.option("--claim-idle-s", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Reclaim entries another worker took but has not acknowledged for this long.")
 @_models
+@needs_extra("scale")
 def worker(queue_url, store_url, store_schema, stream, name, max_batch, max_wait_ms, claim_idle_s, weights, search_head,
            reid_head):
     """Scale-out worker: read crops from the Redis stream, run the pipeline, store, acknowledge."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import _err
+from ._common import _err, needs_extra
 
 
 def parse_start(value: str | None) -> float | None:
@@ -159,6 +159,7 @@ def track_cmd(video, mot_out, every, detector, tiles, fps, appearance, progress,
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results as JSON (and a PNG plot beside it).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@needs_extra("eval")
 def eval_tracking_cmd(videos, gts, every, detector, tiles, fps, appearance, min_iou, out, progress):
     """Score detection + tracking against ground truth: MOTA, IDF1, precision, recall, ID switches."""
     import numpy as np
@@ -212,6 +213,7 @@ def eval_tracking_cmd(videos, gts, every, detector, tiles, fps, appearance, min_
               help="Inference precision.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Report JSON (a PNG plot is written next to it).")
+@needs_extra("eval")
 def eval_fusion_cmd(root, partition, split, weights, precision, out):
     """Track-level attributes: several crops of one person fused vs each crop alone, on PETA
     identities with two or more images (groups of up to 4 crops, as a track keeps, and whole

@@ -6,6 +6,8 @@ report one bad file and carry on with the rest.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +59,21 @@ def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIX
 
 
 def read_image_bytes(path: str | Path) -> bytes:
-    """The raw bytes of an image file, or ImageLoadError (missing, a directory, unreadable)."""
+    """The raw bytes of an image file, or ImageLoadError (missing, a directory, unreadable:
+    also a file in a folder that cannot be entered, and a folder that cannot be listed)."""
     path = Path(path)
-    if not path.exists():
-        raise ImageLoadError(str(path), "no such file")
-    if path.is_dir():
+    try:
+        is_dir = stat.S_ISDIR(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageLoadError(str(path), "no such file") from None
+    except OSError as e:
+        raise ImageLoadError(str(path), f"cannot read ({e.strerror or e})") from None
+    if is_dir:
+        try:
+            with os.scandir(path):
+                pass
+        except OSError as e:
+            raise ImageLoadError(str(path), f"cannot read folder ({e.strerror or e})") from None
         raise ImageLoadError(str(path), "is a directory, not an image")
     try:
         return path.read_bytes()

@@ -37,6 +37,8 @@ from typing import Iterable, Sequence
 import faiss
 import numpy as np
 
+from ..fileperms import private_opener
+
 KINDS = ("flat", "hnsw", "ivf")
 MAGIC = b"PLVIDX1\n"
 DEFAULTS = {
@@ -340,7 +342,7 @@ class VectorIndex:
         tombs = np.fromiter(self._tombstones, dtype=np.int64, count=len(self._tombstones))
         header = json.dumps(self._header(), sort_keys=True).encode()
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=private_opener) as f:     # 0600, as the library's files
                 f.write(MAGIC)
                 for blob in (header, keys, ints.astype("<i8").tobytes(), tombs.astype("<i8").tobytes()):
                     f.write(struct.pack("<Q", len(blob)))

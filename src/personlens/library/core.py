@@ -33,14 +33,16 @@ import numpy as np
 from PIL import Image
 
 from ..data.images import ImageLoadError, decode_image, read_image_bytes
+from ..fileperms import make_private_dirs
 from ..index import IndexFileError, VectorIndex
 from ..index.vector import DEFAULTS as INDEX_DEFAULTS
 from ..inference.adaptation import Adaptation, AdaptationError
 from ..inference.predict import PredictionError
 from ..inference.records import PersonRecord, content_id
 from ..store import EMBEDDING_KINDS, SQLiteStore
-from .query import (CameraStatsCache, FilterCache, camera_centred_records, ranked_records,
-                    validate_where)
+from .query import (CameraStatsCache, FilterCache, camera_centred_records, matching_ids,
+                    ranked_records, validate_where)
+from .results import result_json
 
 DB_FILE = "personlens.sqlite"
 INDEX_FILES = {"search": "search.index", "reid": "reid.index"}
@@ -48,6 +50,17 @@ INDEX_FILES = {"search": "search.index", "reid": "reid.index"}
 
 class LibraryNotFoundError(FileNotFoundError):
     """``db_dir`` holds no library (and ``create=False``)."""
+
+
+class ReadOnlyLibraryError(PermissionError):
+    """A write (index, add, delete) on a library opened with ``read_only=True``."""
+
+
+class PersonNotFoundError(KeyError):
+    """No stored record has this id."""
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @dataclass
@@ -71,16 +84,10 @@ class SearchHit:
     score: float
     record: PersonRecord
 
-    def to_dict(self, top: int | None = None) -> dict:
-        r = self.record
-        d = {"rank": self.rank, "image": r.path, "score": round(self.score, 4),
-             "attributes": {n: r.attributes[n] for n in r.top_present(top)}, "id": r.id,
-             "description": r.description, "camera": r.camera, "timestamp": r.timestamp,
-             "track_id": r.track_id}
-        track = self.track
-        if track is not None:
-            d["track"] = track
-        return d
+    def to_dict(self, root=None) -> dict:
+        """The one result schema (``library.results.result_json``); ``root``: paths relative
+        to that library directory (as the service shows them)."""
+        return result_json(self.record, score=self.score, rank=self.rank, root=root)
 
     @property
     def track(self) -> dict | None:
@@ -125,14 +132,20 @@ class PersonLibrary:
     def __init__(self, db_dir: str | Path = "personlens-db", *, par_dir=None, search_head=None,
                  reid_head=None, describer=None, pipeline=None, index_kind: str | None = None,
                  index_params: dict | None = None, create: bool = True, precision: str = "auto",
-                 checkpoint_every_s: float = 300.0):
+                 checkpoint_every_s: float = 300.0, read_only: bool = False):
+        """``read_only``: open an existing library for searching only; nothing in its folder is
+        written (the store is opened read-only, indexes out of step are rebuilt in memory and
+        never saved), so a library the user may not write can be searched. Adding or deleting
+        records raises ``ReadOnlyLibraryError``. A new library's folder is made 0700 and its
+        files 0600 (``personlens.fileperms``)."""
         self.db_dir = Path(db_dir)
+        self.read_only = read_only
         if not (self.db_dir / DB_FILE).exists():
-            if not create:
+            if not create or read_only:
                 raise LibraryNotFoundError(f"no personlens library in {self.db_dir} "
                                         f"(create one with `personlens index PATH --db {self.db_dir}`)")
-            self.db_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(self.db_dir / DB_FILE)
+            make_private_dirs(self.db_dir)
+        self.store = SQLiteStore(self.db_dir / DB_FILE, read_only=read_only)
         stored = self.store.get_meta("models", {}) or {}
         given = {"par_dir": _abs(par_dir), "search_head": _head_arg(search_head),
                  "reid_head": _head_arg(reid_head), "describer": _head_arg(describer)}
@@ -150,7 +163,7 @@ class PersonLibrary:
                 params = stored_index["params"] if kind == stored_index["kind"] else {}
             VectorIndex(8, kind, **params)  # validates the kind and the parameter names
             cfg = {"kind": kind, "params": params}
-        if cfg != self.store.get_meta("index", None):
+        if cfg != self.store.get_meta("index", None) and not read_only:
             self.store.set_meta("index", cfg)
         self.index_config = cfg
         self.precision = precision
@@ -255,12 +268,15 @@ class PersonLibrary:
         else:
             for ids, mat in chunks:
                 idx.add(ids, mat)
-        idx.save(self.db_dir / INDEX_FILES[kind])
+        if not self.read_only:         # read-only: kept in memory only
+            idx.save(self.db_dir / INDEX_FILES[kind])
         self._indexes[kind] = idx
         return idx
 
     def save_indexes(self) -> None:
         """Save the open indexes that are in step with the store (others get rebuilt on open)."""
+        if self.read_only:
+            return
         gen = self.store.generation()
         for kind, idx in list(self._indexes.items()):
             if idx.metadata.get("generation") == gen:
@@ -271,11 +287,30 @@ class PersonLibrary:
     # ------------------------------------------------------------------ indexing
     def index_paths(self, paths: Iterable[str | Path], batch_size: int = 32, progress: bool = True,
                     camera: str | None = None,
-                    on_error: Callable[[PredictionError], None] | None = None) -> IndexSummary:
-        """Add crops to the library (see the module docstring for the guarantees)."""
+                    on_error: Callable[[PredictionError], None] | None = None, *,
+                    timestamp: float | None = None, timestamps_from: str | None = None,
+                    metadata: Sequence[dict | None] | None = None) -> IndexSummary:
+        """Add crops to the library (see the module docstring for the guarantees).
+
+        What each record keeps: ``camera`` and ``timestamp`` (epoch seconds) for every crop
+        of the run; ``timestamps_from`` ``"mtime"`` (the file's modification time) or
+        ``"exif"`` (its EXIF DateTimeOriginal, else none) for crops without a time;
+        ``metadata``: one dict (or None) per path, in order, whose ``camera``, ``timestamp``
+        and ``track_id`` override those (a manifest). A crop re-embedded for a new model
+        keeps its stored camera, time and track where this run gives none.
+        """
         from tqdm import tqdm
 
+        from .results import file_time
+
+        self._check_writable()
         paths = list(paths)
+        if metadata is not None:
+            metadata = list(metadata)
+            if len(metadata) != len(paths):
+                raise ValueError("metadata needs one entry per path")
+        if timestamps_from not in (None, "mtime", "exif"):
+            raise ValueError(f"timestamps_from must be 'mtime' or 'exif', got {timestamps_from!r}")
         pipe = self.pipeline
         mv = pipe.model_version
         self.store.set_meta("models", self.models)
@@ -283,7 +318,7 @@ class PersonLibrary:
         for kind in EMBEDDING_KINDS:
             self.index(kind)
         summary = IndexSummary()
-        pending: list[tuple[str, str, Image.Image, bool]] = []
+        pending: list[tuple[str, str, Image.Image, bool, dict]] = []
         pending_ids: set[str] = set()
         last_save = time.monotonic()
 
@@ -297,7 +332,7 @@ class PersonLibrary:
             nonlocal last_save
             if not pending:
                 return
-            self._commit(pending, camera)
+            self._commit(pending)
             summary.added += sum(1 for p in pending if not p[3])
             summary.reembedded += sum(1 for p in pending if p[3])
             pending.clear()
@@ -309,7 +344,7 @@ class PersonLibrary:
         bar = tqdm(total=len(paths), disable=not progress, unit="crop", desc="indexing",
                    file=sys.stderr, dynamic_ncols=True)
         try:
-            for path in paths:
+            for n, path in enumerate(paths):
                 bar.update(1)
                 try:
                     data = read_image_bytes(path)
@@ -326,7 +361,18 @@ class PersonLibrary:
                 except ImageLoadError as e:
                     fail(path, e.reason)
                     continue
-                pending.append((cid, _abs(path), img, stored is not None))
+                given = (metadata[n] if metadata is not None else None) or {}
+                meta = {"camera": given.get("camera", camera),
+                        "timestamp": given.get("timestamp", timestamp),
+                        "track_id": given.get("track_id")}
+                if meta["timestamp"] is None and timestamps_from:
+                    meta["timestamp"] = file_time(path, data, timestamps_from)
+                if stored is not None:       # re-embedded: keep what this run does not say
+                    old = self.store.get(cid)
+                    for k in meta:
+                        if meta[k] is None and old is not None:
+                            meta[k] = getattr(old, k)
+                pending.append((cid, _abs(path), img, stored is not None, meta))
                 pending_ids.add(cid)
                 if len(pending) >= batch_size:
                     flush()
@@ -338,11 +384,19 @@ class PersonLibrary:
         summary.stale = self.store.count() - summary.total
         return summary
 
-    def _commit(self, pending, camera) -> None:
-        ids, srcs, imgs, _ = zip(*pending)
-        if hasattr(self.pipeline, "use_camera"):
-            self.pipeline.use_camera(camera)    # that camera's adaptation, if any
-        self.add_records(self.pipeline.process(list(imgs), list(srcs), ids=list(ids), camera=camera))
+    def _commit(self, pending) -> None:
+        ids, srcs, imgs, _, metas = zip(*pending)
+        cameras = [m["camera"] for m in metas]
+        kw = {"ids": list(ids), "timestamps": [m["timestamp"] for m in metas],
+              "track_ids": [m["track_id"] for m in metas]}
+        pipe = self.pipeline
+        if len(set(cameras)) > 1 and hasattr(pipe, "process_cameras"):
+            records = pipe.process_cameras(list(imgs), list(srcs), cameras, **kw)  # per-camera adaptation
+        else:
+            if hasattr(pipe, "use_camera"):
+                pipe.use_camera(cameras[0])     # that camera's adaptation, if any
+            records = pipe.process(list(imgs), list(srcs), camera=cameras[0], **kw)
+        self.add_records(records)
 
     def add_records(self, records: Sequence[PersonRecord]) -> None:
         """Store finished records and add their embeddings to the indexes.
@@ -350,6 +404,7 @@ class PersonLibrary:
         The store write is one transaction; if the index update then fails the in-memory indexes
         are dropped and rebuilt from the store when next used, so the two never disagree.
         """
+        self._check_writable()
         records = list({r.id: r for r in records}.values())
         if not records:
             return
@@ -367,45 +422,113 @@ class PersonLibrary:
             raise
 
     def delete(self, ids: Iterable[str]) -> int:
-        ids = list(ids)
-        n = self.store.delete(ids)
-        gen = self.store.generation()
-        for idx in self._indexes.values():
-            idx.remove(ids)
-            idx.metadata["generation"] = gen
+        """Remove records: from the store (one transaction), from the indexes, and the files
+        the library owns for them (upload copies under ``uploads/``, a video track's crops
+        and track file under ``video/``, when no other record uses them; ``library.files``);
+        files outside the library directory are never touched. Returns how many existed."""
+        from .files import delete_with_files
+
+        self._check_writable()
+        ids = list(dict.fromkeys(ids))
+        for kind in EMBEDDING_KINDS:
+            self.index(kind)   # in step with the store before the delete: updated, not rebuilt, after
+
+        def drop_from_indexes():
+            gen = self.store.generation()
+            for idx in self._indexes.values():
+                idx.remove(ids)
+                idx.metadata["generation"] = gen
+
+        n, _ = delete_with_files(self.store, ids, self.db_dir, after_delete=drop_from_indexes)
         return n
 
     # ------------------------------------------------------------------ querying
-    def search(self, text: str, top_k: int = 20, where: dict[str, bool] | None = None) -> list[SearchHit]:
-        """People matching a sentence, optionally restricted by attribute filters."""
+    def search(self, text: str, top_k: int = 20, where: dict[str, bool] | None = None, *,
+               cameras: Sequence[str] | None = None, after: float | None = None,
+               before: float | None = None, offset: int = 0) -> list[SearchHit]:
+        """People matching a sentence, best first, optionally restricted by attribute filters,
+        cameras (any of them) and time (``after`` <= timestamp < ``before``, epoch seconds;
+        records without a time fail either). ``offset`` skips the best ``offset`` (paging;
+        ranks go on from ``offset + 1``)."""
         where = self.validate_where(where)
-        return self._query("search", self.pipeline.encode_query(text), top_k, where)
+        return self._query("search", self.pipeline.encode_query(text), top_k, where,
+                           offset=offset, cameras=cameras, after=after, before=before)
 
-    def filter(self, where: dict[str, bool], limit: int | None = None) -> list[PersonRecord]:
-        """Records matching attribute filters only (no ranking)."""
-        ids = self.store.filter_ids(self.validate_where(where), self.model_version)
-        return self.store.get_many(ids[:limit] if limit else ids)
+    def filter(self, where: dict[str, bool] | None = None, limit: int | None = None, *,
+               cameras: Sequence[str] | None = None, after: float | None = None,
+               before: float | None = None, offset: int = 0) -> list[PersonRecord]:
+        """Records matching the filters (no ranking), most recently stored first; ``offset``
+        and ``limit`` page through them."""
+        ids = matching_ids(self.store, self.model_version, self.validate_where(where),
+                           cameras=cameras, after=after, before=before)[::-1]
+        offset = max(0, int(offset))
+        ids = ids[offset:offset + limit] if limit else ids[offset:]
+        return self.store.get_many(ids)
+
+    def count_matching(self, where: dict[str, bool] | None = None,
+                       cameras: Sequence[str] | None = None, after: float | None = None,
+                       before: float | None = None) -> int:
+        """How many records (current model) pass the filters: the total behind a page."""
+        return len(matching_ids(self.store, self.model_version, self.validate_where(where),
+                                cameras=cameras, after=after, before=before))
+
+    def cameras(self) -> list[dict]:
+        """``[{"name", "count", "first", "last"}]``: each camera's records (current model) and
+        their earliest / latest timestamp (None when none has one), by name."""
+        return self.store.camera_summary(self.model_version)
 
     def similar(self, image_or_path, top_k: int = 20, where: dict[str, bool] | None = None,
                 exclude_self: bool = True, camera_centring: bool = False,
-                camera: str | None = None) -> list[SearchHit]:
+                camera: str | None = None, *, cameras: Sequence[str] | None = None,
+                after: float | None = None, before: float | None = None,
+                exclude_cameras: Sequence[str] | None = None,
+                other_cameras: bool = False) -> list[SearchHit]:
         """People who look like the person in an image (re-ID embedding), best first.
 
         ``exclude_self`` leaves out the record of the query crop itself when it is in the library.
         ``camera_centring`` scores after subtracting each camera's mean embedding (from the
         stored records of that camera, see ``camera_statistics`` and
         ``camera_centred_records``): the query's camera is its stored record's, else
-        ``camera``, else none (the mean of everything).
+        ``camera``, else none (the mean of everything). ``cameras``, ``after``, ``before``
+        restrict the results as in ``search``; ``exclude_cameras`` leaves those cameras out,
+        ``other_cameras`` the query's own camera (when known, as for centring).
         """
         where = self.validate_where(where)
         cid, emb, stored_camera = self._reid_embedding(image_or_path)
         exclude = {cid} if exclude_self else set()
+        query_camera = stored_camera if stored_camera is not None else camera
+        if other_cameras and query_camera is not None:
+            exclude_cameras = [*(exclude_cameras or []), query_camera]
+        return self._similar(emb, query_camera, top_k, where, exclude, camera_centring,
+                             cameras=cameras, after=after, before=before,
+                             exclude_cameras=exclude_cameras)
+
+    def similar_to_id(self, id: str, top_k: int = 20, where: dict[str, bool] | None = None, *,
+                      camera_centring: bool = False, cameras: Sequence[str] | None = None,
+                      after: float | None = None, before: float | None = None,
+                      other_cameras: bool = False) -> list[SearchHit]:
+        """People who look like the stored person ``id`` (its re-ID embedding), itself left
+        out; ``other_cameras`` also leaves out its own camera's records (a person without a
+        camera: nothing more is left out). ``PersonNotFoundError`` for an unknown id,
+        ValueError for a record made by another model."""
+        where = self.validate_where(where)
+        rec = self.store.get(id)
+        if rec is None:
+            raise PersonNotFoundError(f"no person with id {id!r} in {self.db_dir}")
+        if rec.model_version != self.model_version:
+            raise ValueError(f"{id} was made by another model; index it again first")
+        exclude_cameras = [rec.camera] if other_cameras and rec.camera is not None else None
+        return self._similar(rec.reid_embedding, rec.camera, top_k, where, {id}, camera_centring,
+                             cameras=cameras, after=after, before=before,
+                             exclude_cameras=exclude_cameras)
+
+    def _similar(self, emb, query_camera, top_k, where, exclude, camera_centring,
+                 **filters) -> list[SearchHit]:
         if not camera_centring:
-            return self._query("reid", emb, top_k, where, exclude)
+            return self._query("reid", emb, top_k, where, exclude, **filters)
         pairs = camera_centred_records(lambda: self.index("reid"), self.store, self.model_version,
-                                       emb, stored_camera if stored_camera is not None else camera,
-                                       self.camera_statistics(), top_k, where, exclude,
-                                       self._filters)
+                                       emb, query_camera, self.camera_statistics(), top_k, where,
+                                       exclude, self._filters, **filters)
         return [SearchHit(rank=n + 1, score=s, record=r) for n, (s, r) in enumerate(pairs)]
 
     def camera_statistics(self):
@@ -432,10 +555,12 @@ class PersonLibrary:
             self.pipeline.use_camera(None)      # a query has no camera: the all-camera adaptation
         return cid, self.pipeline.reid_embeddings([img])[0], None
 
-    def _query(self, kind, query, top_k, where, exclude=frozenset()) -> list[SearchHit]:
+    def _query(self, kind, query, top_k, where, exclude=frozenset(), offset: int = 0,
+               **filters) -> list[SearchHit]:
+        offset = max(0, int(offset))
         pairs = ranked_records(lambda: self.index(kind), self.store, self.model_version,
-                               query, top_k, where, exclude, self._filters)
-        return [SearchHit(rank=n + 1, score=s, record=r) for n, (s, r) in enumerate(pairs)]
+                               query, top_k, where, exclude, self._filters, offset=offset, **filters)
+        return [SearchHit(rank=offset + n + 1, score=s, record=r) for n, (s, r) in enumerate(pairs)]
 
     # ------------------------------------------------------------------ adaptation
     def adapt(self, paths: Iterable[str | Path], camera: str | None = None, settings=None,
@@ -454,6 +579,10 @@ class PersonLibrary:
         return reset_adaptation(self, progress, reembed)
 
     # ------------------------------------------------------------------ lifetime
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyLibraryError(f"{self.db_dir} was opened read-only")
+
     def close(self) -> None:
         if self.store is not None:
             try:

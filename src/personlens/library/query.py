@@ -3,7 +3,9 @@
 * ``where`` filters: ``parse_where`` (``ATTR=yes`` strings, as the CLI and the HTTP API take
   them) and ``validate_where`` (a ``{name: value}`` dict against the store's attribute names,
   values normalised to booleans);
-* ``FilterCache``: compiled attribute filters, reused until the store changes;
+* ``scope``: the camera and time filters (``cameras``, ``after``, ``before``,
+  ``exclude_cameras``) as the store's ``filter_ids`` takes them;
+* ``FilterCache``: compiled attribute / camera / time filters, reused until the store changes;
 * ``ranked_ids`` / ``ranked_records``: index hits restricted to a filter, best first;
 * ``CameraStatsCache`` / ``camera_centred_records``: re-ID ranking after per-camera centring.
 """
@@ -86,6 +88,33 @@ def validate_where(where: Mapping | None, names: Sequence[str]) -> dict[str, boo
     return {k: where_value(k, v) for k, v in where.items()}
 
 
+# ---------------------------------------------------------------------- camera and time
+def scope(cameras: Iterable[str] | str | None = None, after: float | None = None,
+          before: float | None = None, exclude_cameras: Iterable[str] | str | None = None) -> dict:
+    """The camera and time filters that are set, as keyword arguments of the store's
+    ``filter_ids``: ``cameras`` (any of them; None or empty: any camera), ``after``
+    (inclusive) / ``before`` (exclusive) epoch seconds (records without a timestamp fail
+    them), ``exclude_cameras``. A single camera name may be given as a string."""
+    out: dict = {}
+    for key, value in (("cameras", cameras), ("exclude_cameras", exclude_cameras)):
+        if isinstance(value, str):
+            value = [value]
+        if value:
+            out[key] = tuple(dict.fromkeys(str(v) for v in value))
+    for key, value in (("after", after), ("before", before)):
+        if value is not None:
+            v = float(value)
+            if v != v:
+                raise ValueError(f"{key} is not a number")
+            out[key] = v
+    return out
+
+
+def matching_ids(store, model_version, where: dict[str, bool], **filters) -> list[str]:
+    """``store.filter_ids`` with only the filters that are set (insertion order)."""
+    return store.filter_ids(where, model_version, **scope(**filters))
+
+
 # ---------------------------------------------------------------------- ranking
 class FilterCache:
     """Compiled attribute filters (``AllowedIds``), keyed by the filter, the model version and
@@ -98,14 +127,16 @@ class FilterCache:
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, index, store, model_version, where: dict[str, bool]):
-        key = (store.generation(), model_version, tuple(sorted(where.items())))
+    def get(self, index, store, model_version, where: dict[str, bool], **filters):
+        """``filters``: camera / time filters (``scope``)."""
+        sc = scope(**filters)
+        key = (store.generation(), model_version, tuple(sorted(where.items())), tuple(sorted(sc.items())))
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        hit = index.compile_filter(store.filter_ids(where, model_version))
+        hit = index.compile_filter(store.filter_ids(where, model_version, **sc))
         with self._lock:
             self._cache[key] = hit
             while len(self._cache) > self.size:
@@ -114,25 +145,31 @@ class FilterCache:
 
 
 def ranked_ids(index, store, model_version, query, top_k, where, exclude=frozenset(),
-               filters: FilterCache | None = None) -> list[tuple[str, float]]:
-    """(id, score) pairs from ``index``, best first, restricted to ``where``, without ``exclude``."""
+               filters: FilterCache | None = None, **scope_filters) -> list[tuple[str, float]]:
+    """(id, score) pairs from ``index``, best first, restricted to ``where`` and the camera /
+    time filters (``scope``), without ``exclude``."""
     if top_k <= 0:
         return []
     exclude = set(exclude)
+    sc = scope(**scope_filters)
     allowed = None
-    if where:
-        allowed = (filters.get(index, store, model_version, where) if filters is not None
-                   else index.compile_filter(store.filter_ids(where, model_version)))
+    if where or sc:
+        allowed = (filters.get(index, store, model_version, where, **sc) if filters is not None
+                   else index.compile_filter(store.filter_ids(where, model_version, **sc)))
         if len(allowed) == 0:
             return []
     hits = [h for h in index.search(query, top_k + len(exclude), allowed) if h[0] not in exclude]
+    hits.sort(key=lambda h: (-h[1], h[0]))     # exact ties in id order: pages do not shuffle
     return hits[:top_k]
 
 
 def ranked_records(get_index, store, model_version, query, top_k, where, exclude=frozenset(),
-                   filters: FilterCache | None = None):
-    """(score, record) pairs, best first, restricted to ``where`` and without ``exclude``."""
-    hits = ranked_ids(get_index(), store, model_version, query, top_k, where, exclude, filters)
+                   filters: FilterCache | None = None, *, offset: int = 0, **scope_filters):
+    """(score, record) pairs, best first, restricted to ``where`` and the camera / time filters
+    and without ``exclude``; ``offset`` skips that many of the best first (paging)."""
+    offset = max(0, int(offset))
+    hits = ranked_ids(get_index(), store, model_version, query, top_k + offset, where, exclude,
+                      filters, **scope_filters)[offset:]
     records = {r.id: r for r in store.get_many([i for i, _ in hits])}
     return [(s, records[i]) for i, s in hits if i in records]
 
@@ -179,7 +216,8 @@ class CameraStatsCache:
 
 
 def camera_centred_records(get_index, store, model_version, query, query_camera, stats, top_k,
-                           where, exclude=frozenset(), filters: FilterCache | None = None):
+                           where, exclude=frozenset(), filters: FilterCache | None = None,
+                           **scope_filters):
     """Like ``ranked_records`` for re-ID, scored after per-camera centring (``stats``: a
     ``CameraCentring``; ``query_camera`` None: the global mean). The best
     ``CENTRING_CANDIDATES`` (at least 10 x top_k) raw matches are re-scored, so galleries up
@@ -188,7 +226,7 @@ def camera_centred_records(get_index, store, model_version, query, query_camera,
         raise ValueError(NO_CAMERAS)
     index = get_index()
     hits = ranked_ids(index, store, model_version, query, max(top_k * 10, CENTRING_CANDIDATES),
-                      where, exclude, filters)
+                      where, exclude, filters, **scope_filters)
     if not hits or top_k <= 0:
         return []
     ids = [i for i, _ in hits]

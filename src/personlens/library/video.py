@@ -32,6 +32,7 @@ from PIL import Image
 
 from ..data.images import decode_image
 from ..data.video import VideoSource, file_start_time
+from ..fileperms import make_private_dirs, write_private
 from ..video.runner import VideoSettings, track_video
 
 VIDEO_DIR = "video"
@@ -80,9 +81,15 @@ def video_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def video_done_key(digest: str, settings_key: str) -> str:
+    """The store meta key that marks a video (its full SHA-256) as indexed with these tracking
+    settings (``VideoSettings.key()``)."""
+    return f"video:{digest}:{hashlib.sha256(settings_key.encode()).hexdigest()[:16]}"
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
+    write_private(tmp, data)
     os.replace(tmp, path)
 
 
@@ -226,7 +233,7 @@ def index_video(lib, path: str | Path, *, camera: str | None = None, start: floa
     key = settings.key()
     pipe = sink.pipeline
     mv = pipe.model_version
-    done_key = f"video:{digest}:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    done_key = video_done_key(digest, key)
     done = sink.get_meta(done_key)
     # the tracks of a video are the same whatever it is called: indexed once, under the first
     # camera name given (delete its records to index it again under another)
@@ -252,7 +259,7 @@ def index_video(lib, path: str | Path, *, camera: str | None = None, start: floa
     t0 = time.perf_counter()
     sink.begin()
     out_dir = sink.db_dir / VIDEO_DIR / digest[:16]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(out_dir)
     pending: list[_Pending] = []
 
     def flush():

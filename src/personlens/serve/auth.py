@@ -7,6 +7,8 @@ import os
 import secrets
 from pathlib import Path
 
+from ..fileperms import make_private_dirs
+
 TOKEN_ENV = "PERSONLENS_TOKEN"
 TOKEN_FILE = "serve-token"
 COOKIE = "personlens_token"
@@ -24,7 +26,7 @@ def load_or_create_token(db_dir: Path, explicit: str | None = None) -> tuple[str
         tok = path.read_text().strip()
         if tok:
             return tok, "file"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)        # a new library directory is 0700
     tok = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -16,8 +16,8 @@ from typing import Iterable, Sequence
 from ..data.schema import schema_for
 from ..index import VectorIndex
 from ..inference.records import PersonRecord
-from ..library.query import (CameraStatsCache, FilterCache, camera_centred_records, ranked_records,
-                             validate_where)
+from ..library.query import (CameraStatsCache, FilterCache, camera_centred_records, matching_ids,
+                             ranked_records, validate_where)
 from ..store import EMBEDDING_KINDS, PersonStore
 
 
@@ -27,6 +27,7 @@ class Backend:
     store: PersonStore
     pipeline = None
     save_every_s = 300.0
+    root = None      # the library / API directory: files it owns are deleted with their records
 
     # -- identity -------------------------------------------------------------
     @property
@@ -75,41 +76,81 @@ class Backend:
     def get_many(self, ids: Sequence[str]) -> list[PersonRecord]:
         return self.store.get_many(list(ids))
 
-    def search(self, text: str, top_k: int = 20, where: dict | None = None):
-        """[(score, record)] best first, for a sentence."""
-        return self.search_vector(self.pipeline.encode_query(text), top_k, where)
+    def search(self, text: str, top_k: int = 20, where: dict | None = None, **filters):
+        """[(score, record)] best first, for a sentence (``search_vector``)."""
+        return self.search_vector(self.pipeline.encode_query(text), top_k, where, **filters)
 
-    def search_vector(self, query, top_k: int = 20, where: dict | None = None):
-        """[(score, record)] best first, for an already encoded query."""
+    def search_vector(self, query, top_k: int = 20, where: dict | None = None, *,
+                      cameras: Sequence[str] | None = None, after: float | None = None,
+                      before: float | None = None, offset: int = 0):
+        """[(score, record)] best first, for an already encoded query; camera / time filters
+        and ``offset`` as ``PersonLibrary.search``."""
         where = self.validate_where(where)
-        return self._query("search", query, top_k, where)
+        return self._query("search", query, top_k, where, offset=offset, cameras=cameras,
+                           after=after, before=before)
 
     def similar(self, id: str, top_k: int = 20, where: dict | None = None,
-                camera_centring: bool = False):
-        """[(score, record)] for people who look like stored record ``id`` (itself left out);
-        None when ``id`` is not stored; ValueError when it was made by another model, or for
-        ``camera_centring`` (``PersonLibrary.similar``) when no record has a camera."""
+                camera_centring: bool = False, *, cameras: Sequence[str] | None = None,
+                after: float | None = None, before: float | None = None,
+                other_cameras: bool = False):
+        """[(score, record)] for people who look like stored record ``id`` (itself left out;
+        ``other_cameras``: its camera's records too); None when ``id`` is not stored;
+        ValueError when it was made by another model, or for ``camera_centring``
+        (``PersonLibrary.similar``) when no record has a camera."""
         where = self.validate_where(where)
         rec = self.store.get(id)
         if rec is None:
             return None
         if rec.model_version != self.model_version:
             raise ValueError("this record was made by another model; index it again first")
+        exclude_cameras = [rec.camera] if other_cameras and rec.camera is not None else None
+        filters = {"cameras": cameras, "after": after, "before": before,
+                   "exclude_cameras": exclude_cameras}
         if camera_centring:
             return camera_centred_records(lambda: self.index("reid"), self.store,
                                           self.model_version, rec.reid_embedding, rec.camera,
                                           self._camera_stats.get(self.store, self.model_version),
-                                          top_k, where, {id}, self._filters)
-        return self._query("reid", rec.reid_embedding, top_k, where, exclude={id})
+                                          top_k, where, {id}, self._filters, **filters)
+        return self._query("reid", rec.reid_embedding, top_k, where, exclude={id}, **filters)
 
-    def browse(self, where: dict | None = None, limit: int = 20) -> list[PersonRecord]:
+    def similar_vector(self, vec, top_k: int = 20, where: dict | None = None, *,
+                       exclude: Iterable[str] = (), cameras: Sequence[str] | None = None,
+                       after: float | None = None, before: float | None = None,
+                       exclude_cameras: Sequence[str] | None = None):
+        """[(score, record)] for a re-ID embedding (a new image), without ``exclude``."""
+        where = self.validate_where(where)
+        return self._query("reid", vec, top_k, where, exclude=exclude, cameras=cameras,
+                           after=after, before=before, exclude_cameras=exclude_cameras)
+
+    def browse(self, where: dict | None = None, limit: int = 20, *,
+               cameras: Sequence[str] | None = None, after: float | None = None,
+               before: float | None = None, offset: int = 0) -> list[PersonRecord]:
         """Records matching the filters (no ranking), most recently stored first."""
-        ids = self.store.filter_ids(self.validate_where(where), self.model_version)
-        return self.store.get_many(ids[::-1][:limit])
+        ids = self.matching_ids(where, cameras, after, before)[::-1]
+        offset = max(0, int(offset))
+        return self.store.get_many(ids[offset:offset + limit])
 
-    def _query(self, kind, vec, top_k, where, exclude: Iterable[str] = ()):
+    def matching_ids(self, where: dict | None = None, cameras: Sequence[str] | None = None,
+                     after: float | None = None, before: float | None = None) -> list[str]:
+        """Ids (current model) passing the filters, in the order they were stored."""
+        return matching_ids(self.store, self.model_version, self.validate_where(where),
+                            cameras=cameras, after=after, before=before)
+
+    def count_matching(self, where: dict | None = None, cameras: Sequence[str] | None = None,
+                       after: float | None = None, before: float | None = None) -> int:
+        return len(self.matching_ids(where, cameras, after, before))
+
+    def cameras(self) -> list[dict]:
+        """``[{"name", "count", "first", "last"}]`` (``PersonStore.camera_summary``)."""
+        return self.store.camera_summary(self.model_version)
+
+    def delete(self, ids: Sequence[str]) -> int:  # pragma: no cover - per backend
+        raise NotImplementedError
+
+    def _query(self, kind, vec, top_k, where, exclude: Iterable[str] = (), offset: int = 0,
+               **filters):
         return ranked_records(lambda: self.index(kind), self.store, self.model_version,
-                              vec, top_k, where, exclude, self._filters)
+                              vec, top_k, where, exclude, self._filters, offset=offset, **filters)
 
     def close(self) -> None:
         self.store.close()
@@ -136,6 +177,14 @@ class LibraryBackend(Backend):
     def index(self, kind: str) -> VectorIndex:
         return self.lib.index(kind)
 
+    @property
+    def root(self):
+        return self.lib.db_dir
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """``PersonLibrary.delete``: records, index entries and the files the library owns."""
+        return self.lib.delete(ids)
+
     def add(self, records: Sequence[PersonRecord]) -> None:
         self.lib.add_records(records)
         if time.monotonic() - self._last_save > self.save_every_s:
@@ -149,8 +198,10 @@ class LibraryBackend(Backend):
 class StoreBackend(Backend):
     """Any ``PersonStore`` with in-memory faiss indexes kept in step with it."""
 
-    def __init__(self, store: PersonStore, pipeline, index_kind: str = "flat", **index_params):
+    def __init__(self, store: PersonStore, pipeline, index_kind: str = "flat", *, root=None,
+                 **index_params):
         self.store = store
+        self.root = root
         self._filters = FilterCache()
         self._camera_stats = CameraStatsCache()
         self.pipeline = pipeline
@@ -203,3 +254,23 @@ class StoreBackend(Backend):
         if records:
             self.store.put(records)
         self.sync()
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove records from the store, their index entries, and the files under ``root``
+        the service owns for them (``library.files``). The next ``sync`` checks the indexes
+        against the store (other processes may write meanwhile)."""
+        from ..library.files import delete_with_files
+
+        ids = list(dict.fromkeys(ids))
+        self.sync()
+
+        def drop_from_indexes():
+            for idx in self._indexes.values():
+                idx.remove(ids)
+
+        if self.root is None:
+            n = self.store.delete(ids)
+            drop_from_indexes()
+            return n
+        n, _ = delete_with_files(self.store, ids, self.root, after_delete=drop_from_indexes)
+        return n

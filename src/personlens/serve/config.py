@@ -25,6 +25,16 @@ class ServeConfig:
     max_file_bytes: int = 10 * MiB          # one crop -> 413 beyond
     max_files: int = 64                     # crops in one request -> 413 beyond
     max_pixels: int = 16_000_000            # decoded size of one crop -> 422 beyond
+    max_json_depth: int = 32                # JSON bodies: nesting -> 400 beyond
+    max_json_items: int = 1024              # JSON bodies: items of one array / object -> 413 beyond
+    # slow or hostile clients (uvicorn settings and the guard middleware)
+    header_timeout_s: float = 10.0          # a request head must arrive within this (408, closed)
+    body_timeout_s: float = 15.0            # the whole body must arrive within this (408, closed)
+    timeout_keep_alive_s: float = 5.0       # an idle keep-alive connection is closed after this
+    limit_concurrency: int = 64             # connections / tasks; new requests get 503 beyond
+    max_header_bytes: int = 16 * 1024       # an unfinished request head over this -> 400
+    max_parallel_bodies: int = 2            # large bodies (> 1 MiB) read + parsed at once
+    body_slot_wait_s: float = 5.0           # a large body waits this long for a slot, then 503
     # auth
     auth: bool = True
     token: str | None = None                # default: $PERSONLENS_TOKEN, else DB/serve-token
@@ -47,13 +57,17 @@ class ServeConfig:
     def __post_init__(self):
         self.db = Path(self.db)
         self.video_dirs = tuple(Path(d).resolve() for d in self.video_dirs)
-        for name in ("max_batch", "queue_size", "workers", "max_files", "max_video_jobs"):
+        for name in ("max_batch", "queue_size", "workers", "max_files", "max_video_jobs",
+                     "max_json_depth", "max_json_items", "limit_concurrency", "max_parallel_bodies"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
         if self.request_timeout_s <= 0:
             raise ValueError("request_timeout_s must be > 0")
+        for name in ("header_timeout_s", "body_timeout_s", "timeout_keep_alive_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
 
     @property
     def max_wait_s(self) -> float:

@@ -2,12 +2,18 @@
 middleware), and the errors the routes answer with.
 
 * draining (after SIGTERM): 503 + ``Retry-After`` + ``Connection: close`` for new requests;
-* auth: ``Authorization: Bearer TOKEN`` on everything but ``/healthz``, ``/`` and ``/static/``
-  (the page holds no data and asks for the token). For GET requests the ``personlens_token``
+* auth: ``Authorization: Bearer TOKEN`` on everything but ``/healthz``, ``/``, ``/docs``,
+  ``/redoc`` and ``/static/`` (the pages hold no data and ask for the token; ``/openapi.json``
+  needs it). For GET requests the ``personlens_token``
   cookie works too (set by opening ``/?token=TOKEN``; SameSite=Strict, HttpOnly), so the
   page's ``<img>`` thumbnails load; writes always need the header;
 * body limit: a ``Content-Length`` over ``max_body_bytes`` is refused at once (413), and a
   body that streams past it is cut off (413);
+* body timeout: the body must arrive within ``body_timeout_s`` of the head (408, closed);
+* an error answered before the body was read (by a route too) reads and drops the body first,
+  so the client sees the answer instead of a reset connection;
+* a client that hangs up mid-request (``ClientDisconnect``) is a client error: counted as
+  ``client_disconnect`` and status 499, no traceback;
 * metrics: in-flight gauge, latency histogram and request counter by route template.
 """
 from __future__ import annotations
@@ -17,16 +23,21 @@ import time
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from .auth import COOKIE, bearer, token_matches
 from .service import PersonService
 
-OPEN_PATHS = ("/healthz", "/", "/favicon.ico")
+OPEN_PATHS = ("/healthz", "/", "/favicon.ico", "/docs", "/redoc")
 OPEN_PREFIXES = ("/static/",)
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive within ``body_timeout_s`` of the request's start."""
 
 
 class ApiError(HTTPException):
@@ -54,11 +65,22 @@ class GuardMiddleware:
         path, method = scope["path"], scope["method"]
         t0 = time.monotonic()
         scope.setdefault("state", {})["t0"] = t0
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
+        limit = svc.config.max_body_bytes
+        drain_cap = 2 * limit + (1 << 20)
+        # body bytes seen; whether more is to come (nothing read yet: True); client gone
+        seen = {"n": 0, "more": True, "gone": False}
 
         async def send_wrapped(message):
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["started"] = message["status"], True
+                if message["status"] >= 400 and seen["more"] and not seen["gone"]:
+                    # a route refused the request before reading its body: read (and drop)
+                    # the rest first, as for the refusals below
+                    seen["more"] = False
+                    if not await _drain(receive, drain_cap):
+                        message = {**message, "headers": [*message.get("headers", []),
+                                                          (b"connection", b"close")]}
             await send(message)
 
         svc.inflight += 1
@@ -69,19 +91,27 @@ class GuardMiddleware:
                 # read (and drop) what the client is still sending before answering: a server
                 # that closes with unread data makes the kernel reset the connection, and the
                 # client never sees the answer (there is no lingering close in uvicorn)
-                if not await _drain(receive, 2 * svc.config.max_body_bytes + (1 << 20)):
+                seen["more"] = False
+                if not await _drain(receive, drain_cap):
                     resp.headers["Connection"] = "close"
                 return await resp(scope, receive, send_wrapped)
-            limit = svc.config.max_body_bytes
-            seen = {"n": 0, "more": True}
+            body_deadline = t0 + svc.config.body_timeout_s
 
             async def receive_limited():
-                message = await receive()
+                if seen["more"]:       # the body must arrive within body_timeout_s (slow clients)
+                    try:
+                        message = await asyncio.wait_for(receive(), body_deadline - time.monotonic())
+                    except asyncio.TimeoutError:
+                        raise BodyTimeout() from None
+                else:
+                    message = await receive()
                 if message["type"] == "http.request":
                     seen["n"] += len(message.get("body", b""))
                     seen["more"] = message.get("more_body", False)
                     if seen["n"] > limit:
                         raise BodyTooLarge()
+                elif message["type"] == "http.disconnect":
+                    seen["gone"] = True
                 return message
 
             try:
@@ -89,9 +119,21 @@ class GuardMiddleware:
             except BodyTooLarge:
                 m.error("too_large")
                 resp = json_error(413, f"request body over {limit} bytes")
-                if seen["more"] and not await _drain(receive, 2 * limit + (1 << 20)):
+                more, seen["more"] = seen["more"], False
+                if more and not await _drain(receive, drain_cap):
                     resp.headers["Connection"] = "close"
                 await resp(scope, receive, send_wrapped)
+            except BodyTimeout:
+                m.error("request_timeout")
+                seen["more"] = False
+                if not status["started"]:
+                    await json_error(408, f"the request body did not arrive within "
+                                          f"{svc.config.body_timeout_s:g} s",
+                                     {"Connection": "close"})(scope, receive, send_wrapped)
+            except ClientDisconnect:
+                # the client hung up mid-request (a client error, not ours): no answer to send
+                m.error("client_disconnect")
+                status["code"] = 499
         finally:
             svc.inflight -= 1
             route = scope.get("route")

@@ -9,7 +9,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 # Error kinds counted by personlens_errors_total{kind=...}
 ERROR_KINDS = ("unauthorized", "unsupported_media_type", "too_large", "bad_image", "bad_request",
-               "not_found", "queue_full", "queue_unavailable", "deadline", "draining", "internal")
+               "not_found", "queue_full", "queue_unavailable", "deadline", "draining", "internal",
+               "client_disconnect", "request_timeout", "header_timeout", "busy")
 
 
 class ServiceMetrics:

@@ -5,15 +5,23 @@ says 503 so a load balancer stops sending), the requests in flight and the queue
 finished, then uvicorn closes the listener and the app shuts down (indexes saved, store
 closed); the process exits with status 0. The drain is bounded by ``drain_timeout_s``. A second
 signal exits at once.
+
+Slow or idle clients cannot hold connections: a request head must arrive within
+``header_timeout_s`` of the connection (or of its first byte on a kept-alive one; 408 and
+closed, before any authentication), its body within ``body_timeout_s`` (the guard middleware),
+an idle kept-alive connection is closed after ``timeout_keep_alive_s``, heads are capped at
+``max_header_bytes``, and beyond ``limit_concurrency`` connections new requests get 503.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
 import time
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import create_app
 from .auth import load_or_create_token
@@ -21,6 +29,60 @@ from .config import ServeConfig
 from .service import PersonService
 
 log = logging.getLogger("personlens.serve")
+
+
+class HeadTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on the request head (uvicorn has none: a client
+    that connects and sends nothing, or a head one byte at a time, held the connection for
+    ever). The deadline runs from the connection, and on a kept-alive connection from the
+    first byte of the next request (before that, uvicorn's keep-alive timeout applies);
+    when it passes the client gets 408 and the connection is closed."""
+
+    header_timeout_s: float = 10.0
+    on_timeout = None                  # called (no arguments) for each connection cut
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_request():
+            self._disarm_head_timer()
+        elif not self.transport.is_closing():
+            self._arm_head_timer()       # a new head started: it has header_timeout_s
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._disarm_head_timer()        # idle now: the keep-alive timeout applies
+
+    def connection_lost(self, exc) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._in_request() or self.transport.is_closing():
+            return
+        msg = b"request head not received in time"
+        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(msg), msg))
+        self.transport.close()
+        if self.on_timeout is not None:
+            self.on_timeout()
 
 
 class DrainingServer(uvicorn.Server):
@@ -68,9 +130,14 @@ def build(config: ServeConfig, *, pipeline=None, backend_factory=None, announce=
 
 def make_server(app, service: PersonService, config: ServeConfig, sock: socket.socket | None = None,
                 log_level: str = "info") -> DrainingServer:
+    protocol = type("PersonlensH11Protocol", (HeadTimeoutH11Protocol,), {
+        "header_timeout_s": config.header_timeout_s,
+        "on_timeout": staticmethod(lambda: service.metrics.error("header_timeout"))})
     ucfg = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
                           timeout_graceful_shutdown=config.drain_timeout_s, access_log=False,
-                          lifespan="on")
+                          lifespan="on", http=protocol, timeout_keep_alive=config.timeout_keep_alive_s,
+                          limit_concurrency=config.limit_concurrency,
+                          h11_max_incomplete_event_size=config.max_header_bytes)
     return DrainingServer(ucfg, service, config.drain_timeout_s)
 
 

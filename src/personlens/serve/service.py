@@ -31,6 +31,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from ..data.images import ImageLoadError, decode_image
+from ..fileperms import make_private_dirs, write_private
 from ..inference.records import PersonRecord, content_id
 from .batcher import DeadlineExceeded, DynamicBatcher, QueueFull, ShuttingDown
 from .config import ServeConfig
@@ -77,26 +78,22 @@ def save_upload(db: Path, crop: Crop) -> str:
     """Write the crop's bytes under DB/uploads (content-addressed, atomic) and return the path."""
     path = upload_path(db, crop.id, crop.ext)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        tmp.write_bytes(crop.data)
+        write_private(tmp, crop.data)
         os.replace(tmp, path)
     return str(path)
 
 
-def record_json(r: PersonRecord, score: float | None = None, rank: int | None = None,
-                top: int | None = None) -> dict:
-    d = r.to_dict(embeddings=False)
-    d["top_attributes"] = r.top_present(top)
-    d["image_url"] = f"/v1/persons/{r.id}/image"
-    if r.track_id:       # a video track: its time span, frames, crops, uncertain attributes
-        from ..library.video import track_summary
+def record_json(r: PersonRecord, score: float | None = None, rank: int | None = None, *,
+                root: str | Path | None = None) -> dict:
+    """A record as the API answers it: the one result schema (``library.results.result_json``,
+    ``path`` relative to the library directory ``root``, else the file name only) plus
+    ``image_url``."""
+    from ..library.results import result_json
 
-        track = track_summary(r.path)
-        if track is not None:
-            d["track"] = {k: v for k, v in track.items() if k != "crops"}
-    if score is not None:
-        d = {"rank": rank, "score": round(float(score), 4), **d}
+    d = result_json(r, score=score, rank=rank, root=root)
+    d["image_url"] = f"/v1/persons/{r.id}/image"
     return d
 
 
@@ -125,10 +122,17 @@ class PersonService:
         self.ready = False
         self.inflight = 0          # HTTP requests being answered (kept by the HTTP layer)
         self.videos = None         # video jobs (``serve.videos``), made on start
+        # large request bodies read and parsed at once (``uploads.body_slot``)
+        self.body_slots = asyncio.Semaphore(config.max_parallel_bodies)
+        # new crops being computed now: content id -> future (True: stored, False: gave up),
+        # so a concurrent duplicate waits for the first instead of computing it again
+        self._computing: dict[str, asyncio.Future] = {}
 
     # ------------------------------------------------------------------ lifetime
     async def start(self) -> None:
         self.backend = await self.call(self._make_backend)
+        if getattr(self.backend, "root", ...) is None:
+            self.backend.root = self.config.db     # where its uploads are: deleted with records
         from .videos import VideoJobs
 
         self.videos = VideoJobs(self, max_queued=self.config.max_video_jobs)
@@ -158,7 +162,8 @@ class PersonService:
             from .backend import StoreBackend
 
             pipe = self._pipeline or _load_pipeline(self.config)
-            return StoreBackend(PostgresStore(self.config.store_url, schema=self.config.store_schema), pipe)
+            return StoreBackend(PostgresStore(self.config.store_url, schema=self.config.store_schema), pipe,
+                                root=self.config.db)
         from ..library import PersonLibrary
         from .backend import LibraryBackend
 
@@ -238,46 +243,112 @@ class PersonService:
                 self._queries.popitem(last=False)
         return vec
 
-    async def search(self, text: str, top_k: int, where: dict):
+    async def search(self, text: str, top_k: int, where: dict, **filters):
+        """[(score, record)] for a sentence; ``filters``: cameras, after, before, offset."""
         vec = await asyncio.to_thread(self.encode_query, text)
-        return await self.call(self.backend.search_vector, vec, top_k, where)
+        return await self.call(lambda: self.backend.search_vector(vec, top_k, where, **filters))
+
+    def embed_image(self, image: Image.Image):
+        """A new image's re-ID embedding (under the inference lock; the all-camera adaptation)."""
+        with self._infer_lock:
+            pipe = self.backend.pipeline
+            if hasattr(pipe, "use_camera"):
+                pipe.use_camera(None)
+            return pipe.reid_embeddings([image])[0]
+
+    async def search_image(self, crop: Crop, top_k: int, where: dict, **filters):
+        """[(score, record)] for people who look like the person in an uploaded crop. A crop
+        already stored by the current model uses its stored embedding and is itself left out
+        (as ``personlens similar``); ``filters``: cameras, after, before, exclude_cameras."""
+        stored = await self.call(self.backend.get, crop.id)
+        if stored is not None and stored.model_version == self.backend.model_version:
+            vec = stored.reid_embedding
+        else:
+            vec = await asyncio.to_thread(self.embed_image, crop.image)
+        return await self.call(lambda: self.backend.similar_vector(vec, top_k, where,
+                                                                   exclude={crop.id}, **filters))
 
     # ------------------------------------------------------------------ ingest
     async def ingest(self, crops: list[Crop], deadline: float) -> list[tuple[PersonRecord, bool]]:
-        """(record, created) per crop, in order. Raises QueueFull, DeadlineExceeded, ShuttingDown."""
+        """(record, created) per crop, in order. Raises QueueFull, DeadlineExceeded, ShuttingDown.
+
+        ``created`` is True exactly once per new crop: on its first occurrence in the request
+        that computed it. A crop another request is computing now is waited for (its answer
+        is ``created: false``); should that request fail (deadline, full queue), the waiting
+        one computes it itself.
+        """
         if self.draining:
             raise ShuttingDown("the server is shutting down")
-        mv = self.backend.model_version
-        stored = await self.call(self.backend.existing, [c.id for c in crops])
-        todo, seen = [], set()
-        for c in crops:
-            if stored.get(c.id) != mv and c.id not in seen:
-                seen.add(c.id)
-                todo.append(c)
+        loop = asyncio.get_running_loop()
+        unique = list({c.id: c for c in crops}.values())
+        created: set[str] = set()
         made: dict[str, PersonRecord] = {}
-        if todo:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceeded("the request's deadline passed before it was queued")
-            if self.batcher is not None:
-                futures = self.batcher.submit(todo, deadline)
-                try:
-                    results = await asyncio.wait_for(asyncio.gather(*futures), remaining)
+        while unique:
+            mine, waits = [], {}
+            for c in unique:        # no await in this loop: claiming is atomic on the event loop
+                fut = self._computing.get(c.id)
+                if fut is not None:
+                    waits[c.id] = (c, fut)
+                else:
+                    self._computing[c.id] = loop.create_future()
+                    mine.append(c)
+            new: dict[str, PersonRecord] = {}
+            ok = False
+            try:
+                if mine:
+                    new = await self._compute_new(mine, deadline)
+                ok = True
+            finally:        # stored now (computed, or found stored), or not: tell the waiters
+                for c in mine:
+                    self._computing.pop(c.id).set_result(ok)
+            made.update(new)
+            created.update(new)
+            unique = []
+            if waits:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeadlineExceeded("the request's deadline passed")
+                futs = [f for _, f in waits.values()]
+                try:   # shielded: giving up here must not cancel what other requests wait on
+                    done = await asyncio.wait_for(asyncio.shield(asyncio.gather(*futs)), remaining)
                 except asyncio.TimeoutError:
                     raise DeadlineExceeded("the request's deadline passed") from None
-                made = {r.id: r for r in results}
-            else:
-                for c in todo:
-                    c.path = save_upload(self.config.db, c) if self.config.keep_uploads else f"upload:{c.id}"
-                ids = await self.queue.submit(todo, deadline)
-                made = {r.id: r for r in await self.call(self.backend.get_many, ids)}
-        self.metrics.crops.labels("created").inc(len(made))
-        self.metrics.crops.labels("existing").inc(len(crops) - len(made))
-        old = [c.id for c in crops if c.id not in made]
+                # the request computing these gave up (deadline, full queue): compute them here
+                unique = [c for (c, _), stored in zip(waits.values(), done) if not stored]
+        self.metrics.crops.labels("created").inc(len(created))
+        self.metrics.crops.labels("existing").inc(len(crops) - len(created))
+        old = [i for i in dict.fromkeys(c.id for c in crops) if i not in made]
         if old:
             made.update({r.id: r for r in await self.call(self.backend.get_many, old)})
-        created = {c.id for c in todo}
-        return [(made[c.id], c.id in created) for c in crops]
+        first: set[str] = set()
+        out = []
+        for c in crops:
+            out.append((made[c.id], c.id in created and c.id not in first))
+            first.add(c.id)
+        return out
+
+    async def _compute_new(self, crops: list[Crop], deadline: float) -> dict[str, PersonRecord]:
+        """The records of the crops not yet stored by the current model, computed now
+        (batcher or Redis queue); crops already stored are left out."""
+        mv = self.backend.model_version
+        stored = await self.call(self.backend.existing, [c.id for c in crops])
+        todo = [c for c in crops if stored.get(c.id) != mv]
+        if not todo:
+            return {}
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("the request's deadline passed before it was queued")
+        if self.batcher is not None:
+            futures = self.batcher.submit(todo, deadline)
+            try:
+                results = await asyncio.wait_for(asyncio.gather(*futures), remaining)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded("the request's deadline passed") from None
+            return {r.id: r for r in results}
+        for c in todo:
+            c.path = save_upload(self.config.db, c) if self.config.keep_uploads else f"upload:{c.id}"
+        ids = await self.queue.submit(todo, deadline)
+        return {r.id: r for r in await self.call(self.backend.get_many, ids)}
 
     def _run_batch(self, crops: list[Crop]) -> list[PersonRecord]:
         """On a worker thread: one forward for the batch, then one store transaction."""

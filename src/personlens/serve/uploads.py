@@ -5,17 +5,116 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import math
+import re
 import time
 from datetime import datetime
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from .guard import ApiError, BodyTooLarge
 
 TIMEOUT_HEADER = "x-timeout-ms"
+LARGE_BODY = 1 << 20        # bodies over this (or of unknown length) take a body slot
+
+# JSON tokens that matter for its shape: a whole string (skipped), brackets, braces, commas
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
+
+
+class JsonLimitError(ValueError):
+    """A JSON body refused for its shape (``status`` 400: nesting, 413: size)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def check_json_shape(body: bytes, max_depth: int, max_items: int, max_tokens: int | None = None) -> None:
+    """Refuse a JSON body before ``json.loads`` builds anything from it: nested deeper than
+    ``max_depth`` (400; deep nesting also overflows the parser's recursion), an array or
+    object of more than ``max_items`` items, or more than ``max_tokens`` strings, brackets and
+    commas in all (413: ``[],`` x 10 M is 30 MB on the wire and ~1 GB of Python lists).
+    One pass over the bytes (a regular expression; strings are skipped whole, never copied);
+    a malformed body is left for the parser to report."""
+    max_tokens = max_tokens or 64 * max_items
+    items: list[int] = []       # items so far in each open array / object
+    for n, m in enumerate(_JSON_TOKEN.finditer(body), 1):
+        if n > max_tokens:
+            raise JsonLimitError(413, f"the JSON body has more than {max_tokens} values")
+        c = body[m.start()]
+        if c == 0x22:                       # a string
+            continue
+        if c in (0x5B, 0x7B):               # [ {
+            if len(items) >= max_depth:
+                raise JsonLimitError(400, f"the JSON body is nested deeper than {max_depth} levels")
+            items.append(1)
+        elif c in (0x5D, 0x7D):             # ] }
+            if items:
+                items.pop()
+        elif items:                         # ,
+            items[-1] += 1
+            if items[-1] > max_items:
+                raise JsonLimitError(413, f"a JSON array or object has more than {max_items} items")
+
+
+def parse_json(body: bytes, max_depth: int, max_items: int):
+    """``json.loads`` after ``check_json_shape``."""
+    check_json_shape(body, max_depth, max_items)
+    return json.loads(body)
+
+
+async def _acquire(sem: asyncio.Semaphore, timeout: float) -> bool:
+    task = asyncio.ensure_future(sem.acquire())
+    try:
+        await asyncio.wait({task}, timeout=timeout)
+    finally:
+        if not task.done():
+            task.cancel()      # Semaphore.acquire gives a slot it was woken for to the next
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return not task.cancelled()
+
+
+@contextlib.asynccontextmanager
+async def body_slot(request: Request, cfg):
+    """Large bodies (over ``LARGE_BODY``, or of unknown length) are read and parsed at most
+    ``cfg.max_parallel_bodies`` at a time (``service.body_slots``), so memory stays bounded
+    however many arrive together; one that waits over ``cfg.body_slot_wait_s`` gets 503 +
+    Retry-After (its body is read and dropped by the guard before the answer)."""
+    cl = request.headers.get("content-length")
+    large = cl is None or not cl.isdigit() or int(cl) > LARGE_BODY
+    service = getattr(request.app.state, "service", None)
+    slots = getattr(service, "body_slots", None)
+    if not large or slots is None:
+        yield
+        return
+    if not await _acquire(slots, cfg.body_slot_wait_s):
+        raise ApiError(503, "busy", "too many large request bodies at once; try again",
+                       {"Retry-After": str(cfg.retry_after_s)})
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+async def read_json(request: Request, cfg):
+    """The request's JSON body, read in a body slot and parsed with limits (``parse_json``,
+    off the event loop): 400 for malformed or too deeply nested JSON, 413 for too many items.
+    The body is not kept on the request (``request.stream()``, not ``request.body()``)."""
+    async with body_slot(request, cfg):
+        chunks = [chunk async for chunk in request.stream()]
+        body = b"".join(chunks)
+        del chunks
+        try:
+            return await asyncio.to_thread(parse_json, body, cfg.max_json_depth, cfg.max_json_items)
+        except JsonLimitError as e:
+            raise ApiError(e.status, "too_large" if e.status == 413 else "bad_request", str(e)) from None
+        except (ValueError, RecursionError):       # UnicodeDecodeError is a ValueError
+            raise ApiError(400, "bad_request", "the body is not valid JSON") from None
 
 
 def _parse_timestamp(v) -> float | None:
@@ -77,60 +176,69 @@ async def read_uploads(request: Request, cfg) -> list[dict]:
     """[{data, filename, camera, timestamp, track_id}] from a multipart or JSON body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        try:
-            form = await request.form(max_files=cfg.max_files + 1, max_fields=100,
-                                      max_part_size=64 * 1024)
-        except BodyTooLarge:
-            raise
-        except HTTPException as e:  # starlette's multipart limits
-            raise ApiError(413 if "Too many" in str(e.detail) else 400,
-                           "too_large" if "Too many" in str(e.detail) else "bad_request", e.detail)
-        try:
-            files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-            if len(files) > cfg.max_files:
-                raise ApiError(413, "too_large", f"more than {cfg.max_files} files in one request")
-            if not files:
-                raise ApiError(422, "bad_request", "no files: send the crops in the multipart field 'files'")
-            items = []
-            for f in files:
-                data = await f.read(cfg.max_file_bytes + 1)
-                if len(data) > cfg.max_file_bytes:
-                    raise ApiError(413, "too_large", f"{f.filename}: over {cfg.max_file_bytes} bytes")
-                items.append({"data": data, "filename": f.filename})
-            meta = {k: [v for v in form.getlist(k) if isinstance(v, str)]
-                    for k in ("camera", "timestamp", "track_id")}
-        finally:
-            await form.close()
+        async with body_slot(request, cfg):
+            return _with_meta(*await _read_multipart(request, cfg))
     elif ctype == "application/json":
-        body = await request.body()
-        try:
-            doc = await asyncio.to_thread(json.loads, body)   # up to max_body_bytes: off the loop
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "bad_request", "the body is not valid JSON") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not doc["images"]:
-            raise ApiError(422, "bad_request",
-                           'expected {"images": [{"data": BASE64, ...}, ...]} with at least one image')
-        if len(doc["images"]) > cfg.max_files:
-            raise ApiError(413, "too_large", f"more than {cfg.max_files} images in one request")
-        items, meta = [], {k: [] for k in ("camera", "timestamp", "track_id")}
-        per_item = {k: [] for k in meta}
-        for i, im in enumerate(doc["images"]):
-            im = {"data": im} if isinstance(im, str) else im
-            if not isinstance(im, dict) or not isinstance(im.get("data"), str):
-                raise ApiError(422, "bad_request", f"images[{i}]: expected a base64 string or {{\"data\": ...}}")
-            try:
-                data = base64.b64decode(im["data"], validate=True)
-            except (binascii.Error, ValueError):
-                raise ApiError(422, "bad_image", f"images[{i}]: data is not valid base64") from None
+        doc = await read_json(request, cfg)
+        return _with_meta(*_json_items(doc, cfg))
+    raise ApiError(415, "unsupported_media_type",
+                   "send multipart/form-data (field 'files') or application/json (base64 images)")
+
+
+async def _read_multipart(request: Request, cfg) -> tuple[list[dict], dict]:
+    try:
+        form = await request.form(max_files=cfg.max_files + 1, max_fields=100,
+                                  max_part_size=64 * 1024)
+    except BodyTooLarge:
+        raise
+    except HTTPException as e:  # starlette's multipart limits (fastapi's HTTPException is a subclass)
+        too_many = "Too many" in str(e.detail)
+        raise ApiError(413 if too_many else 400, "too_large" if too_many else "bad_request",
+                       e.detail) from None
+    try:
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if len(files) > cfg.max_files:
+            raise ApiError(413, "too_large", f"more than {cfg.max_files} files in one request")
+        if not files:
+            raise ApiError(422, "bad_request", "no files: send the crops in the multipart field 'files'")
+        items = []
+        for f in files:
+            data = await f.read(cfg.max_file_bytes + 1)
             if len(data) > cfg.max_file_bytes:
-                raise ApiError(413, "too_large", f"images[{i}]: over {cfg.max_file_bytes} bytes")
-            items.append({"data": data, "filename": im.get("filename") if isinstance(im.get("filename"), str) else None})
-            for k in per_item:
-                per_item[k].append(im.get(k, doc.get(k)))
-        meta = per_item
-    else:
-        raise ApiError(415, "unsupported_media_type",
-                       "send multipart/form-data (field 'files') or application/json (base64 images)")
+                raise ApiError(413, "too_large", f"{f.filename}: over {cfg.max_file_bytes} bytes")
+            items.append({"data": data, "filename": f.filename})
+        meta = {k: [v for v in form.getlist(k) if isinstance(v, str)]
+                for k in ("camera", "timestamp", "track_id")}
+    finally:
+        await form.close()
+    return items, meta
+
+
+def _json_items(doc, cfg) -> tuple[list[dict], dict]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not doc["images"]:
+        raise ApiError(422, "bad_request",
+                       'expected {"images": [{"data": BASE64, ...}, ...]} with at least one image')
+    if len(doc["images"]) > cfg.max_files:
+        raise ApiError(413, "too_large", f"more than {cfg.max_files} images in one request")
+    items, meta = [], {k: [] for k in ("camera", "timestamp", "track_id")}
+    for i, im in enumerate(doc["images"]):
+        im = {"data": im} if isinstance(im, str) else im
+        if not isinstance(im, dict) or not isinstance(im.get("data"), str):
+            raise ApiError(422, "bad_request", f"images[{i}]: expected a base64 string or {{\"data\": ...}}")
+        try:
+            data = base64.b64decode(im["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "bad_image", f"images[{i}]: data is not valid base64") from None
+        if len(data) > cfg.max_file_bytes:
+            raise ApiError(413, "too_large", f"images[{i}]: over {cfg.max_file_bytes} bytes")
+        items.append({"data": data, "filename": im.get("filename") if isinstance(im.get("filename"), str) else None})
+        for k in meta:
+            meta[k].append(im.get(k, doc.get(k)))
+    return items, meta
+
+
+def _with_meta(items: list[dict], meta: dict) -> list[dict]:
+    """Each item with its camera / timestamp / track_id (given once, or once per item)."""
     n = len(items)
     try:
         cams = [_opt_str(v, "camera") for v in _per_file(meta["camera"], n, "camera")]

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from ..data.video import VIDEO_SUFFIXES, VideoError, VideoSource
+from ..fileperms import make_private_dirs, private_opener
 from .guard import ApiError, BodyTooLarge
-from .uploads import _opt_str, _parse_timestamp
+from .uploads import _opt_str, _parse_timestamp, read_json
 
 UPLOADS = Path("uploads") / "videos"
 MAX_EVERY = 100
@@ -69,12 +70,11 @@ async def _save_upload(f: UploadFile, db: Path, limit: int) -> Path:
     if suffix not in VIDEO_SUFFIXES:
         raise ApiError(422, "bad_video", f"{f.filename!r}: not a video file name (expected one of "
                                          f"{', '.join(sorted(VIDEO_SUFFIXES))})")
-    folder = db / UPLOADS
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_private_dirs(db / UPLOADS)
     tmp = folder / f".upload-{os.getpid()}-{id(f)}{suffix}"
     h, size = hashlib.sha256(), 0
     try:
-        with open(tmp, "wb") as out:
+        with open(tmp, "wb", opener=private_opener) as out:
             while chunk := await f.read(1 << 20):
                 size += len(chunk)
                 if size > limit:
@@ -108,8 +108,10 @@ async def read_video_request(request: Request, cfg) -> VideoSpec:
             form = await request.form(max_files=1, max_fields=10, max_part_size=64 * 1024)
         except BodyTooLarge:
             raise
-        except HTTPException as e:
-            raise ApiError(400, "bad_request", e.detail) from None
+        except HTTPException as e:      # starlette's multipart limits
+            too_many = "Too many" in str(e.detail)
+            raise ApiError(413 if too_many else 400, "too_large" if too_many else "bad_request",
+                           e.detail) from None
         try:
             f = form.get("file")
             if not isinstance(f, UploadFile):
@@ -119,11 +121,7 @@ async def read_video_request(request: Request, cfg) -> VideoSpec:
         finally:
             await form.close()
     elif ctype == "application/json":
-        body = await request.body()
-        try:
-            doc = await asyncio.to_thread(json.loads, body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+        doc = await read_json(request, cfg)      # depth / size limits, a body slot when large
         if not isinstance(doc, dict):
             raise ApiError(422, "bad_request", 'expected {"path": ..., "camera": ..., "start": ..., "every": ...}')
         camera, start, every = _fields(doc.get)

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..fileperms import make_private_dirs, write_private
 from ..library.video import LibrarySink
 
 JOBS_DIR = "video-jobs"
@@ -97,7 +98,7 @@ class VideoJobs:
     def __init__(self, service, max_queued: int = 8):
         self.service = service
         self.dir = Path(service.config.db) / JOBS_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.dir)
         self._jobs: dict[str, VideoJob] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
@@ -125,7 +126,7 @@ class VideoJobs:
     def _save(self, job: VideoJob) -> None:
         job.updated = time.time()
         tmp = self.dir / f".{job.id}.tmp"
-        tmp.write_text(json.dumps(asdict(job)))
+        write_private(tmp, json.dumps(asdict(job)).encode())
         os.replace(tmp, self.dir / f"{job.id}.json")
 
     # -------------------------------------------------------------- API

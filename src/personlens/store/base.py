@@ -95,9 +95,30 @@ class PersonStore(ABC):
         """model_version -> number of records."""
 
     @abstractmethod
-    def filter_ids(self, where: dict[str, bool], model_version: str | None = None) -> list[str]:
-        """Ids whose ``present`` list includes every attribute mapped to True and none mapped
-        to False. Attribute names are not validated here (see ``attribute_names``)."""
+    def filter_ids(self, where: dict[str, bool], model_version: str | None = None, *,
+                   cameras: Sequence[str] | None = None, after: float | None = None,
+                   before: float | None = None,
+                   exclude_cameras: Sequence[str] | None = None) -> list[str]:
+        """Ids, in insertion order, whose ``present`` list includes every attribute mapped to
+        True and none mapped to False. Attribute names are not validated here (see
+        ``attribute_names``).
+
+        ``cameras``: only records of one of these cameras (empty or None: any camera);
+        ``after`` / ``before`` (epoch seconds): only records with ``after <= timestamp <
+        before`` (a record without a timestamp is left out when either is given);
+        ``exclude_cameras``: leave out records of these cameras (records without one stay).
+        """
+
+    @abstractmethod
+    def camera_summary(self, model_version: str | None = None) -> list[dict]:
+        """``[{"name", "count", "first", "last"}]`` per camera, by name: the number of records
+        and their earliest / latest timestamp (None when none has one). Records without a
+        camera are not listed."""
+
+    def used_paths(self, paths: Iterable[str]) -> set[str]:
+        """The ones among ``paths`` that some stored record has as its ``path``."""
+        wanted = set(paths)
+        return {r.path for r in self.iterate() if r.path in wanted}
 
     @abstractmethod
     def attribute_names(self) -> list[str]:

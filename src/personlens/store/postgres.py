@@ -106,6 +106,10 @@ class PostgresStore(PersonStore):
             "CREATE INDEX IF NOT EXISTS personlens_records_ord ON {records} (ord)",
             "CREATE INDEX IF NOT EXISTS personlens_records_seq ON {records} (seq)",
             "CREATE INDEX IF NOT EXISTS personlens_records_present ON {records} USING gin (present)",
+            # camera / time filters; created on every open (IF NOT EXISTS), so tables made before
+            # they existed get them too: not a schema change, the schema version stays 1
+            "CREATE INDEX IF NOT EXISTS personlens_records_camera ON {records} (camera)",
+            "CREATE INDEX IF NOT EXISTS personlens_records_ts ON {records} (ts)",
             "CREATE TABLE IF NOT EXISTS {state} (id int PRIMARY KEY, generation bigint NOT NULL)",
             "INSERT INTO {state} VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
             "CREATE TABLE IF NOT EXISTS {meta} (key text PRIMARY KEY, value text NOT NULL)",
@@ -232,7 +236,10 @@ class PostgresStore(PersonStore):
         return dict(self._c.execute(self._q(
             "SELECT model_version, COUNT(*) FROM {records} GROUP BY model_version")).fetchall())
 
-    def filter_ids(self, where: dict[str, bool], model_version: str | None = None) -> list[str]:
+    def filter_ids(self, where: dict[str, bool], model_version: str | None = None, *,
+                   cameras: Sequence[str] | None = None, after: float | None = None,
+                   before: float | None = None,
+                   exclude_cameras: Sequence[str] | None = None) -> list[str]:
         clauses, args = [], []
         if model_version is not None:
             clauses.append("model_version=%s")
@@ -245,8 +252,37 @@ class PostgresStore(PersonStore):
         if no:
             clauses.append("NOT (present && %s::text[])")
             args.append(no)
+        if cameras:
+            clauses.append("camera = ANY(%s::text[])")
+            args.append(list(cameras))
+        if exclude_cameras:
+            clauses.append("(camera IS NULL OR NOT (camera = ANY(%s::text[])))")
+            args.append(list(exclude_cameras))
+        if after is not None:      # NULL timestamps never compare true: left out
+            clauses.append("ts >= %s")
+            args.append(float(after))
+        if before is not None:
+            clauses.append("ts < %s")
+            args.append(float(before))
         sql = "SELECT id FROM {records}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         return [r[0] for r in self._c.execute(self._q(sql + " ORDER BY ord"), args)]
+
+    def camera_summary(self, model_version: str | None = None) -> list[dict]:
+        sql = "SELECT camera, COUNT(*), MIN(ts), MAX(ts) FROM {records} WHERE camera IS NOT NULL"
+        args: tuple = ()
+        if model_version is not None:
+            sql += " AND model_version=%s"
+            args = (model_version,)
+        rows = self._c.execute(self._q(sql + " GROUP BY camera ORDER BY camera COLLATE \"C\""),
+                               args).fetchall()
+        return [{"name": c, "count": int(n), "first": lo, "last": hi} for c, n, lo, hi in rows]
+
+    def used_paths(self, paths: Iterable[str]) -> set[str]:
+        paths = list(dict.fromkeys(paths))
+        if not paths:
+            return set()
+        return {r[0] for r in self._c.execute(
+            self._q("SELECT DISTINCT path FROM {records} WHERE path = ANY(%s)"), (paths,))}
 
     def attribute_names(self) -> list[str]:
         return [r[0] for r in self._c.execute(self._q("SELECT name FROM {attribute_names} ORDER BY ord"))]

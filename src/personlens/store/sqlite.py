@@ -6,7 +6,11 @@ Layout (schema version 1):
   embeddings as little-endian float32 BLOBs (so indexes can be rebuilt from the store);
 * ``present(attribute, id)``: one row per present attribute, so attribute filters run in SQL;
 * ``attribute_names``: every attribute name seen, in first-seen order;
-* ``meta(key, value)``: JSON values (schema version, generation counter, library configuration).
+* ``meta(key, value)``: JSON values (schema version, generation counter, library configuration);
+* indexes on ``model_version``, ``camera`` and ``timestamp`` (camera / time filters). Indexes
+  are created with ``IF NOT EXISTS`` on every open, so a library written before an index was
+  added gets it the next time it is opened; that is not a schema change (older versions read
+  the file as before), so the schema version stays 1.
 
 Every write runs in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction that also bumps the
 ``generation`` counter, so a process killed mid-batch leaves no half batch behind.
@@ -22,6 +26,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..fileperms import make_private_dirs, touch_private
 from ..inference.records import PersonRecord
 from .base import EMBEDDING_KINDS, PersonStore, checked_records
 
@@ -46,6 +51,8 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_model_version ON records (model_version);
+CREATE INDEX IF NOT EXISTS records_camera ON records (camera);
+CREATE INDEX IF NOT EXISTS records_timestamp ON records (timestamp);
 CREATE TABLE IF NOT EXISTS present (
     attribute TEXT NOT NULL,
     id TEXT NOT NULL REFERENCES records (id) ON DELETE CASCADE,
@@ -67,6 +74,27 @@ def _vec(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype="<f4").astype(np.float32)
 
 
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection. A WAL database needs its ``-shm`` file, which a reader cannot
+    create in a folder it may not write: then the file is opened ``immutable`` (no locking,
+    the WAL not read: a read-only folder has no writer and, after a clean close, no WAL)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    uri = path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as e:
+        conn.close()
+        name = getattr(e, "sqlite_errorname", "") or ""
+        if not (name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or "readonly" in str(e)):
+            raise          # busy, not a library, ...: not a matter of permissions
+    conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None)
+    conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+    return conn
+
+
 def _record(row) -> PersonRecord:
     (id_, path, attrs, present, search, reid, camera, ts, track, version, desc) = row
     return PersonRecord(id=id_, path=path, attributes=json.loads(attrs), present=json.loads(present),
@@ -75,9 +103,21 @@ def _record(row) -> PersonRecord:
 
 
 class SQLiteStore(PersonStore):
-    def __init__(self, path: str | Path, timeout: float = 30.0):
+    def __init__(self, path: str | Path, timeout: float = 30.0, read_only: bool = False):
+        """``read_only``: open an existing store for reading only (SQLite ``mode=ro``), so a
+        library in a folder or on a medium the user cannot write can be searched; nothing is
+        created or changed (writes raise ``sqlite3.OperationalError``)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if read_only:
+            self._conn = _connect_read_only(self.path, timeout)
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None and json.loads(row[0]) > SCHEMA_VERSION:
+                raise ValueError(f"{self.path} was written by a newer personlens "
+                                 f"(schema {row[0]} > {SCHEMA_VERSION})")
+            return
+        make_private_dirs(self.path.parent)
+        touch_private(self.path)     # 0600 before SQLite opens it; its -wal / -shm files follow
         self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
         c = self._conn
         c.execute("PRAGMA journal_mode=WAL")
@@ -212,7 +252,10 @@ class SQLiteStore(PersonStore):
         return dict(self._conn.execute(
             "SELECT model_version, COUNT(*) FROM records GROUP BY model_version").fetchall())
 
-    def filter_ids(self, where: dict[str, bool], model_version: str | None = None) -> list[str]:
+    def filter_ids(self, where: dict[str, bool], model_version: str | None = None, *,
+                   cameras: Sequence[str] | None = None, after: float | None = None,
+                   before: float | None = None,
+                   exclude_cameras: Sequence[str] | None = None) -> list[str]:
         clauses, args = [], []
         if model_version is not None:
             clauses.append("r.model_version=?")
@@ -221,8 +264,42 @@ class SQLiteStore(PersonStore):
             exists = "EXISTS (SELECT 1 FROM present p WHERE p.attribute=? AND p.id=r.id)"
             clauses.append(exists if wanted else "NOT " + exists)
             args.append(name)
+        if cameras:
+            cams = list(dict.fromkeys(cameras))
+            clauses.append(f"r.camera IN ({','.join('?' * len(cams))})")
+            args.extend(cams)
+        if exclude_cameras:
+            cams = list(dict.fromkeys(exclude_cameras))
+            clauses.append(f"(r.camera IS NULL OR r.camera NOT IN ({','.join('?' * len(cams))}))")
+            args.extend(cams)
+        if after is not None:      # NULL timestamps never compare true: left out
+            clauses.append("r.timestamp >= ?")
+            args.append(float(after))
+        if before is not None:
+            clauses.append("r.timestamp < ?")
+            args.append(float(before))
         sql = "SELECT r.id FROM records r" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         return [row[0] for row in self._conn.execute(sql + " ORDER BY r.rowid", args)]
+
+    def camera_summary(self, model_version: str | None = None) -> list[dict]:
+        sql = "SELECT camera, COUNT(*), MIN(timestamp), MAX(timestamp) FROM records " \
+              "WHERE camera IS NOT NULL"
+        args: tuple = ()
+        if model_version is not None:
+            sql += " AND model_version=?"
+            args = (model_version,)
+        rows = self._conn.execute(sql + " GROUP BY camera ORDER BY camera", args).fetchall()
+        return [{"name": c, "count": n, "first": lo, "last": hi} for c, n, lo, hi in rows]
+
+    def used_paths(self, paths: Iterable[str]) -> set[str]:
+        paths = list(dict.fromkeys(paths))
+        out: set[str] = set()
+        for i in range(0, len(paths), _CHUNK):
+            chunk = paths[i:i + _CHUNK]
+            q = ",".join("?" * len(chunk))
+            out.update(r[0] for r in self._conn.execute(
+                f"SELECT DISTINCT path FROM records WHERE path IN ({q})", chunk))
+        return out
 
     def attribute_names(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT name FROM attribute_names ORDER BY rowid")]
