@@ -9,7 +9,8 @@
 * ``files``: the files a library owns for its records, removed with them (``delete``).
 """
 from .core import (BASELINE_HEAD, DB_FILE, DEFAULT_HEAD, INDEX_FILES, IndexSummary,
-                   LibraryNotFoundError, PersonLibrary, PersonNotFoundError, SearchHit)
+                   LibraryNotFoundError, PersonLibrary, PersonNotFoundError,
+                   ReadOnlyLibraryError, SearchHit)
 from .query import (CENTRING_CANDIDATES, NO, NO_CAMERAS, YES, CameraStatsCache,
                     ConflictingWhereError, FilterCache, UnknownAttributeError,
                     camera_centred_records, matching_ids, parse_where, ranked_ids,
@@ -20,7 +21,7 @@ __all__ = [
     "BASELINE_HEAD", "CENTRING_CANDIDATES", "DB_FILE", "DEFAULT_HEAD", "INDEX_FILES", "NO",
     "NO_CAMERAS", "YES", "CameraStatsCache", "ConflictingWhereError", "FilterCache",
     "EXPORT_FORMATS", "IndexSummary", "LibraryNotFoundError", "PersonLibrary",
-    "PersonNotFoundError", "SearchHit", "UnknownAttributeError", "camera_centred_records",
+    "PersonNotFoundError", "ReadOnlyLibraryError", "SearchHit", "UnknownAttributeError", "camera_centred_records",
     "export_lines", "iso_time", "matching_ids", "parse_time", "parse_where", "ranked_ids",
     "ranked_records", "result_json", "scope", "validate_where", "where_value",
 ]
