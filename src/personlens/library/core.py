@@ -23,8 +23,6 @@ the PAR model), else the baselines; ``"baseline"`` asks for a baseline explicitl
 from __future__ import annotations
 
 import hashlib
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -32,7 +30,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..data.images import ImageLoadError, decode_image, read_image_bytes
+from ..data.images import decode_image, read_image_bytes
 from ..fileperms import make_private_dirs
 from ..index import IndexFileError, VectorIndex
 from ..index.vector import DEFAULTS as INDEX_DEFAULTS
@@ -299,104 +297,10 @@ class PersonLibrary:
         and ``track_id`` override those (a manifest). A crop re-embedded for a new model
         keeps its stored camera, time and track where this run gives none.
         """
-        from tqdm import tqdm
+        from .indexing import index_crops
 
-        from .results import file_time
-
-        self._check_writable()
-        paths = list(paths)
-        if metadata is not None:
-            metadata = list(metadata)
-            if len(metadata) != len(paths):
-                raise ValueError("metadata needs one entry per path")
-        if timestamps_from not in (None, "mtime", "exif"):
-            raise ValueError(f"timestamps_from must be 'mtime' or 'exif', got {timestamps_from!r}")
-        pipe = self.pipeline
-        mv = pipe.model_version
-        self.store.set_meta("models", self.models)
-        self.store.set_meta("pipeline", pipe.describe())
-        for kind in EMBEDDING_KINDS:
-            self.index(kind)
-        summary = IndexSummary()
-        pending: list[tuple[str, str, Image.Image, bool, dict]] = []
-        pending_ids: set[str] = set()
-        last_save = time.monotonic()
-
-        def fail(path, reason):
-            err = PredictionError(str(path), reason)
-            summary.failed.append(err)
-            if on_error:
-                on_error(err)
-
-        def flush():
-            nonlocal last_save
-            if not pending:
-                return
-            self._commit(pending)
-            summary.added += sum(1 for p in pending if not p[3])
-            summary.reembedded += sum(1 for p in pending if p[3])
-            pending.clear()
-            pending_ids.clear()
-            if time.monotonic() - last_save > self.checkpoint_every_s:
-                self.save_indexes()
-                last_save = time.monotonic()
-
-        bar = tqdm(total=len(paths), disable=not progress, unit="crop", desc="indexing",
-                   file=sys.stderr, dynamic_ncols=True)
-        try:
-            for n, path in enumerate(paths):
-                bar.update(1)
-                try:
-                    data = read_image_bytes(path)
-                except ImageLoadError as e:
-                    fail(path, e.reason)
-                    continue
-                cid = content_id(data)
-                stored = self.store.model_version_of(cid)
-                if cid in pending_ids or stored == mv:
-                    summary.skipped_existing += 1
-                    continue
-                try:
-                    img = decode_image(data, str(path))
-                except ImageLoadError as e:
-                    fail(path, e.reason)
-                    continue
-                given = (metadata[n] if metadata is not None else None) or {}
-                meta = {"camera": given.get("camera", camera),
-                        "timestamp": given.get("timestamp", timestamp),
-                        "track_id": given.get("track_id")}
-                if meta["timestamp"] is None and timestamps_from:
-                    meta["timestamp"] = file_time(path, data, timestamps_from)
-                if stored is not None:       # re-embedded: keep what this run does not say
-                    old = self.store.get(cid)
-                    for k in meta:
-                        if meta[k] is None and old is not None:
-                            meta[k] = getattr(old, k)
-                pending.append((cid, _abs(path), img, stored is not None, meta))
-                pending_ids.add(cid)
-                if len(pending) >= batch_size:
-                    flush()
-            flush()
-        finally:
-            bar.close()
-            self.save_indexes()
-        summary.total = self.store.count(mv)
-        summary.stale = self.store.count() - summary.total
-        return summary
-
-    def _commit(self, pending) -> None:
-        ids, srcs, imgs, _, metas = zip(*pending)
-        cameras = [m["camera"] for m in metas]
-        kw = {"ids": list(ids), "timestamps": [m["timestamp"] for m in metas],
-              "track_ids": [m["track_id"] for m in metas]}
-        pipe = self.pipeline
-        if len(set(cameras)) > 1 and hasattr(pipe, "process_cameras"):
-            records = pipe.process_cameras(list(imgs), list(srcs), cameras, **kw)  # per-camera adaptation
-        else:
-            if hasattr(pipe, "use_camera"):
-                pipe.use_camera(cameras[0])     # that camera's adaptation, if any
-            records = pipe.process(list(imgs), list(srcs), camera=cameras[0], **kw)
-        self.add_records(records)
+        return index_crops(self, paths, batch_size, progress, camera, on_error, timestamp=timestamp,
+                           timestamps_from=timestamps_from, metadata=metadata)
 
     def add_records(self, records: Sequence[PersonRecord]) -> None:
         """Store finished records and add their embeddings to the indexes.
