@@ -23,7 +23,7 @@ the PAR model), else the baselines; ``"baseline"`` asks for a baseline explicitl
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -38,6 +38,7 @@ from ..inference.adaptation import Adaptation, AdaptationError
 from ..inference.predict import PredictionError
 from ..inference.records import PersonRecord, content_id
 from ..store import EMBEDDING_KINDS, SQLiteStore
+from .indexing import IndexSummary, _abs, index_crops
 from .query import (CameraStatsCache, FilterCache, camera_centred_records, matching_ids,
                     ranked_records, validate_where)
 from .results import result_json
@@ -62,21 +63,6 @@ class PersonNotFoundError(KeyError):
 
 
 @dataclass
-class IndexSummary:
-    added: int = 0
-    skipped_existing: int = 0
-    reembedded: int = 0
-    failed: list[PredictionError] = field(default_factory=list)
-    total: int = 0          # records in the library (current model) after the run
-    stale: int = 0          # records still embedded by another model
-
-    def to_dict(self) -> dict:
-        return {"added": self.added, "skipped_existing": self.skipped_existing,
-                "reembedded": self.reembedded, "total": self.total, "stale": self.stale,
-                "failed": [{"image": f.image, "error": f.error} for f in self.failed]}
-
-
-@dataclass
 class SearchHit:
     rank: int
     score: float
@@ -94,10 +80,6 @@ class SearchHit:
         from .video import track_summary
 
         return track_summary(self.record.path) if self.record.track_id else None
-
-
-def _abs(p) -> str | None:
-    return None if p is None else str(Path(p).expanduser().resolve())
 
 
 DEFAULT_HEAD, BASELINE_HEAD = "default", "baseline"  # as in personlens.inference.pipeline
@@ -297,8 +279,6 @@ class PersonLibrary:
         and ``track_id`` override those (a manifest). A crop re-embedded for a new model
         keeps its stored camera, time and track where this run gives none.
         """
-        from .indexing import index_crops
-
         return index_crops(self, paths, batch_size, progress, camera, on_error, timestamp=timestamp,
                            timestamps_from=timestamps_from, metadata=metadata)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from PIL import Image
@@ -15,6 +16,25 @@ from ..inference.records import content_id
 from ..store import EMBEDDING_KINDS
 
 
+@dataclass
+class IndexSummary:
+    added: int = 0
+    skipped_existing: int = 0
+    reembedded: int = 0
+    failed: list[PredictionError] = field(default_factory=list)
+    total: int = 0          # records in the library (current model) after the run
+    stale: int = 0          # records still embedded by another model
+
+    def to_dict(self) -> dict:
+        return {"added": self.added, "skipped_existing": self.skipped_existing,
+                "reembedded": self.reembedded, "total": self.total, "stale": self.stale,
+                "failed": [{"image": f.image, "error": f.error} for f in self.failed]}
+
+
+def _abs(p) -> str | None:
+    return None if p is None else str(Path(p).expanduser().resolve())
+
+
 def index_crops(lib, paths: Iterable[str | Path], batch_size: int = 32, progress: bool = True,
                 camera: str | None = None,
                 on_error: Callable[[PredictionError], None] | None = None, *,
@@ -23,7 +43,6 @@ def index_crops(lib, paths: Iterable[str | Path], batch_size: int = 32, progress
     """``PersonLibrary.index_paths`` (see there); returns an ``IndexSummary``."""
     from tqdm import tqdm
 
-    from .core import IndexSummary, _abs
     from .results import file_time
 
     lib._check_writable()
