@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from PIL import Image
