@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from video_testlib import write_clip
 from cli_testlib import invoke, make_runner
 
 from personlens.library import PersonLibrary
@@ -27,16 +28,6 @@ pytestmark = pytest.mark.skipif(not (CAMPUS / "TUD-Campus.mp4").is_file(),
 N_FRAMES = 12
 START = "2026-11-29T14:00:00Z"
 START_S = datetime.fromisoformat(START).timestamp()
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        out.write(f)
-    out.release()
-    assert path.stat().st_size > 0
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from video_testlib import write_clip
 from fastapi.testclient import TestClient
 from serve_testlib import FakePipeline
 
@@ -46,16 +47,6 @@ UNFINISHED = ("queued", "running")
 
 
 # ---------------------------------------------------------------------- helpers
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        out.write(f)
-    out.release()
-    assert path.stat().st_size > 0
-    return path
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
