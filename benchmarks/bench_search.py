@@ -227,6 +227,7 @@ def bench_throughput(args, log) -> dict:
         index_s = time.perf_counter() - t0
         lib.close()
     return {"crops": len(crops), "batch": b, "torch_threads": torch.get_num_threads(),
+            "runtime": pipe.predictor.encoder.runtime, "precision": pipe.predictor.encoder.precision,
             "flip_tta": bool(getattr(pipe.model.config, "flip_tta", False)),
             "process_crops_per_s": len(crops) / process_s,
             "index_paths_crops_per_s": len(crops) / index_s, "added": summary.added,
@@ -349,7 +350,8 @@ def print_table(rows, throughput, args) -> None:
               f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r[key]:>10.3f} {goal:>5}")
     if throughput and "error" not in throughput:
         print(f"\nindexing throughput, batch {throughput['batch']}, {throughput['torch_threads']} torch "
-              f"threads, flip TTA {'on' if throughput['flip_tta'] else 'off'}: "
+              f"threads, flip TTA {'on' if throughput['flip_tta'] else 'off'}, encoder in "
+              f"{throughput['runtime']} ({throughput['precision']}): "
               f"{throughput['process_crops_per_s']:.1f} crops/s (pipeline.process), "
               f"{throughput['index_paths_crops_per_s']:.1f} crops/s (index_paths from JPEG files)")
         sim = throughput.get("similar_new_image") or {}

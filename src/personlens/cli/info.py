@@ -24,6 +24,8 @@ def info(as_json, weights, db):
     from ..models.hub import SHIPPED
     from ..models.info import describe_info
     from ..models.io import load_par
+    from ..inference.encode import resolve_precision
+    from ..inference.onnx_encoder import resolve_runtime
 
     try:
         m = load_par(weights)
@@ -40,6 +42,9 @@ def info(as_json, weights, db):
                              "attributes": m.config.attributes, "encoder_parameters": enc,
                              "head_parameters": head, "total_parameters": enc + head},
         "description_model": describe_info(),
+        # how this machine runs the encoder (PERSONLENS_PRECISION / PERSONLENS_RUNTIME)
+        "runtime": {"precision": (p := resolve_precision("auto")),
+                    "encoder": resolve_runtime("auto", p)},
         "shipped_models": {n: {"kind": s.kind, "present": s.present, "summary": s.summary}
                            for n, s in SHIPPED.items()},
     }
@@ -51,6 +56,8 @@ def info(as_json, weights, db):
         a = data["attributes_model"]
         click.echo(f"personlens {data['version']}\nattribute model: {a['encoder']} + {a['head']} head, "
                    f"{len(a['attributes'])} attributes, {a['total_parameters']:,} parameters")
+        click.echo(f"encoder runtime here: {data['runtime']['encoder']} "
+                   f"({data['runtime']['precision']})")
         click.echo(f"image encoders: {', '.join(data['image_encoders'])}")
         click.echo(f"text encoders: {', '.join(data['text_encoders'])}")
         click.echo("shipped models (--model NAME): " + ", ".join(

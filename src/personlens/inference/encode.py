@@ -2,7 +2,8 @@
 
 ``EncoderPass`` owns how the attribute (PAR) model's encoder runs on a batch: preprocessing,
 channels_last memory format, the precision (bf16 autocast where the CPU has bf16, else
-fp32: ``resolve_precision``), and mirror-image averaging (the PAR
+fp32: ``resolve_precision``), the runtime (ONNX Runtime for fp32 where it is installed,
+else PyTorch: ``onnx_encoder.resolve_runtime``), and mirror-image averaging (the PAR
 model's ``flip_tta``: the crops and their mirror images go through the encoder together, in
 one pass). It returns the patch tokens of every view and the attribute probabilities;
 attributes (``predict``), descriptions (``describe``), the pipeline's embeddings
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 
 from ..models.hub import encoder_parts
+from .onnx_encoder import OnnxEncoder, resolve_runtime
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -71,13 +73,18 @@ class EncoderPass:
 
     ``flip_tta`` defaults to the model's setting; ``mirror=True`` in a call adds the mirror
     view even when the probabilities do not average it (feature caches store both views).
+    ``runtime`` (``auto``, ``torch``, ``onnx``) runs the encoder in ONNX Runtime or PyTorch;
+    the attribute head always runs in PyTorch.
     """
 
-    def __init__(self, model, precision: str = "auto", flip_tta: bool | None = None):
+    def __init__(self, model, precision: str = "auto", flip_tta: bool | None = None,
+                 runtime: str = "auto"):
         self.precision = resolve_precision(precision)
+        self.runtime = resolve_runtime(runtime, self.precision)
         self.model = model.eval().to(memory_format=torch.channels_last)
         # a PAR model, or a bare image encoder (the ImageNet baselines: tokens only)
         self.encoder, self.preprocess = encoder_parts(self.model)
+        self._run_encoder = OnnxEncoder(self.encoder) if self.runtime == "onnx" else self.encoder
         self.head = getattr(self.model, "head", None) if self.encoder is not self.model else None
         model_flip = bool(getattr(getattr(self.model, "config", None), "flip_tta", False))
         self.flip_tta = model_flip if flip_tta is None else bool(flip_tta)
@@ -92,11 +99,12 @@ class EncoderPass:
         x = images if isinstance(images, torch.Tensor) else self.tensor(images)
         b = x.shape[0]
         mirror = self.flip_tta if mirror is None else (mirror or self.flip_tta)
-        x = x.contiguous(memory_format=torch.channels_last)
+        if self.runtime == "torch":   # ONNX Runtime takes NCHW: no round trip through NHWC
+            x = x.contiguous(memory_format=torch.channels_last)
         if mirror:
             x = torch.cat([x, x.flip(-1)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            tokens = self.encoder(x)
+            tokens = self._run_encoder(x)
             logits = self.head(tokens) if probs and self.head is not None else None
         p = None
         if logits is not None:

@@ -237,7 +237,9 @@ class PersonPipeline:
                 else "baseline: mean-pooled encoder tokens",
                 "describer": f"description model ({self.head_sources['describer']})"
                 if self.describer_head is not None else "none",
-                "search_dim": self.search_dim, "reid_dim": self.reid_dim}
+                "search_dim": self.search_dim, "reid_dim": self.reid_dim,
+                "runtime": {"encoder": self.predictor.encoder.runtime,
+                            "precision": self.predictor.encoder.precision}}
 
     # ------------------------------------------------------------------ text
     @torch.inference_mode()
