@@ -31,6 +31,7 @@ def main() -> None:
 
     from personlens.data.video import VideoSource
     from personlens.inference.encode import resolve_precision
+    from personlens.inference.onnx_encoder import resolve_runtime
     from personlens.library import PersonLibrary
     from personlens.library.video import index_video
     from personlens.models.factory import create_detector
@@ -66,6 +67,8 @@ def main() -> None:
         print(json.dumps(runs[-1], indent=2))
     out = {"video": args.video, "goal": ">= 1.0x real time with every head", "runs": runs,
            "precision": resolve_precision("auto"), "threads": torch.get_num_threads(),
+           "detector_runtime": detector.runtime,
+           "encoder_runtime": resolve_runtime("auto", resolve_precision("auto")),
            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

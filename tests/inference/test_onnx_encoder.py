@@ -1,5 +1,5 @@
 """The encoder in ONNX Runtime: same numbers as PyTorch, never stale after a weight change,
-PyTorch where it cannot run, and the runtime rules."""
+PyTorch where it cannot run (the runtime rules: tests/models/test_onnx_runtime.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from crops_testlib import crop_image
-from personlens.inference import onnx_encoder
 from personlens.inference.encode import EncoderPass
-from personlens.inference.onnx_encoder import OnnxEncoder, resolve_runtime
+from personlens.inference.onnx_encoder import OnnxEncoder
 from personlens.models.io import load_par
 
 @pytest.fixture()
@@ -80,21 +79,3 @@ def test_training_mode_and_a_failed_export_run_in_pytorch(model, monkeypatch):
     assert run.failed and "unsupported operator" in run.failed
     with torch.inference_mode():
         torch.testing.assert_close(out, model.encoder(x))
-
-
-def test_runtime_rules(monkeypatch):
-    monkeypatch.delenv("PERSONLENS_RUNTIME", raising=False)
-    assert resolve_runtime("auto", "fp32") == "onnx"
-    assert resolve_runtime("auto", "bf16") == "torch"    # ONNX Runtime runs fp32 only
-    assert resolve_runtime("torch", "fp32") == "torch"
-    monkeypatch.setenv("PERSONLENS_RUNTIME", "torch")
-    assert resolve_runtime("auto", "fp32") == "torch"
-    with pytest.raises(ValueError, match="fp32"):
-        resolve_runtime("onnx", "bf16")
-    with pytest.raises(ValueError, match="auto, torch or onnx"):
-        resolve_runtime("tensorrt", "fp32")
-    monkeypatch.setattr(onnx_encoder, "onnx_available", lambda: False)
-    monkeypatch.delenv("PERSONLENS_RUNTIME")
-    assert resolve_runtime("auto", "fp32") == "torch"
-    with pytest.raises(RuntimeError, match="pip install onnxruntime"):
-        resolve_runtime("onnx", "fp32")

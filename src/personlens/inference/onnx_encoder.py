@@ -12,46 +12,21 @@ loaded into the module, gives a new session and never a stale one. A module in t
 mode (BatchNorm re-estimation) runs in PyTorch, as does one the exporter cannot handle
 (once, with a warning).
 
-``resolve_runtime`` picks the runtime: ``auto`` is ONNX Runtime where it is installed and
-the precision is fp32, else PyTorch; ``PERSONLENS_RUNTIME=torch|onnx`` overrides ``auto``.
+``resolve_runtime`` (``models.onnx_runtime``) picks the runtime: ``auto`` is ONNX Runtime
+where it is installed and the precision is fp32, else PyTorch; ``PERSONLENS_RUNTIME``
+overrides ``auto``.
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
-import os
 import warnings
 
 import torch
 
-RUNTIMES = ("auto", "torch", "onnx")
-_MISSING = "the onnx runtime needs `pip install onnxruntime onnx`"
+from ..models.onnx_runtime import RUNTIMES, onnx_available, resolve_runtime, session
 
-
-def onnx_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
-
-
-def resolve_runtime(runtime: str, precision: str) -> str:
-    """``auto`` -> ``onnx`` where ONNX Runtime is installed and ``precision`` (already
-    resolved) is fp32, else ``torch``. ONNX Runtime runs fp32 only, so asking for ``onnx``
-    together with bf16 is an error rather than a silent change of precision."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be auto, torch or onnx, got {runtime!r}")
-    if runtime == "auto":
-        env = os.environ.get("PERSONLENS_RUNTIME", "").strip().lower()
-        if env in ("torch", "onnx"):
-            runtime = env
-        else:
-            return "onnx" if precision == "fp32" and onnx_available() else "torch"
-    if runtime == "onnx":
-        if not onnx_available():
-            raise RuntimeError(_MISSING)
-        if precision != "fp32":
-            raise ValueError("the onnx runtime computes in fp32; use --precision fp32 "
-                             "(or PERSONLENS_PRECISION=fp32) with it")
-    return runtime
+__all__ = ["RUNTIMES", "OnnxEncoder", "onnx_available", "resolve_runtime"]
 
 
 class OnnxEncoder:
@@ -68,8 +43,6 @@ class OnnxEncoder:
         return tuple(shape), tuple((id(t), t._version) for t in tensors)
 
     def _export(self, sample: torch.Tensor):
-        import onnxruntime as ort
-
         buf = io.BytesIO()
         with warnings.catch_warnings():   # the TorchScript exporter's deprecation chatter
             warnings.simplefilter("ignore")
@@ -77,14 +50,7 @@ class OnnxEncoder:
                               input_names=["images"], output_names=["tokens"],
                               dynamic_axes={"images": {0: "batch"}, "tokens": {0: "batch"}},
                               opset_version=17)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # ONNX Runtime's workers spin after a run by default; the heads and LOMO that run
-        # next in PyTorch share the same cores, and spinning workers halve their speed
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+        return session(buf.getvalue(), torch.get_num_threads())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.failed is not None or self.module.training:
