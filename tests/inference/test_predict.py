@@ -19,7 +19,8 @@ THRESHOLDS = [0.3, 0.5, 0.7]
 def model_dir(tmp_path_factory) -> Path:
     """A saved PAR model with a random cross-attention head (random prompts: no text encoder)."""
     from personlens.models.io import save_par
-    from personlens.models.par import HeadConfig, PARConfig, PARModel, build_head
+    from personlens.models.factory import build_head
+    from personlens.models.par import HeadConfig, PARConfig, PARModel
     from personlens.models.factory import create_image_encoder
 
     torch.manual_seed(0)

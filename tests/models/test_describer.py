@@ -102,7 +102,8 @@ def test_gradients_reach_every_parameter():
 
 
 def test_configured_model_is_within_budget():
-    from personlens.models.par import HeadConfig, build_head
+    from personlens.models.factory import build_head
+    from personlens.models.par import HeadConfig
     from personlens.models.factory import create_image_encoder
 
     enc = create_image_encoder("efficientnet_lite0", pretrained=False)

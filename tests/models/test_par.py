@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from personlens.data.schema import PETA_SCHEMA
-from personlens.models.par import (CrossAttentionHead, HeadConfig, attribute_prompts, build_head)
+from personlens.models.factory import build_head
+from personlens.models.par import CrossAttentionHead, HeadConfig, attribute_prompts
 
 
 def _naive_cross_attention(head: CrossAttentionHead, tokens):
@@ -65,7 +66,7 @@ def test_prompts_cover_every_attribute():
 
 
 def test_bad_head_config():
-    with pytest.raises(ValueError, match="unknown head"):
+    with pytest.raises(KeyError, match="unknown par_head 'mlp'; available: .*cross_attention.*vim"):
         build_head(8, None, 2, HeadConfig(kind="mlp"))
     with pytest.raises(ValueError, match="prompt"):
         build_head(8, None, 2, HeadConfig(kind="cross_attention"))

@@ -71,6 +71,17 @@ def _protocol_options(f):
                              "out folds (docs/results.md).")(f)
 
 
+def _check_head(ctx, param, value):
+    """A registered attribute head; an unknown name lists them (the registry loads lazily)."""
+    from ..models.factory import head_needs
+
+    try:
+        head_needs(value)
+    except KeyError as e:
+        raise click.BadParameter(str(e).strip("'\"")) from None
+    return value
+
+
 @click.command("attributes")
 @click.option("--dataset", type=click.Choice(DATASETS), default="peta", show_default=True,
               help="Training dataset.")
@@ -78,8 +89,13 @@ def _protocol_options(f):
 @click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Directory the trained model is written to.")
-@click.option("--head", type=click.Choice(["cross_attention", "linear"]), default="cross_attention",
-              show_default=True, help="Attribute head on the encoder's tokens.")
+@click.option("--head", default="cross_attention", show_default=True, callback=_check_head,
+              help="Attribute head on the encoder's tokens: cross_attention, linear, or a "
+                   "sequence head (vim, vim_uni, vim_text, transformer, transformer_text, hybrid).")
+@click.option("--head-layers", default=2, show_default=True, type=click.IntRange(1, 12),
+              help="Mixer layers of a sequence head.")
+@click.option("--loss", type=click.Choice(["ce_focal", "wce"]), default="ce_focal", show_default=True,
+              help="ce_focal: CE + focal + label smoothing, imbalance-weighted; wce: weighted CE only.")
 @click.option("--unfreeze-top/--frozen", default=True, show_default=True,
               help="Train the encoder's top stages (named variant) or keep it frozen.")
 @click.option("--epochs", default=12, show_default=True, help="Training epochs.")
@@ -102,9 +118,9 @@ def _protocol_options(f):
 @_protocol_options
 @click.option("--resume", is_flag=True,
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
-def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, encoder, stage,
-                     attr_set, cache, encoder_lr, calibration, seed, exclude_subsets, augment_views,
-                     protocol, folds, resume):
+def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
+                     encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
+                     augment_views, protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
@@ -112,7 +128,10 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
     import torch
 
     from ..data import create_dataset
+    from dataclasses import replace
+
     from ..models.par import HeadConfig
+    from ..train.losses import LOSS_PRESETS
     from ..train.par import TrainConfig, train_par
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -125,7 +144,8 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
             raise click.UsageError("--protocol unseen-cameras trains on PETA and chooses the "
                                    "held-out sub-datasets itself (no --exclude-subsets)")
         cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
-                          head=HeadConfig(kind=head), cache_root=str(cache), seed=seed,
+                          head=HeadConfig(kind=head, layers=head_layers),
+                          loss=replace(LOSS_PRESETS[loss]), cache_root=str(cache), seed=seed,
                           encoder_lr=encoder_lr, calibration=calibration, partition=partition,
                           augment_views=augment_views)
         summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
@@ -138,7 +158,8 @@ def train_attributes(dataset, root, partition, out, head, unfreeze_top, epochs, 
     except (FileNotFoundError, ValueError) as e:
         raise click.UsageError(str(e)) from None
     cfg = TrainConfig(encoder=encoder, stage=stage, unfreeze_top=unfreeze_top, epochs=epochs,
-                      head=HeadConfig(kind=head), cache_root=str(cache), seed=seed, dataset=dataset,
+                      head=HeadConfig(kind=head, layers=head_layers), loss=replace(LOSS_PRESETS[loss]),
+                      cache_root=str(cache), seed=seed, dataset=dataset,
                       encoder_lr=encoder_lr, calibration=calibration, partition=partition,
                       exclude_subsets=excluded, augment_views=augment_views)
     _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,

@@ -1,10 +1,11 @@
 """Create models by name: importing this module registers every built-in model family
-(image encoders, text encoders, SigLIP 2, caption decoders, person detectors) with
+(image encoders, text encoders, SigLIP 2, caption decoders, person detectors, attribute
+heads) with
 ``models.registry``."""
 from __future__ import annotations
 
-from . import describer, detectors, image_encoders, siglip, ssdlite, text_encoders  # noqa: F401  (they register)
-from .registry import create, registered
+from . import describer, detectors, image_encoders, par, par_heads, siglip, ssdlite, text_encoders  # noqa: F401  (they register)
+from .registry import create, get, registered
 
 
 def list_models(family: str) -> list[str]:
@@ -29,3 +30,15 @@ def create_detector(name: str = "ssdlite", *, tiles: tuple[int, int] | None = No
 
 
 __all__ = ["create", "create_detector", "create_image_encoder", "create_text_encoder", "list_models"]
+
+
+def head_needs(kind: str) -> tuple[bool, bool]:
+    """(attribute prompt embeddings, the encoder's token count): what a ``par_head`` is
+    built from. An unknown name is a ``KeyError`` listing the registered heads."""
+    fn = get("par_head", kind)
+    return bool(getattr(fn, "uses_prompts", False)), bool(getattr(fn, "uses_tokens", False))
+
+
+def build_head(image_dim: int, prompts, num_attr: int, cfg):
+    """The attribute head ``cfg.kind`` (``HeadConfig``) on ``image_dim``-wide tokens."""
+    return create("par_head", cfg.kind, image_dim=image_dim, prompts=prompts, num_attr=num_attr, cfg=cfg)

@@ -20,7 +20,8 @@ def _default_counts() -> dict:
     from ..data.schema import PETA_STANDARD_35
     from .hub import shipped_dir
     from .io import load_par
-    from .par import HeadConfig, build_head
+    from .factory import build_head
+    from .par import HeadConfig
     from .factory import create_image_encoder
 
     try:

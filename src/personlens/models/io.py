@@ -12,8 +12,8 @@ from pathlib import Path
 from . import hub
 from .describer import load_describer
 from .embedding import load_embedding_head
-from .factory import create_image_encoder
-from .par import PARConfig, PARModel, build_head
+from .factory import build_head, create_image_encoder
+from .par import PARConfig, PARModel
 
 
 def save_par(model: PARModel, out_dir: str | Path) -> Path:

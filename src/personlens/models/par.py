@@ -4,7 +4,9 @@ For attribute ``a`` with prompt embeddings ``T_a`` (P x d_text, frozen text enco
     z_a = LayerNorm( mean_n [ q_n + MHA(q_n, K=T_a, V=T_a) ] )      (q_n: projected patch tokens)
     logit_a = w_a . MLP(z_a) + b_a
 The attention weights are shared across attributes; the attribute's own prompts make each
-branch specific. ``LinearProbeHead`` is the paper's "no cross-attention" ablation.
+branch specific. ``LinearProbeHead`` is the paper's "no cross-attention" ablation. Both
+register as ``par_head`` (the Mamba and Transformer sequence heads: ``par_heads``);
+``models.factory.build_head`` builds any of them by name.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data.schema import AttributeSchema
+from .registry import register
 
 POSITIVE_TEMPLATES = (
     "a photo of a person {}.",
@@ -37,10 +40,17 @@ def attribute_prompts(schema: AttributeSchema) -> list[list[str]]:
 
 @dataclass
 class HeadConfig:
-    kind: str = "cross_attention"  # or "linear"
+    kind: str = "cross_attention"  # a registered "par_head": `personlens info` lists them
     embed_dim: int = 256
     num_heads: int = 8
     dropout: float = 0.1
+    # sequence heads (models/par_heads.py): mixer layers, Mamba state size and expansion, the
+    # scan, and the encoder's token count they were built for (their position embedding)
+    layers: int = 2
+    d_state: int = 8
+    expand: int = 1
+    scan: str = "sequential"
+    tokens: int | None = None
 
 
 class CrossAttentionHead(nn.Module):
@@ -92,14 +102,22 @@ class LinearProbeHead(nn.Module):
         return self.fc(self.drop(tokens.mean(1)))
 
 
-def build_head(image_dim: int, prompts: torch.Tensor | None, num_attr: int, cfg: HeadConfig) -> nn.Module:
-    if cfg.kind == "cross_attention":
-        if prompts is None:
-            raise ValueError("cross_attention head needs prompt embeddings")
-        return CrossAttentionHead(image_dim, prompts, cfg)
-    if cfg.kind == "linear":
-        return LinearProbeHead(image_dim, num_attr, cfg)
-    raise ValueError(f"unknown head kind {cfg.kind!r} (cross_attention|linear)")
+@register("par_head", "cross_attention")
+def cross_attention_head(image_dim, prompts, num_attr, cfg):
+    if prompts is None:
+        raise ValueError("cross_attention head needs prompt embeddings")
+    return CrossAttentionHead(image_dim, prompts, cfg)
+
+
+cross_attention_head.uses_prompts, cross_attention_head.uses_tokens = True, False
+
+
+@register("par_head", "linear")
+def linear_head(image_dim, prompts, num_attr, cfg):
+    return LinearProbeHead(image_dim, num_attr, cfg)
+
+
+linear_head.uses_prompts, linear_head.uses_tokens = False, False
 
 
 @dataclass

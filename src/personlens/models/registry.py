@@ -29,9 +29,14 @@ def registered(family: str) -> list[str]:
     return sorted(_REGISTRIES.get(family, {}))
 
 
-def create(family: str, name: str, **kwargs):
-    """Build a registered model; an unknown name is a ``KeyError`` listing the known ones."""
+def get(family: str, name: str) -> Callable:
+    """A registered constructor; an unknown name is a ``KeyError`` listing the known ones."""
     reg = _REGISTRIES.get(family, {})
     if name not in reg:
         raise KeyError(f"unknown {family} {name!r}; available: {', '.join(sorted(reg)) or 'none'}")
-    return reg[name](**kwargs)
+    return reg[name]
+
+
+def create(family: str, name: str, **kwargs):
+    """Build a registered model; an unknown name is a ``KeyError`` listing the known ones."""
+    return get(family, name)(**kwargs)

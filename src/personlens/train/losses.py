@@ -1,4 +1,9 @@
-"""PAR loss: binary cross-entropy + focal term, with label smoothing and imbalance weights."""
+"""PAR loss: binary cross-entropy + focal term, with label smoothing and imbalance weights.
+
+Two presets (``train attributes --loss``): ``ce_focal``, VLM-PAR's CE + focal + label
+smoothing with imbalance weights (the default), and ``wce``, the weighted cross-entropy of
+the Mamba PAR study: positives weighted by exp(1 - r), negatives by exp(r), nothing else.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,3 +46,9 @@ def par_loss(logits: torch.Tensor, targets: torch.Tensor, cfg: LossConfig,
     if cfg.balance and pos_rate is not None:
         loss = loss * imbalance_weights(targets, pos_rate)
     return loss.sum(1).mean()
+
+
+LOSS_PRESETS = {
+    "ce_focal": LossConfig(),
+    "wce": LossConfig(ce_weight=1.0, focal_weight=0.0, label_smoothing=0.0, balance=True),
+}

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from ..data.base import PersonDataset
 from ..eval.metrics import calibrate_thresholds, par_metrics
 from ..inference.adapt import score_statistics
-from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts, build_head
-from ..models.factory import create_image_encoder, create_text_encoder
+from ..models.factory import build_head, create_image_encoder, create_text_encoder, head_needs
+from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts
 from .checkpoint import (load_checkpoint, remove_checkpoint, rng_state, save_checkpoint,
                          set_rng_state, settings_key)
 from ..data.augment import PixelAugment
@@ -55,18 +55,36 @@ class TrainConfig:
 def build_model(cfg: TrainConfig, attributes: list[str], schema, pretrained: bool = True) -> PARModel:
     encoder = create_image_encoder(cfg.encoder, pretrained=pretrained).freeze()
     prompts = None
-    if cfg.head.kind == "cross_attention":
+    uses_prompts, uses_tokens = head_needs(cfg.head.kind)
+    if uses_prompts:
         text = create_text_encoder(cfg.text_encoder, pretrained=pretrained).freeze()
         groups = attribute_prompts(schema)
         with torch.inference_mode():
             flat = text.encode([p for g in groups for p in g])
         prompts = flat.view(len(groups), len(groups[0]), -1).clone()
+    if uses_tokens and not cfg.head.tokens:   # the position embedding's length
+        pre = encoder.preprocess
+        with torch.inference_mode():
+            cfg.head.tokens = int(encoder(torch.zeros(1, 3, pre.height, pre.width)).shape[1])
     head = build_head(encoder.dim, prompts, len(attributes), cfg.head)
     config = PARConfig(attributes=list(attributes), encoder=cfg.encoder, text_encoder=cfg.text_encoder,
                        stage=cfg.stage, unfreeze_top=cfg.unfreeze_top, head=cfg.head,
                        preprocess=encoder.preprocess.to_dict(), dataset=cfg.dataset,
                        flip_tta=cfg.flip_tta)
     return PARModel(encoder, head, config)
+
+
+_SEQUENCE_FIELDS = ("layers", "d_state", "expand", "scan", "tokens")
+
+
+def _key_settings(cfg: TrainConfig) -> dict:
+    """The settings a checkpoint is keyed by: the sequence-head fields only for the heads
+    that use them, so checkpoints written before those fields existed still resume."""
+    d = asdict(cfg)
+    if not head_needs(cfg.head.kind)[1]:
+        for k in _SEQUENCE_FIELDS:
+            d["head"].pop(k, None)
+    return d
 
 
 def run_batched(fn, feats: np.ndarray, idx: np.ndarray, flip: int = 0, batch: int = 256) -> np.ndarray:
@@ -168,7 +186,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
 
     best, best_state, best_probs, history = -1.0, None, None, []
-    key = settings_key({"config": asdict(cfg), "train": [str(p) for p in train_ds.paths],
+    key = settings_key({"config": _key_settings(cfg), "train": [str(p) for p in train_ds.paths],
                         "val": [str(p) for p in val_ds.paths]})
     start = 0
     ckpt = load_checkpoint(out_dir, key) if resume and out_dir is not None else None
