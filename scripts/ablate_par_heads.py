@@ -1,0 +1,176 @@
+"""Head ablation (issue 15): Mamba, Transformer, hybrid, cross-attention and linear heads on
+the same cached tokens of one fixed encoder, PETA partition 0, 35 attributes.
+
+    .venv/bin/python scripts/ablate_par_heads.py --root ../shared/data/PETA --out runs/heads \\
+        --json docs/results/par_heads_ablation.json [--heads vim transformer ...] [--seeds 3]
+
+Each (head, seed) run is trained on train, its epoch and thresholds chosen on val, and
+scored on test (``train.token_heads``); its report and weights go to ``OUT/runs/`` and a run
+already there is not trained again, so a killed ablation is re-run with the same command.
+The summary (mean and std over seeds, parameters, ms per crop at batch 1 and crops/s at batch
+32 with the encoder included) goes to ``--json`` and a plot beside it. ``--ship-best DIR``
+writes the Mamba-family head with the best mean val mA + F1 (its best seed on val) on the
+same encoder as an attribute model directory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from personlens.data import create_dataset
+from personlens.inference.encode import EncoderPass
+from personlens.inference.tokens import token_features
+from personlens.models.factory import build_head, head_needs
+from personlens.models.io import load_par, save_par
+from personlens.models.par import HeadConfig, PARModel
+from personlens.train.token_heads import METRICS, HeadRun, head_speed, run_head
+
+MAMBA_FAMILY = ("vim", "vim_uni", "vim_text", "hybrid")
+ALL_HEADS = ("linear", "cross_attention", "transformer", "transformer_text") + MAMBA_FAMILY
+
+
+def encoder_speed(model, repeats: int = 10) -> dict:
+    """The encoder pass with its mirror view: median ms per crop at batch 1, crops/s at 32."""
+    enc = EncoderPass(model)
+    pre = enc.preprocess
+    out = {}
+    for b in (1, 32):
+        x = torch.randn(b, 3, pre.height, pre.width)
+        enc(x, mirror=True, probs=False)
+        times = []
+        for _ in range(repeats if b == 1 else 3):
+            t0 = time.perf_counter()
+            enc(x, mirror=True, probs=False)
+            times.append(time.perf_counter() - t0)
+        med = float(np.median(times))
+        out["ms_per_crop_b1" if b == 1 else "crops_per_s_b32"] = 1000 * med if b == 1 else b / med
+    return out
+
+
+def summarise(reports: list[dict]) -> dict:
+    out = {"seeds": len(reports), "parameters": reports[0]["parameters"],
+           "train_minutes": float(np.mean([r["train_seconds"] for r in reports]) / 60)}
+    for split in ("val_calibrated", "test_fixed", "test_calibrated"):
+        out[split] = {k: {"mean": float(np.mean([r[split][k] for r in reports])),
+                          "std": float(np.std([r[split][k] for r in reports], ddof=1)) if len(reports) > 1 else 0.0}
+                      for k in METRICS}
+    return out
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(summary)
+    ma = [summary[k]["test_calibrated"]["mA"]["mean"] for k in kinds]
+    sd = [summary[k]["test_calibrated"]["mA"]["std"] for k in kinds]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.bar(kinds, ma, yerr=sd, capsize=4, color=["#c44" if k in MAMBA_FAMILY else "#48a" for k in kinds])
+    ax.set_ylim(min(ma) - 5, max(ma) + 3)
+    ax.set_ylabel("test mA (calibrated)")
+    ax.set_title("PETA p0, same encoder tokens; red: Mamba family (mean ± std over seeds)")
+    plt.setp(ax.get_xticklabels(), rotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def ship(best_kind: str, reports: dict, model, runs: Path, out_dir: Path, tokens: int, prompts) -> Path:
+    seed_reports = reports[best_kind]
+    best = max(seed_reports, key=lambda r: r["val_calibrated"]["mA"] + r["val_calibrated"]["f1"])
+    cfg = HeadConfig(**best["head_config"])
+    use_prompts, _ = head_needs(cfg.kind)
+    head = build_head(model.encoder.dim, prompts if use_prompts else None, len(model.config.attributes), cfg)
+    head.load_state_dict(load_file(runs / f"{best_kind}-s{best['run']['seed']}.safetensors"))
+    config = type(model.config).from_dict(model.config.to_dict())
+    config.head, config.thresholds = cfg, best["thresholds"]
+    config.notes = {"trained_on": "PETA partition 0 train (cached tokens of the encoder of "
+                                  f"{config.notes.get('name', 'par-peta')})",
+                    "ablation": "scripts/ablate_par_heads.py", "seed": best["run"]["seed"],
+                    "best_epoch": best["best_epoch"], "val_calibrated": best["val_calibrated"],
+                    "test_calibrated": best["test_calibrated"]}
+    return save_par(PARModel(model.encoder, head.eval(), config), out_dir)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", required=True, help="PETA folder")
+    ap.add_argument("--par", default=None, help="attribute model whose encoder makes the tokens (default: shipped)")
+    ap.add_argument("--out", type=Path, default=Path("runs/heads"))
+    ap.add_argument("--json", type=Path, default=Path("docs/results/par_heads_ablation.json"))
+    ap.add_argument("--heads", nargs="+", default=list(ALL_HEADS))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--loss", default="wce", choices=["wce", "ce_focal"])
+    ap.add_argument("--ship-best", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    model = load_par(args.par)
+    names = list(model.config.attributes)
+    splits = {s: create_dataset("peta", args.root, s, partition=0, attributes="standard")
+              for s in ("train", "val", "test")}
+    paths = [p for s in ("train", "val", "test") for p in splits[s].paths]
+    tokens = token_features(model, paths)
+    data, start = {}, 0
+    for s in ("train", "val", "test"):
+        n = len(splits[s])
+        data[s] = (tokens[start:start + n], splits[s].labels)
+        start += n
+    prompts = getattr(model.head, "prompts", None)
+    runs = args.out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    reports: dict[str, list[dict]] = {}
+    for kind in args.heads:
+        for seed in range(args.seeds):
+            path = runs / f"{kind}-s{seed}.json"
+            if path.is_file():
+                reports.setdefault(kind, []).append(json.loads(path.read_text()))
+                continue
+            run = HeadRun(kind=kind, seed=seed, epochs=args.epochs, layers=args.layers, loss=args.loss)
+            head, rep = run_head(run, data, names, prompts)
+            save_file({k: v.contiguous() for k, v in head.state_dict().items()},
+                      str(runs / f"{kind}-s{seed}.safetensors"))
+            path.write_text(json.dumps(rep, indent=2))
+            reports.setdefault(kind, []).append(rep)
+    t, c = tokens.shape[2], tokens.shape[3]
+    enc_speed = encoder_speed(model)
+    summary = {}
+    for kind, reps in reports.items():
+        cfg = HeadConfig(**reps[0]["head_config"])
+        use_prompts, _ = head_needs(kind)
+        hs = head_speed(build_head(c, prompts if use_prompts else None, len(names), cfg), t, c)
+        summary[kind] = {**summarise(reps), "head_speed": hs,
+                         "ms_per_crop_b1": enc_speed["ms_per_crop_b1"] + hs["ms_per_crop_b1"],
+                         "crops_per_s_b32": 1 / (1 / enc_speed["crops_per_s_b32"] + 1 / hs["crops_per_s_b32"])}
+    out = {"dataset": "PETA partition 0, 35 attributes", "encoder": args.par or "par-peta (shipped)",
+           "tokens": [int(t), int(c)], "loss": args.loss, "epochs": args.epochs, "layers": args.layers,
+           "encoder_speed": enc_speed, "heads": summary,
+           "command": "python scripts/ablate_par_heads.py " + " ".join(argv or [])}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2))
+    plot(summary, args.json.with_suffix(".png"))
+    print("| head | seeds | params | test mA (cal.) | test F1 (cal.) | test mA @0.5 | ms/crop b1 | crops/s b32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, s in summary.items():
+        tc, tf = s["test_calibrated"], s["test_fixed"]
+        print(f"| {kind} | {s['seeds']} | {s['parameters']:,} | {tc['mA']['mean']:.2f} ± {tc['mA']['std']:.2f} | "
+              f"{tc['f1']['mean']:.2f} ± {tc['f1']['std']:.2f} | {tf['mA']['mean']:.2f} | "
+              f"{s['ms_per_crop_b1']:.1f} | {s['crops_per_s_b32']:.1f} |")
+    if args.ship_best:
+        family = [k for k in summary if k in MAMBA_FAMILY]
+        best = max(family, key=lambda k: summary[k]["val_calibrated"]["mA"]["mean"]
+                   + summary[k]["val_calibrated"]["f1"]["mean"])
+        print(f"shipping {best}: {ship(best, reports, model, runs, args.ship_best, t, prompts)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
