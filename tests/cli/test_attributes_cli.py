@@ -168,6 +168,8 @@ def test_info_json(runner, par_model_dir):
     assert a["encoder_parameters"] > 0 and a["head_parameters"] > 0
     assert a["total_parameters"] == a["encoder_parameters"] + a["head_parameters"] > 0
     assert "efficientnet_lite0" in data["image_encoders"] and "minilm" in data["text_encoders"]
+    assert {"vim", "vim_text", "hybrid", "transformer", "cross_attention"} <= set(data["attribute_heads"])
+    assert data["runtime"]["precision"] in ("fp32", "bf16") and data["runtime"]["encoder"] in ("onnx", "torch")
     assert data["version"]
 
 

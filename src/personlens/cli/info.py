@@ -38,6 +38,7 @@ def info(as_json, weights, db):
         "version": __version__,
         "image_encoders": list_models("image_encoder"),
         "text_encoders": list_models("text_encoder"),
+        "attribute_heads": list_models("par_head"),
         "attributes_model": {"encoder": m.config.encoder, "head": m.config.head.kind,
                              "attributes": m.config.attributes, "encoder_parameters": enc,
                              "head_parameters": head, "total_parameters": enc + head},
@@ -60,6 +61,7 @@ def info(as_json, weights, db):
                    f"({data['runtime']['precision']})")
         click.echo(f"image encoders: {', '.join(data['image_encoders'])}")
         click.echo(f"text encoders: {', '.join(data['text_encoders'])}")
+        click.echo(f"attribute heads (train attributes --head): {', '.join(data['attribute_heads'])}")
         click.echo("shipped models (--model NAME): " + ", ".join(
             f"{n} ({s['kind']}{'' if s['present'] else ', not in this build'})"
             for n, s in data["shipped_models"].items()))
