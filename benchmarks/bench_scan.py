@@ -4,8 +4,9 @@ channels, state 8).
 
     .venv/bin/python benchmarks/bench_scan.py --json docs/results/bench_scan.json
 
-Rows: ``sequential`` (``models.ssm.selective_scan_sequential``, what the heads run),
-``parallel`` (``selective_scan_parallel``: log space, float64, no padding) and, when
+Rows: ``reference`` (the naive loop differentiated by autograd), ``sequential``
+(``models.ssm.selective_scan_sequential``, the same loop with a hand-written backward: what
+the heads run), ``parallel`` (``selective_scan_parallel``: log space, float64, no padding) and, when
 ``mambapy`` is installed, its parallel scan (``mambapy.pscan``, which pads to a power of
 two), each given the same inputs; ms are medians over repeats after a warm-up.
 """
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from personlens.models.ssm import selective_scan_parallel, selective_scan_sequential
+from personlens.models.ssm import (selective_scan_parallel, selective_scan_reference,
+                                   selective_scan_sequential)
 
 
 def _mambapy_scan():
@@ -39,13 +41,15 @@ def _mambapy_scan():
 
 
 def time_scan(fn, args, repeats: int) -> float:
-    u, delta = (a.clone().requires_grad_(True) for a in args[:2])
-    fn(u, delta, *args[2:]).sum().backward()
+    """Every input needs its gradient, as in a head (A, B, C are learned or computed)."""
+    leaves = [a.clone().requires_grad_(True) for a in args]
+    fn(*leaves).sum().backward()
     times = []
     for _ in range(repeats):
-        u.grad = delta.grad = None
+        for a in leaves:
+            a.grad = None
         t0 = time.perf_counter()
-        fn(u, delta, *args[2:]).sum().backward()
+        fn(*leaves).sum().backward()
         times.append(time.perf_counter() - t0)
     return 1000 * float(np.median(times))
 
@@ -59,7 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    scans = {"sequential": selective_scan_sequential, "parallel": selective_scan_parallel}
+    scans = {"reference": selective_scan_reference, "sequential": selective_scan_sequential,
+             "parallel": selective_scan_parallel}
     if (m := _mambapy_scan()) is not None:
         scans["mambapy_pscan"] = m
     g = torch.Generator().manual_seed(0)
@@ -70,12 +75,12 @@ def main(argv=None) -> int:
                   F.softplus(torch.randn(b, length, d, generator=g) - 3),
                   -torch.arange(1, n + 1).float().repeat(d, 1),
                   torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g))
-        ref = selective_scan_sequential(*inputs)
+        ref = selective_scan_reference(*inputs)
         for name, fn in scans.items():
             err = float((fn(*inputs) - ref).abs().max())
             ms = time_scan(fn, inputs, args.repeats)
             rows.append({"scan": name, "length": length, "ms_forward_backward": round(ms, 1),
-                         "max_abs_diff_vs_sequential": err})
+                         "max_abs_diff_vs_reference": err})
             print(f"L={length:3d}  {name:14s} {ms:8.1f} ms fwd+bwd   max |diff| {err:.1e}")
     out = {"batch": args.batch, "dim": args.dim, "state": args.state, "threads": torch.get_num_threads(),
            "cpu": platform.processor() or platform.machine(), "rows": rows}

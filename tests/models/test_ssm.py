@@ -1,5 +1,6 @@
-"""The selective scan: parallel (log space) equals the step-by-step loop, forward and
-backward; the Vim layer keeps shapes, is causal when one-directional, and learns."""
+"""The selective scan: the sequential scan (hand-written backward) and the parallel one (log
+space) equal the naive autograd loop, forward and backward; the Vim layer keeps shapes, is
+causal when one-directional, and learns."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from personlens.models.ssm import (SelectiveSSM, VimLayer, selective_scan_parallel,
-                                   selective_scan_sequential)
+                                   selective_scan_reference, selective_scan_sequential)
+
+SCANS = [selective_scan_parallel, selective_scan_sequential]
 
 
 def _inputs(b=3, l=83, d=16, n=8, step=-3.0, spread=0.5, seed=0):
@@ -19,31 +22,37 @@ def _inputs(b=3, l=83, d=16, n=8, step=-3.0, spread=0.5, seed=0):
     return u, delta, A, B, C, torch.ones(d)
 
 
+@pytest.mark.parametrize("scan", SCANS)
 @pytest.mark.parametrize("l", [1, 31, 32, 33, 83])
-def test_parallel_scan_equals_the_sequential_loop(l):
+def test_scans_equal_the_naive_loop(scan, l):
     args = _inputs(l=l)
-    torch.testing.assert_close(selective_scan_parallel(*args), selective_scan_sequential(*args),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(scan(*args), selective_scan_reference(*args), atol=1e-5, rtol=1e-5)
 
 
 def test_parallel_scan_holds_when_the_decay_is_fast():
     # large steps and a strongly decaying A: |L| reaches thousands inside a chunk
     u, delta, A, B, C, D = _inputs(step=0.0, spread=2.0)
     A = A * 4
-    ref = selective_scan_sequential(*(t.double() for t in (u, delta, A, B, C, D)))
+    ref = selective_scan_reference(*(t.double() for t in (u, delta, A, B, C, D)))
     torch.testing.assert_close(selective_scan_parallel(u, delta, A, B, C, D).double(), ref,
                                atol=1e-5, rtol=1e-5)
 
 
-def test_parallel_scan_gradients_equal_the_loop():
+@pytest.mark.parametrize("scan", SCANS)
+def test_scan_gradients_equal_the_naive_loop(scan):
     args = _inputs(b=2, l=40, d=8)
     grads = []
-    for scan in (selective_scan_parallel, selective_scan_sequential):
-        u, delta = (t.clone().requires_grad_(True) for t in args[:2])
-        scan(u, delta, *args[2:]).pow(2).sum().backward()
-        grads.append((u.grad, delta.grad))
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    for fn in (scan, selective_scan_reference):
+        leaves = [t.clone().requires_grad_(True) for t in args]
+        fn(*leaves).pow(2).sum().backward()
+        grads.append([t.grad for t in leaves])
+    for name, a, b in zip(("u", "delta", "A", "B", "C", "D"), *grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_the_sequential_backward_passes_gradcheck():
+    args = [t.double().requires_grad_(True) for t in _inputs(b=2, l=6, d=3, n=4)]
+    assert torch.autograd.gradcheck(selective_scan_sequential, args)
 
 
 def test_the_scan_is_the_recurrence():
@@ -54,7 +63,7 @@ def test_the_scan_is_the_recurrence():
     h1 = 0.5 * 3.0 * 1.0
     h2 = torch.exp(torch.tensor(0.25 * -2.0)) * h1 + 0.25 * 1.0 * 2.0
     want = torch.tensor([[[h1 * 1.0], [float(h2) * 2.0]]])
-    for scan in (selective_scan_parallel, selective_scan_sequential):
+    for scan in SCANS + [selective_scan_reference]:
         torch.testing.assert_close(scan(u, delta, A, B, C), want)
 
 
