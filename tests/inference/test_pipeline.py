@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from crops_testlib import crop_image, write_crops
+from encoder_testlib import encoder_runs
 
 from personlens.data.schema import PETA_SCHEMA
 from personlens.models.embedding import (EmbeddingHead, EmbeddingHeadConfig, load_embedding_head,
@@ -29,13 +30,10 @@ def test_render_attributes_uses_schema_phrases():
 
 
 def test_one_encoder_pass_per_batch(pipeline, images):
-    calls = []
-    h = pipeline.model.encoder.register_forward_hook(lambda *a: calls.append(1))
-    try:
+    with encoder_runs(pipeline.model) as calls:
         recs = pipeline.process(images, [f"img{i}" for i in range(len(images))])
-    finally:
-        h.remove()
-    assert len(calls) == 1 and len(recs) == len(images)
+    views = 2 if pipeline.predictor.encoder.flip_tta else 1
+    assert calls == [views * len(images)] and len(recs) == len(images)
 
 
 def test_records_are_valid_and_consistent(pipeline, images):
@@ -156,13 +154,9 @@ def test_description_model_runs_on_the_same_encoder_pass(pipeline, par_model_dir
                                text_encoder=pipeline.text_encoder)
     assert with_text.model_version != pipeline.model_version      # descriptions are in the record
     assert str(d) in with_text.describe()["describer"] and pipeline.describe()["describer"] == "none"
-    calls = []
-    h = with_text.model.encoder.register_forward_hook(lambda *a: calls.append(1))
-    try:
+    with encoder_runs(with_text.model) as calls:
         recs = with_text.process(images[:3], ["a", "b", "c"])
-    finally:
-        h.remove()
-    assert len(calls) == 1
+    assert len(calls) == 1 and "direct" not in calls
     texts = [r.description for r in recs]
     assert all(isinstance(t, str) and t for t in texts)
     assert [r.description for r in with_text.process(images[:3], ["a", "b", "c"])] == texts

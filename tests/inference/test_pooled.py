@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from crops_testlib import crop_image, write_crops
+from encoder_testlib import encoder_runs
 
 from personlens.models.embedding import EmbeddingHead, EmbeddingHeadConfig
 from personlens.inference.pooled import (cache_namespace, head_embeddings, mean_pooled_embeddings,
@@ -39,13 +40,9 @@ def test_shapes_cache_and_reuse(pipeline, crops, tmp_path):
     assert folder.name.startswith(model_key(model)) and folder.name.endswith(('-fp32', '-bf16'))
     assert len(list(folder.glob("*.npy"))) == 2  # features + probabilities
     # the same list again: read from the cache, no encoder call
-    calls = []
-    h = model.encoder.register_forward_hook(lambda *a: calls.append(1))
-    try:
+    with encoder_runs(model) as calls:
         again = pooled_features(model, crops, cache_root=cache, progress=False)
         sub = pooled_features(model, crops[3:0:-1], flip=False, cache_root=cache, progress=False)
-    finally:
-        h.remove()
     assert not calls
     np.testing.assert_array_equal(again, p)
     np.testing.assert_array_equal(sub[:, 0], p[3:0:-1, 0])  # rows reused from the other list
