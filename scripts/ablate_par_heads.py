@@ -3,6 +3,9 @@ the same cached tokens of one fixed encoder, PETA partition 0, 35 attributes.
 
     .venv/bin/python scripts/ablate_par_heads.py --root ../shared/data/PETA --out runs/heads \\
         --json docs/results/par_heads_ablation.json [--heads vim transformer ...] [--seeds 3]
+    # the same on the frozen ImageNet encoder's tokens (no PAR training in the features):
+    .venv/bin/python scripts/ablate_par_heads.py --imagenet --root ../shared/data/PETA \\
+        --out runs/heads-imagenet --json docs/results/par_heads_ablation_imagenet.json
 
 Each (head, seed) run is trained on train, its epoch and thresholds chosen on val, and
 scored on test (``train.token_heads``); its report and weights go to ``OUT/runs/`` and a run
@@ -102,6 +105,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", required=True, help="PETA folder")
     ap.add_argument("--par", default=None, help="attribute model whose encoder makes the tokens (default: shipped)")
+    ap.add_argument("--imagenet", action="store_true",
+                    help="tokens of the frozen ImageNet encoder instead (no PAR training at all: the "
+                         "heads differ most there); --ship-best is then refused")
     ap.add_argument("--out", type=Path, default=Path("runs/heads"))
     ap.add_argument("--json", type=Path, default=Path("docs/results/par_heads_ablation.json"))
     ap.add_argument("--heads", nargs="+", default=list(ALL_HEADS))
@@ -113,7 +119,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    model = load_par(args.par)
+    if args.imagenet:
+        if args.ship_best or args.par:
+            ap.error("--imagenet makes its own encoder: no --par, no --ship-best")
+        from personlens.data.schema import PETA_SCHEMA, PETA_STANDARD_35
+        from personlens.train.par import TrainConfig, build_model
+
+        torch.manual_seed(0)   # the (unused) head's weights are part of the cache key
+        model = build_model(TrainConfig(), list(PETA_STANDARD_35), PETA_SCHEMA.subset(list(PETA_STANDARD_35)))
+        model.config.flip_tta = True
+    else:
+        model = load_par(args.par)
     names = list(model.config.attributes)
     splits = {s: create_dataset("peta", args.root, s, partition=0, attributes="standard")
               for s in ("train", "val", "test")}
@@ -150,7 +166,8 @@ def main(argv=None) -> int:
         summary[kind] = {**summarise(reps), "head_speed": hs,
                          "ms_per_crop_b1": enc_speed["ms_per_crop_b1"] + hs["ms_per_crop_b1"],
                          "crops_per_s_b32": 1 / (1 / enc_speed["crops_per_s_b32"] + 1 / hs["crops_per_s_b32"])}
-    out = {"dataset": "PETA partition 0, 35 attributes", "encoder": args.par or "par-peta (shipped)",
+    source = "EfficientNet-Lite0, ImageNet, frozen" if args.imagenet else (args.par or "par-peta (shipped)")
+    out = {"dataset": "PETA partition 0, 35 attributes", "encoder": source,
            "tokens": [int(t), int(c)], "loss": args.loss, "epochs": args.epochs, "layers": args.layers,
            "encoder_speed": enc_speed, "heads": summary,
            "command": "python scripts/ablate_par_heads.py " + " ".join(argv or [])}

@@ -1,6 +1,7 @@
 """Regenerate the golden outputs after shipping new weights.
 
     .venv/bin/python scripts/make_golden.py            # tests/golden/par_peta.json + heads.json
+    .venv/bin/python scripts/make_golden.py --only par-peta-mamba   # another shipped attribute model
 
 ``par_peta.json``: the attribute model's logits on a seeded random batch and its probabilities on
 four real PETA crops. ``heads.json``: each shipped embedding head on seeded random encoder tokens,
@@ -33,10 +34,10 @@ def real_paths():
     return [next(IMAGES.glob(name.split(".")[0] + ".*")) for name in REAL]
 
 
-def par_golden() -> dict:
+def par_golden(model: str | None = None) -> dict:
     from personlens.inference.predict import AttributePredictor
 
-    p = AttributePredictor(precision="fp32")
+    p = AttributePredictor(model, precision="fp32")
     with torch.inference_mode():
         logits = p.model(synthetic_batch())
     out = {"synthetic_logits": logits.tolist(), "real": {}}
@@ -72,9 +73,19 @@ def heads_golden() -> dict:
     return out
 
 
-def main():
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Regenerate golden outputs of shipped weights.")
+    ap.add_argument("--only", default=None,
+                    help="one shipped attribute model, e.g. par-peta-mamba -> tests/golden/par_peta_mamba.json")
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     golden = ROOT / "tests/golden"
+    if args.only:
+        out = golden / f"{args.only.replace('-', '_')}.json"
+        out.write_text(json.dumps(par_golden(args.only), indent=1))
+        return
     (golden / "par_peta.json").write_text(json.dumps(par_golden(), indent=1))
     (golden / "heads.json").write_text(json.dumps(heads_golden(), indent=1))
 
