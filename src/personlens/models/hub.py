@@ -67,6 +67,8 @@ class ShippedModel:
 SHIPPED: dict[str, ShippedModel] = {m.name: m for m in (
     ShippedModel("par-peta", "attributes", "par-peta",
                  "VLM-PAR attribute model, EfficientNet-Lite0, PETA's 35 attributes"),
+    ShippedModel("par-peta-mamba", "attributes", "par-peta-mamba",
+                 "Mamba PAR: par-peta's encoder + a bidirectional Vim head (2 layers), PETA's 35 attributes"),
     ShippedModel("search-peta", "search", "search-peta",
                  "text-to-person search head into MiniLM's space, trained on PETA captions"),
     ShippedModel("reid", "reid", "reid",
