@@ -12,8 +12,9 @@ from personlens.models.io import load_par
 from personlens.inference.predict import AttributePredictor
 
 REPO = Path(__file__).resolve().parents[2]
-GOLDEN = json.loads((REPO / "tests/golden/par_peta.json").read_text())
 PETA_IMAGES = REPO.parent / "shared/data/PETA/images"
+# every shipped attribute model and its golden file (scripts/make_golden.py [--only NAME])
+SHIPPED_PAR = {"par-peta": "par_peta.json", "par-peta-mamba": "par_peta_mamba.json"}
 
 
 def synthetic_batch() -> torch.Tensor:  # same as scripts/make_golden.py
@@ -26,6 +27,13 @@ def predictor():
     return AttributePredictor(precision="fp32")
 
 
+@pytest.fixture(scope="module", params=sorted(SHIPPED_PAR))
+def shipped(request):
+    """(predictor, golden outputs) of each shipped attribute model."""
+    golden = json.loads((REPO / "tests/golden" / SHIPPED_PAR[request.param]).read_text())
+    return AttributePredictor(request.param, precision="fp32"), golden
+
+
 def test_shipped_files_are_safetensors_with_config():
     d = shipped_dir()
     assert (d / "model.safetensors").stat().st_size > 100_000
@@ -35,15 +43,17 @@ def test_shipped_files_are_safetensors_with_config():
     assert cfg["preprocess"]["height"] == 256 and cfg["preprocess"]["width"] == 192
 
 
-def test_synthetic_logits_match_golden(predictor):
+def test_synthetic_logits_match_golden(shipped):
+    predictor, golden = shipped
     with torch.inference_mode():
         logits = predictor.model(synthetic_batch())
-    np.testing.assert_allclose(logits.numpy(), np.array(GOLDEN["synthetic_logits"]), atol=2e-3)
+    np.testing.assert_allclose(logits.numpy(), np.array(golden["synthetic_logits"]), atol=2e-3)
 
 
 @pytest.mark.skipif(not PETA_IMAGES.exists(), reason="needs ../shared/data/PETA")
-def test_real_crops_match_golden(predictor):
-    for stem, expected in GOLDEN["real"].items():
+def test_real_crops_match_golden(shipped):
+    predictor, golden = shipped
+    for stem, expected in golden["real"].items():
         path = next(PETA_IMAGES.glob(stem + ".*"))
         got = next(predictor.predict_paths([path])).attributes
         assert got.keys() == expected.keys()
