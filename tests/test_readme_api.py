@@ -21,7 +21,7 @@ def test_readme_python_api_runs(tmp_path, monkeypatch, capsys):
     exec(compile(_api_example(), "README.md#python-api", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out.splitlines()
     assert out[2] == "4 added; 4 people"
-    assert out[-1] == "['describe-peta', 'par-peta', 'reid', 'search-peta']"
+    assert out[-1] == "['describe-peta', 'par-peta', 'par-peta-mamba', 'reid', 'search-peta']"
     search, similar = out[3:6], out[6:9]
     assert [line.split()[0] for line in search + similar] == ["1", "2", "3"] * 2, "\n".join(out)
     assert all(" The image shows " in line for line in search)      # stored descriptions
