@@ -32,6 +32,7 @@ from ..models.generate import DecodeConfig
 from ..models.par import PARModel
 from ..text.vocab import Vocab
 from .features import cache_dir_for, load_cache
+from .par import warmup_cosine
 from ..inference.encode import resolve_precision
 
 
@@ -257,8 +258,7 @@ def train_describer(train: CaptionSet, val: CaptionSet, cfg: DescribeTrainConfig
     steps_per_epoch = max(1, math.ceil(len(tr_rows) / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
     warm = max(1, min(cfg.warmup_steps, total // 10 or 1))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = warmup_cosine(opt, warm, total)
 
     best, best_state, history = float("inf"), None, []
     t0 = time.time()

@@ -74,6 +74,13 @@ def build_model(cfg: TrainConfig, attributes: list[str], schema, pretrained: boo
     return PARModel(encoder, head, config)
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int):
+    """Step ``s``'s learning-rate factor: linear warm-up over ``warmup`` steps times a cosine
+    decay over ``total`` (the two overlap; the schedule of every PAR-family training)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+
 _SEQUENCE_FIELDS = ("layers", "d_state", "expand", "scan", "tokens")
 
 
@@ -182,8 +189,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     steps_per_epoch = math.ceil(len(tr_idx) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = steps_per_epoch // 2
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = warmup_cosine(opt, warmup, total)
 
     best, best_state, best_probs, history = -1.0, None, None, []
     key = settings_key({"config": _key_settings(cfg), "train": [str(p) for p in train_ds.paths],

@@ -21,6 +21,7 @@ from ..eval.metrics import calibrate_thresholds, par_metrics
 from ..models.factory import build_head, head_needs
 from ..models.par import HeadConfig
 from .losses import LOSS_PRESETS, par_loss
+from .par import warmup_cosine
 
 METRICS = ("mA", "accuracy", "precision", "recall", "f1")
 
@@ -80,8 +81,7 @@ def run_head(run: HeadRun, data: dict, names: list[str], prompts: torch.Tensor |
     opt = torch.optim.AdamW(head.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     steps = math.ceil(n / run.batch_size)
     total, warmup = run.epochs * steps, max(1, steps // 2)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = warmup_cosine(opt, warmup, total)
     best, best_state, best_probs, history = -1.0, None, None, []
     t0 = time.time()
     for epoch in range(run.epochs):
