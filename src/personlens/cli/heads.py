@@ -110,15 +110,36 @@ def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidd
 @click.option("--val-domains", default="3DPeS,i-LIDS", show_default=True,
               help="PETA subsets held out of training to choose the epoch, feature and base weight "
                    "on unseen cameras (comma-separated; empty: CUHK03-subset val, in-domain).")
+@click.option("--lifelong", is_flag=True,
+              help="Learn new cameras in sequence (VLADR and baselines): continue --from a "
+                   "lifelong head on each --domain, keeping its attribute prototype memory.")
+@click.option("--from", "from_dir", type=_dir, default=None,
+              help="--lifelong: the lifelong head to continue (default: start from the ImageNet encoder).")
+@click.option("--domain", "domains", multiple=True, metavar="NAME=PATH",
+              help="--lifelong: a new domain's labelled crops, a folder per person (cameras in "
+                   "sub-folders or c<N> in file names) or a CSV path,person,camera; repeat, in order.")
+@click.option("--strategy", default="vladr", show_default=True,
+              help="--lifelong: finetune, lwf, weight_average, vladr or a VLADR ablation.")
+@click.option("--iterations", default=200, show_default=True, type=click.IntRange(min=1),
+              help="--lifelong: PK batches per domain.")
 @_PROGRESS
 def train_reid_cmd(root, cuhk03_root, par, out, epochs, p, k, hidden, out_dim, lr, lomo_dim,
-                   cache, seed, threads, limit, val_domains, progress):
+                   cache, seed, threads, limit, val_domains, lifelong, from_dir, domains, strategy,
+                   iterations, progress):
     """Train a re-ID head (ID loss + batch-hard triplet, PK batches) on the PAR model's encoder.
 
     VIPeR, PRID and GRID are never used for training (they are the cross-domain tests).
+    With --lifelong: learn the --domain cameras one after the other (see docs/results.md).
     """
     from ..train.reid import ReidTrainConfig, train_reid
 
+    if lifelong:
+        from .lifelong import train_lifelong_cmd
+
+        return train_lifelong_cmd(out, from_dir, domains, strategy, iterations, seed, cache,
+                                  threads, progress)
+    if from_dir or domains:
+        raise click.UsageError("--from and --domain go with --lifelong")
     if root is None and cuhk03_root is None:
         raise click.UsageError("give --root (PETA) and/or --cuhk03-root")
     _set_threads(threads)
@@ -184,10 +205,14 @@ def eval_search_cmd(dataset, root, partition, split, par, search_head, seed, out
 
 
 @click.command("reid")
-@click.option("--dataset", type=click.Choice(["viper", "prid", "grid", "cuhk03-subset"]), required=True,
-              help="Re-ID test set.")
-@click.option("--root", type=_dir, required=True,
+@click.option("--dataset", type=click.Choice(["viper", "prid", "grid", "cuhk03-subset"]), default=None,
+              help="Re-ID test set (required without --lifelong).")
+@click.option("--root", type=_dir, default=None,
               help="PETA folder (viper, prid, grid) or CUHK03-subset folder.")
+@click.option("--lifelong", is_flag=True,
+              help="Score a lifelong head (--reid-head) on the domains it learned and the unseen "
+                   "ones (--root PETA, --cuhk03-root), and print what it learned, in order.")
+@click.option("--cuhk03-root", type=_dir, default=None, help="--lifelong: the CUHK03-subset folder.")
 @click.option("--trials", default=10, show_default=True, type=click.IntRange(min=1),
               help="Random splits averaged (VIPeR, PRID, GRID).")
 @_PAR_OPTION
@@ -202,11 +227,17 @@ def eval_search_cmd(dataset, root, partition, split, par, search_head, seed, out
                    "reported as 'METHOD+camera').")
 @_PROGRESS
 @needs_extra("eval")
-def eval_reid_cmd(dataset, root, trials, par, reid_head, seed, out, cache, threads, n_test,
-                  camera_centring, progress):
+def eval_reid_cmd(dataset, root, lifelong, cuhk03_root, trials, par, reid_head, seed, out,
+                  cache, threads, n_test, camera_centring, progress):
     """Re-ID: learned head vs ImageNet and PAR-encoder baselines, CMC + mAP (JSON + PNG)."""
     from ..eval.reid import run_reid_eval
 
+    if lifelong:
+        from .lifelong import eval_lifelong_cmd
+
+        return eval_lifelong_cmd(reid_head, root, cuhk03_root, trials, out, cache, threads)
+    if dataset is None or root is None:
+        raise click.UsageError("give --dataset and --root (or --lifelong)")
     _set_threads(threads)
     try:
         result, png = run_reid_eval(out, dataset=dataset, root=root, trials=trials, par_dir=par,

@@ -41,7 +41,8 @@ PAR_SUBDIR = "par"   # inside a describer directory: the attribute model it was 
 
 # kind -> the ``format`` written in the safetensors metadata
 FORMATS = {"attributes": "personlens-par", "search": "personlens-embedding-head",
-           "reid": "personlens-embedding-head", "describer": "personlens-describer"}
+           "reid": "personlens-embedding-head", "describer": "personlens-describer",
+           "lifelong-reid": "personlens-lifelong-reid"}
 KINDS = tuple(FORMATS)
 
 
@@ -186,6 +187,8 @@ def kind_of(model_dir: str | Path) -> str:
         return "attributes"
     if fmt == FORMATS["describer"]:
         return "describer"
+    if fmt == FORMATS["lifelong-reid"]:
+        return "lifelong-reid"
     if fmt == FORMATS["search"]:
         return read_config(model_dir).get("kind", "search")
     raise ValueError(f"{model_dir} holds no personlens model (format {fmt!r})")

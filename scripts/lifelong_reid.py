@@ -1,0 +1,124 @@
+"""Lifelong re-ID protocol (issue 16): every strategy, both orders, several seeds.
+
+    .venv/bin/python scripts/lifelong_reid.py --root ../shared/data/PETA \\
+        --cuhk03-root ../shared/data/CUHK03-subset --out runs/lifelong \\
+        --json docs/results/lifelong_reid.json [--orders large-to-small small-to-large] \\
+        [--seeds 0 1] [--strategies finetune lwf vladr ...] [--iterations 300]
+
+Domains and splits: ``personlens.data.reid_domains``; strategies: ``personlens.train.lifelong``;
+the run itself: ``personlens.train.lifelong_protocol``. Each (order, seed, strategy) run is
+written to ``OUT/<order>-s<seed>/<strategy>.json`` with its weights; a run already there is
+read back and a cut one resumes after its last finished step, so a killed protocol is re-run
+with the same command. The summary (``--json``, a matrix plot beside it) holds, per strategy,
+Seen-Avg / Unseen-Avg mAP and R1 after the last step, the average forgetting and the gap
+closure (method - finetune) / (joint - finetune), each as mean and std over orders and seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from personlens.data.reid_domains import ORDERS, UNSEEN_DOMAINS
+from personlens.eval.lifelong import gap_closure, plot_matrix
+from personlens.train.lifelong import STRATEGIES, LifelongConfig
+from personlens.train.lifelong_protocol import Protocol, run_strategy
+
+DEFAULT = ("finetune", "joint", "lwf", "rehearsal_distill", "weight_average", "vladr",
+           "vladr_no_xdomain", "vladr_global", "vladr_random_split")
+KEYS = ("seen_avg_mAP", "seen_avg_R1", "unseen_avg_mAP", "unseen_avg_R1", "forgetting_mAP")
+
+
+def aggregate(runs: dict) -> dict:
+    """runs[(order, seed)][strategy] -> per strategy mean/std of every summary key, and
+    the gap closure of each run against that run's finetune and joint."""
+    table: dict = {}
+    for (order, seed), by in runs.items():
+        ft, jt = by.get("finetune"), by.get("joint")
+        for name, r in by.items():
+            row = dict(r["summary"])
+            if ft and jt:
+                row["gap_closure"] = gap_closure(r["summary"]["seen_avg_mAP"],
+                                                 ft["summary"]["seen_avg_mAP"],
+                                                 jt["summary"]["seen_avg_mAP"])
+            table.setdefault(name, []).append(row)
+    out = {}
+    for name, rows in table.items():
+        out[name] = {"runs": len(rows), "stores_images": STRATEGIES[name].stores_images}
+        for k in (*KEYS, "gap_closure"):
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            if vals:
+                out[name][k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+    return out
+
+
+def markdown(summary: dict, encoder: dict | None) -> str:
+    lines = ["| strategy | stores images | Seen-Avg mAP / R1 | Unseen-Avg mAP / R1 | forgetting | gap closure | runs |",
+             "|---|---|---|---|---|---|---|"]
+    f = lambda s, k: f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" if k in s else "-"
+    for name, s in summary.items():
+        gc = f"{s['gap_closure']['mean']:.2f} ± {s['gap_closure']['std']:.2f}" if "gap_closure" in s else "-"
+        lines.append(f"| {name} | {'yes' if s['stores_images'] else 'no'} | {f(s, 'seen_avg_mAP')} / "
+                     f"{f(s, 'seen_avg_R1')} | {f(s, 'unseen_avg_mAP')} / {f(s, 'unseen_avg_R1')} | "
+                     f"{f(s, 'forgetting_mAP')} | {gc} | {s['runs']} |")
+    if encoder:
+        u = np.mean([encoder[d]["mAP"] for d in UNSEEN_DOMAINS])
+        lines.append(f"\nStarting encoder (ImageNet, mean-pooled tokens): Unseen-Avg mAP {u:.1f}")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", required=True, help="PETA folder")
+    ap.add_argument("--cuhk03-root", required=True)
+    ap.add_argument("--out", default="runs/lifelong")
+    ap.add_argument("--json", default="docs/results/lifelong_reid.json")
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--orders", nargs="+", default=list(ORDERS), choices=list(ORDERS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--strategies", nargs="+", default=list(DEFAULT), choices=list(STRATEGIES))
+    ap.add_argument("--iterations", type=int, default=LifelongConfig.iterations)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    need_text = any(STRATEGIES[s].uses_text for s in args.strategies)
+    runs, encoder_rows, t0 = {}, {}, time.time()
+    for seed in args.seeds:
+        protocol = Protocol(args.root, args.cuhk03_root, args.cache, seed=seed, need_text=need_text)
+        enc_path = Path(args.out) / "encoder.json"
+        if enc_path.exists():
+            encoder_rows[seed] = json.loads(enc_path.read_text())
+        else:
+            encoder_rows[seed] = protocol.encoder_row()
+            enc_path.parent.mkdir(parents=True, exist_ok=True)
+            enc_path.write_text(json.dumps(encoder_rows[seed], indent=1))
+        for order in args.orders:
+            for name in args.strategies:
+                cfg = LifelongConfig(iterations=args.iterations, seed=seed)
+                runs.setdefault((order, seed), {})[name] = run_strategy(
+                    protocol, name, order, cfg, args.out, encoder_rows[seed])
+                print(f"[{time.time() - t0:.0f}s] {order} seed {seed} {name}: "
+                      + json.dumps({k: round(v, 2) for k, v in runs[(order, seed)][name]["summary"].items()}),
+                      flush=True)
+    summary = aggregate(runs)
+    result = {"command": "python scripts/lifelong_reid.py " + " ".join(
+                  f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                  for k, v in vars(args).items()),
+              "summary": summary, "encoder": encoder_rows.get(args.seeds[0]),
+              "runs": {f"{o}-s{s}": by for (o, s), by in runs.items()},
+              "seconds": round(time.time() - t0, 1)}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    first = next(iter(runs.values()))
+    plot_matrix(first, out.with_suffix(".png"))
+    print(markdown(summary, result["encoder"]))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Lifelong re-ID model (VLADR style, issue 16): the encoder's top stages, a global embedding,
+attribute part queries over the tokens, a text-side attribute splitter, and the attribute
+prototype memory.
+
+Only the top of the image encoder learns (blocks from ``stage`` on, and its head conv), on
+cached outputs of the frozen lower stages: so forgetting is real (a head on frozen features
+could not forget much), and training stays cheap on a CPU.
+
+* ``LifelongReid.forward(lower)`` -> tokens (B, N, C), the global embedding ``emb`` (B, D)
+  (before the BNNeck), the BNNeck output ``bn``, and ``parts`` (B, K, P): one feature per
+  attribute group (``PART_NAMES``: a global one and five local ones), from K learned queries
+  attending over the tokens. Retrieval uses the L2-normalised BNNeck output (``embed``).
+* ``TextAttributeSplit``: K learned prompts attend over the token states of a description
+  (MiniLM), giving K text attribute features in the part space: the multi-granular textual
+  attribute disentanglement. ``split="random"`` instead averages a fixed random partition of
+  the tokens (the ablation).
+* ``PrototypeMemory``: one prototype per attribute group per learned domain, an EMA of the
+  part features of that domain's images; kept beside the weights instead of old images.
+* Identity classifiers, one per learned domain (training only, kept for distillation).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["PART_NAMES", "LifelongReidConfig", "LifelongReid", "TextAttributeSplit",
+           "PrototypeMemory", "save_lifelong", "load_lifelong"]
+
+# the attribute groups: the whole person, then the body regions and what is carried
+PART_NAMES = ("global", "head", "upper", "lower", "shoes", "carried")
+
+
+@dataclass
+class LifelongReidConfig:
+    encoder: str = "efficientnet_lite0"
+    stage: int = 12            # blocks [stage:] and the head conv learn (Lite0: 12-15, 8x6 grid)
+    embed_dim: int = 256
+    part_dim: int = 256
+    parts: tuple[str, ...] = PART_NAMES
+    text_dim: int = 384        # the text encoder's token width (MiniLM)
+    text_encoder: str = "minilm"
+    text_split: str = "learned"   # "learned" prompts, or "random" token groups (ablation)
+    preprocess: dict = field(default_factory=lambda: {"height": 256, "width": 192})
+    domains: list = field(default_factory=list)   # learned so far, in order: {name, ids, ...}
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.parts = tuple(self.parts)
+        if self.text_split not in ("learned", "random"):
+            raise ValueError(f"text_split must be 'learned' or 'random', got {self.text_split!r}")
+        if not self.parts:
+            raise ValueError("need at least one attribute part")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["parts"] = list(self.parts)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LifelongReidConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class _PartQueries(nn.Module):
+    """K learned queries, one head of scaled dot-product attention over the tokens."""
+
+    def __init__(self, in_dim: int, k: int, dim: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(k, dim) * dim ** -0.5)
+        self.key = nn.Linear(in_dim, dim)
+        self.value = nn.Linear(in_dim, dim)
+        self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        k, v = self.key(tokens), self.value(tokens)                    # (B, N, P)
+        att = torch.einsum("kp,bnp->bkn", self.queries, k) / math.sqrt(k.shape[-1])
+        return self.out(torch.einsum("bkn,bnp->bkp", att.softmax(-1), v))
+
+
+class LifelongReid(nn.Module):
+    def __init__(self, encoder, config: LifelongReidConfig):
+        """``encoder``: an ``ImageEncoder`` that can be split; its top is copied and learns,
+        its lower stages are not kept (their outputs come from the feature cache)."""
+        super().__init__()
+        self.config = config
+        self.top_blocks = nn.ModuleList(copy.deepcopy(list(encoder.blocks[config.stage:])))
+        self.top_head = copy.deepcopy(encoder.head)
+        self._drop = getattr(encoder, "_drop_connect", 0.0)
+        self._first = config.stage
+        self._total = len(encoder.blocks)
+        dim = encoder.dim
+        self.neck = nn.Linear(dim, config.embed_dim)
+        self.bn = nn.BatchNorm1d(config.embed_dim)
+        self.bn.bias.requires_grad_(False)        # BNNeck (Luo et al., 2019)
+        self.parts = _PartQueries(dim, len(config.parts), config.part_dim)
+        self.classifiers = nn.ModuleDict()
+
+    def tokens(self, lower: torch.Tensor) -> torch.Tensor:
+        h = lower
+        for j, block in enumerate(self.top_blocks):
+            i = self._first + j
+            rate = self._drop * i / self._total if self.training else None
+            h = block(h, drop_connect_rate=rate)
+        return self.top_head(h).flatten(2).transpose(1, 2)
+
+    def forward(self, lower: torch.Tensor) -> dict[str, torch.Tensor]:
+        tok = self.tokens(lower)
+        emb = self.neck(tok.mean(1))
+        return {"tokens": tok, "emb": emb, "bn": self.bn(emb), "parts": self.parts(tok)}
+
+    @torch.inference_mode()
+    def embed(self, lower: torch.Tensor) -> torch.Tensor:
+        """Unit-length retrieval embeddings (the BNNeck output)."""
+        tok = self.tokens(lower)
+        return F.normalize(self.bn(self.neck(tok.mean(1))), dim=-1)
+
+    def add_domain(self, name: str, num_ids: int) -> nn.Linear:
+        if name in self.classifiers:
+            raise ValueError(f"domain {name!r} was learned already; give the new cameras another name")
+        clf = nn.Linear(self.config.embed_dim, num_ids, bias=False)
+        nn.init.normal_(clf.weight, std=0.001)
+        self.classifiers[name] = clf
+        return clf
+
+    def old_logits(self, bn: torch.Tensor, exclude: str) -> torch.Tensor | None:
+        """Logits of every earlier domain's classifier, concatenated (None when none)."""
+        outs = [c(bn) for n, c in self.classifiers.items() if n != exclude]
+        return torch.cat(outs, -1) if outs else None
+
+
+class TextAttributeSplit(nn.Module):
+    """Description token states (B, L, T) + mask -> K text attribute features (B, K, P)."""
+
+    def __init__(self, text_dim: int, k: int, dim: int, split: str = "learned", seed: int = 0):
+        super().__init__()
+        self.split = split
+        self.k = k
+        self.prompts = nn.Parameter(torch.randn(k, text_dim) * text_dim ** -0.5)
+        self.key = nn.Linear(text_dim, text_dim)
+        self.proj = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, dim))
+        g = torch.Generator().manual_seed(seed)
+        # the random split: token position j goes to group assign[j] (fixed)
+        self.register_buffer("assign", torch.randint(0, k, (512,), generator=g), persistent=False)
+        if split == "random":
+            self.prompts.requires_grad_(False)
+            self.key.requires_grad_(False)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask = mask.bool()
+        if self.split == "learned":
+            att = torch.einsum("kt,blt->bkl", self.prompts, self.key(states)) / math.sqrt(states.shape[-1])
+            att = att.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+        else:
+            groups = F.one_hot(self.assign[:states.shape[1]], self.k).T.float()   # (K, L)
+            w = groups[None] * mask[:, None, :].float()
+            # a group with no real token falls back to the mean of all tokens
+            empty = w.sum(-1, keepdim=True) == 0
+            w = torch.where(empty, mask[:, None, :].float(), w)
+            att = w / w.sum(-1, keepdim=True)
+        return self.proj(torch.einsum("bkl,blt->bkt", att, states))
+
+
+class PrototypeMemory(nn.Module):
+    """(domains, K, P) prototypes and the domain names; EMA updates of the current domain."""
+
+    def __init__(self, k: int, dim: int, momentum: float = 0.9):
+        super().__init__()
+        self.k, self.dim, self.momentum = k, dim, momentum
+        self.register_buffer("prototypes", torch.zeros(0, k, dim))
+        self.register_buffer("counts", torch.zeros(0, dtype=torch.long))
+        self.names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def start(self, name: str) -> None:
+        if name in self.names:
+            raise ValueError(f"domain {name!r} already has prototypes")
+        self.names.append(name)
+        self.prototypes = torch.cat([self.prototypes, torch.zeros(1, self.k, self.dim)])
+        self.counts = torch.cat([self.counts, torch.zeros(1, dtype=torch.long)])
+
+    @torch.no_grad()
+    def update(self, name: str, feats: torch.Tensor) -> None:
+        """EMA of the batch mean of unit part features (B, K, P) for domain ``name``."""
+        i = self.names.index(name)
+        mean = F.normalize(feats.detach(), dim=-1).mean(0)
+        m = self.momentum if self.counts[i] > 0 else 0.0
+        self.prototypes[i] = m * self.prototypes[i] + (1 - m) * mean
+        self.counts[i] += 1
+
+    def old(self, exclude: str | None = None) -> torch.Tensor:
+        """Unit prototypes of every domain but ``exclude``: (D, K, P)."""
+        keep = [i for i, n in enumerate(self.names) if n != exclude and self.counts[i] > 0]
+        return F.normalize(self.prototypes[keep], dim=-1)
+
+    def extra_state(self) -> dict:
+        return {"names": list(self.names), "momentum": self.momentum}
+
+
+# --------------------------------------------------------------------------- files
+
+def save_lifelong(out_dir, model: LifelongReid, splitter: TextAttributeSplit,
+                  memory: PrototypeMemory, global_memory: PrototypeMemory, extra: dict) -> Path:
+    """A lifelong re-ID head: its weights, text splitter and prototype memories in
+    ``model.safetensors`` (no image is stored), its config (learned domains, strategy) in
+    ``config.json``."""
+    from . import hub
+
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state.update({f"splitter.{k}": v for k, v in splitter.state_dict().items()})
+    for name, mem in (("memory", memory), ("global_memory", global_memory)):
+        state[f"{name}.prototypes"] = mem.prototypes
+        state[f"{name}.counts"] = mem.counts.float()
+    config = {**model.config.to_dict(), **extra, "kind": "lifelong-reid",
+              "memory_names": list(memory.names),
+              "classifiers": [[n, c.out_features] for n, c in model.classifiers.items()]}
+    return hub.save_weights(out_dir, state, config, "lifelong-reid")
+
+
+def load_lifelong(model_dir, encoder=None):
+    """(model, splitter, memory, global memory, config dict) of a saved lifelong head.
+    ``encoder``: the ImageNet encoder whose top the model copies (built when None)."""
+    from . import hub
+
+    model_dir = Path(model_dir)
+    if hub.kind_of(model_dir) != "lifelong-reid":
+        raise ValueError(f"{model_dir} is a {hub.kind_of(model_dir)} model, not a lifelong re-ID "
+                         "head with a prototype memory: continue a head trained with "
+                         "--lifelong, or start without --from")
+    cfg_dict, state = hub.read_weights(model_dir)
+    config = LifelongReidConfig.from_dict(cfg_dict)
+    if encoder is None:
+        from .factory import create_image_encoder
+
+        encoder = create_image_encoder(config.encoder, pretrained=False)
+    model = LifelongReid(encoder, config)
+    for name, n in cfg_dict.get("classifiers", []):
+        model.add_domain(name, int(n))
+    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    splitter = TextAttributeSplit(config.text_dim, len(config.parts), config.part_dim,
+                                  config.text_split)
+    splitter.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("splitter.")})
+    memories = []
+    for name, k, dim in (("memory", len(config.parts), config.part_dim),
+                         ("global_memory", 1, config.embed_dim)):
+        mem = PrototypeMemory(k, dim)
+        mem.names = list(cfg_dict.get("memory_names", []))
+        mem.prototypes = state[f"{name}.prototypes"]
+        mem.counts = state[f"{name}.counts"].long()
+        if len(mem.names) != len(mem.prototypes):
+            raise ValueError(f"{model_dir}: the prototype memory does not match its domain list")
+        memories.append(mem)
+    return model.eval(), splitter, memories[0], memories[1], cfg_dict

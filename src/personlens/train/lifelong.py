@@ -1,0 +1,296 @@
+"""Lifelong re-ID training (issue 16): domains learned one after the other, by strategy.
+
+A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of names):
+
+========================  ===================================================================
+``finetune``              each new domain with ID cross-entropy + batch-hard triplet only
+                          (the lower bound)
+``joint``                 every seen domain at once (the upper bound; one step)
+``lwf``                   + distillation of the old model's logits on the old classifiers
+``rehearsal_distill``     + 2 stored images of at most 250 persons per earlier domain, trained
+                          on again, + logit and relation distillation (PTKP / KRKC manner)
+``weight_average``        fine-tune, then average the weights with the model before the step
+``vladr``                 + cross-modal attribute alignment (image part k <-> text attribute k,
+                          text split by learned prompts) + cross-domain attribute alignment
+                          against the attribute prototype memory; no stored images
+``vladr_no_xdomain``      ablation: without the cross-domain alignment
+``vladr_global``          ablation: one global prototype per domain instead of the attribute ones
+``vladr_random_split``    ablation: a fixed random split of the description instead of prompts
+========================  ===================================================================
+
+Each step trains for ``iterations`` PK batches (P persons x K images, each image or its
+mirror) of the new domain's cached lower-stage features, so small and large domains get the
+same number of updates.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.lifelong import LifelongReid, PrototypeMemory, TextAttributeSplit
+from .lifelong_losses import (cross_modal_alignment, logit_distillation, prototype_alignment,
+                              relation_distillation)
+from .par import warmup_cosine
+from .reid import PKSampler, batch_hard_triplet
+
+__all__ = ["Strategy", "STRATEGIES", "LifelongConfig", "StepData", "Learner", "strategy"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    lwf: bool = False              # distil the old model's logits on the old classifiers
+    relation: bool = False         # distil the old model's batch similarity structure
+    rehearsal: bool = False        # keep 2 images of <= 250 persons per domain and replay them
+    text_align: bool = False       # cross-modal attribute alignment
+    xdomain: str | None = None     # cross-domain alignment: "parts" (attribute) or "global"
+    text_split: str = "learned"    # how the description is split: "learned" or "random"
+    average: bool = False          # average the weights with the model before the step
+    joint: bool = False            # all seen domains in one step (upper bound)
+    stores_images: bool = False
+
+    @property
+    def needs_old(self) -> bool:
+        return self.lwf or self.relation or self.xdomain is not None
+
+    @property
+    def uses_text(self) -> bool:
+        return self.text_align
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("finetune"),
+    Strategy("joint", joint=True, stores_images=True),
+    Strategy("lwf", lwf=True),
+    Strategy("rehearsal_distill", rehearsal=True, lwf=True, relation=True, stores_images=True),
+    Strategy("weight_average", average=True),
+    Strategy("vladr", text_align=True, xdomain="parts"),
+    Strategy("vladr_no_xdomain", text_align=True),
+    Strategy("vladr_global", text_align=True, xdomain="global"),
+    Strategy("vladr_random_split", text_align=True, xdomain="parts", text_split="random"),
+)}
+
+
+def strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        raise KeyError(f"unknown lifelong strategy {name!r}; available: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+@dataclass
+class LifelongConfig:
+    iterations: int = 200
+    p: int = 16
+    k: int = 4
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    warmup: int = 30
+    margin: float = 0.3
+    label_smoothing: float = 0.1
+    kd_temperature: float = 2.0
+    kd_weight: float = 1.0
+    relation_weight: float = 1.0
+    align_weight: float = 0.5
+    align_tau: float = 0.07
+    xdomain_weight: float = 1.0
+    proto_tau: float = 0.1
+    rehearsal_ids: int = 250
+    rehearsal_images: int = 2
+    rehearsal_batch: int = 32
+    average_weight: float = 0.5    # share of the old model in weight averaging
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StepData:
+    """One domain's training crops: feature-cache rows, identity labels 0..n-1, and (for the
+    text side) each crop's row in the ``TextStates``."""
+    name: str
+    rows: np.ndarray
+    labels: np.ndarray
+    text_rows: np.ndarray | None = None
+    persons: list[str] | None = None       # person names by label (kept in the config)
+
+    def __post_init__(self):
+        if len(self.rows) != len(self.labels):
+            raise ValueError("rows and labels differ in length")
+        uniq = np.unique(self.labels)
+        if len(uniq) < 2:
+            raise ValueError(f"domain {self.name!r} has {len(uniq)} identity: need at least 2")
+        if not np.array_equal(uniq, np.arange(len(uniq))):
+            raise ValueError("labels must be 0..n-1")
+
+    @property
+    def num_ids(self) -> int:
+        return int(self.labels.max()) + 1
+
+
+class Learner:
+    """The model being learned, with what a strategy keeps between steps: the text splitter,
+    the prototype memories, the rehearsal buffer."""
+
+    def __init__(self, model: LifelongReid, strat: Strategy, cfg: LifelongConfig,
+                 features, texts=None, log=print):
+        self.model, self.strategy, self.cfg = model, strat, cfg
+        self.features, self.texts, self.log = features, texts, log
+        c = model.config
+        self.splitter = TextAttributeSplit(c.text_dim, len(c.parts), c.part_dim, strat.text_split,
+                                           seed=cfg.seed)
+        self.memory = PrototypeMemory(len(c.parts), c.part_dim)
+        self.global_memory = PrototypeMemory(1, c.embed_dim)
+        self.buffer_rows = np.zeros(0, np.int64)
+        self.buffer_labels = np.zeros(0, np.int64)     # in the concatenated old classifiers
+
+    # ------------------------------------------------------------------ one step
+    def learn(self, data: StepData) -> dict:
+        cfg, strat, model = self.cfg, self.strategy, self.model
+        if strat.uses_text and (self.texts is None or data.text_rows is None):
+            raise ValueError(f"strategy {strat.name} needs the descriptions of the training crops")
+        torch.manual_seed(cfg.seed + len(model.classifiers))
+        rng = np.random.default_rng([cfg.seed, len(model.classifiers)])
+        old = None
+        if strat.needs_old or strat.average:
+            old = copy.deepcopy(model).eval()
+            for p in old.parameters():
+                p.requires_grad_(False)
+        for clf in model.classifiers.values():        # earlier domains' classifiers stay fixed
+            clf.requires_grad_(False)
+        clf = model.add_domain(data.name, data.num_ids)
+        self.memory.start(data.name)
+        self.global_memory.start(data.name)
+        params = [p for p in (*model.parameters(), *self.splitter.parameters()) if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        rest = [p for p in params if p.ndim <= 1]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+        sched = warmup_cosine(opt, cfg.warmup, cfg.iterations)
+        sampler = PKSampler(data.labels, cfg.p, cfg.k, seed=int(rng.integers(1 << 31)))
+        batches = iter(())
+        y_all = torch.from_numpy(data.labels.astype(np.int64))
+        sums: dict[str, float] = {}
+        t0 = time.time()
+        model.train()
+        self.splitter.train()
+        from tqdm import tqdm
+
+        for it in tqdm(range(cfg.iterations), desc=f"{strat.name}: {data.name}", unit="it",
+                       mininterval=5):
+            b = next(batches, None)
+            if b is None:
+                batches = iter(sampler)
+                b = next(batches)
+            views = rng.integers(0, 2, len(b))
+            x = self.features.batch(data.rows[b], views)
+            y = y_all[b]
+            n_new = len(b)
+            replay = strat.rehearsal and len(self.buffer_rows) > 0
+            if replay:
+                rb = rng.choice(len(self.buffer_rows), min(cfg.rehearsal_batch, len(self.buffer_rows)),
+                                replace=False)
+                x = torch.cat([x, self.features.batch(self.buffer_rows[rb], rng.integers(0, 2, len(rb)))])
+            out = model(x)
+            losses = {
+                "id": F.cross_entropy(clf(out["bn"][:n_new]), y, label_smoothing=cfg.label_smoothing),
+                "triplet": batch_hard_triplet(F.normalize(out["emb"][:n_new], dim=-1), y, cfg.margin),
+            }
+            if replay:
+                yb = torch.from_numpy(self.buffer_labels[rb])
+                losses["replay_id"] = F.cross_entropy(model.old_logits(out["bn"][n_new:], data.name), yb,
+                                                      label_smoothing=cfg.label_smoothing)
+            if old is not None and strat.needs_old:
+                with torch.no_grad():
+                    ref = old(x)
+                if strat.lwf:
+                    new_l, old_l = model.old_logits(out["bn"], data.name), old.old_logits(ref["bn"], data.name)
+                    if new_l is not None:
+                        losses["lwf"] = cfg.kd_weight * logit_distillation(new_l, old_l, cfg.kd_temperature)
+                if strat.relation:
+                    losses["relation"] = cfg.relation_weight * relation_distillation(out["emb"], ref["emb"])
+                if strat.xdomain == "parts" and len(self.memory) > 1:
+                    losses["xdomain"] = cfg.xdomain_weight * prototype_alignment(
+                        out["parts"][:n_new], ref["parts"][:n_new], self.memory.old(data.name), cfg.proto_tau)
+                if strat.xdomain == "global" and len(self.global_memory) > 1:
+                    losses["xdomain"] = cfg.xdomain_weight * prototype_alignment(
+                        out["emb"][:n_new, None], ref["emb"][:n_new, None],
+                        self.global_memory.old(data.name), cfg.proto_tau)
+            if strat.text_align:
+                states, mask = self.texts.batch(data.text_rows[b])
+                text = self.splitter(states, mask)
+                losses["align"] = cfg.align_weight * cross_modal_alignment(
+                    out["parts"][:n_new], text, y, cfg.align_tau)
+            self.memory.update(data.name, out["parts"][:n_new])
+            self.global_memory.update(data.name, out["emb"][:n_new, None])
+            loss = sum(losses.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+        model.eval()
+        model.config.domains.append({"name": data.name, "persons": data.num_ids,
+                                     "images": int(len(data.rows)), "strategy": strat.name,
+                                     "iterations": cfg.iterations,
+                                     **({"person_names": list(data.persons)} if data.persons else {})})
+        if strat.average and old is not None:
+            self._average_with(old)
+        if strat.rehearsal:
+            self._store(data, rng)
+        return {"domain": data.name, "ids": data.num_ids, "images": int(len(data.rows)),
+                "iterations": cfg.iterations, "seconds": round(time.time() - t0, 1),
+                "losses": {k: v / cfg.iterations for k, v in sums.items()}}
+
+    def _average_with(self, old: LifelongReid) -> None:
+        w = self.cfg.average_weight
+        old_state = old.state_dict()
+        with torch.no_grad():
+            for name, t in self.model.state_dict().items():
+                if name in old_state and t.is_floating_point() and not name.startswith("classifiers."):
+                    t.mul_(1 - w).add_(old_state[name], alpha=w)
+
+    def _store(self, data: StepData, rng) -> None:
+        """2 images of at most 250 persons of the domain just learned, labelled in the
+        concatenated classifiers of every domain but the next one."""
+        offset = sum(c.out_features for n, c in self.model.classifiers.items() if n != data.name)
+        ids = rng.permutation(data.num_ids)[:self.cfg.rehearsal_ids]
+        rows, labels = [], []
+        for pid in ids:
+            idx = np.flatnonzero(data.labels == pid)
+            pick = rng.choice(idx, min(self.cfg.rehearsal_images, len(idx)), replace=False)
+            rows += list(data.rows[pick])
+            labels += [offset + int(pid)] * len(pick)
+        self.buffer_rows = np.r_[self.buffer_rows, np.array(rows, np.int64)]
+        self.buffer_labels = np.r_[self.buffer_labels, np.array(labels, np.int64)]
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        """Everything needed to go on (tensors, numbers, strings, lists: checkpoint-safe)."""
+        return {"model": self.model.state_dict(), "splitter": self.splitter.state_dict(),
+                "memory": self.memory.state_dict(), "memory_names": list(self.memory.names),
+                "global_memory": self.global_memory.state_dict(),
+                "domains": [[n, c.out_features] for n, c in self.model.classifiers.items()],
+                "buffer_rows": torch.from_numpy(self.buffer_rows),
+                "buffer_labels": torch.from_numpy(self.buffer_labels)}
+
+    def load_state(self, state: dict) -> None:
+        for name, n in state["domains"]:
+            self.model.add_domain(name, int(n))
+        self.model.load_state_dict(state["model"])
+        self.splitter.load_state_dict(state["splitter"])
+        for mem in (self.memory, self.global_memory):
+            mem.names = list(state["memory_names"])
+        self.memory.prototypes = state["memory"]["prototypes"]
+        self.memory.counts = state["memory"]["counts"]
+        self.global_memory.prototypes = state["global_memory"]["prototypes"]
+        self.global_memory.counts = state["global_memory"]["counts"]
+        self.buffer_rows = state["buffer_rows"].numpy()
+        self.buffer_labels = state["buffer_labels"].numpy()
+        self.model.eval()

@@ -1,0 +1,68 @@
+"""Losses of lifelong re-ID (issue 16), each on plain tensors so that tests can check them on
+tiny inputs.
+
+* ``logit_distillation`` (LwF, Li & Hoiem 2017): the new model's logits on the old domains'
+  classifiers follow the old model's, KL at temperature T, scaled by T^2.
+* ``relation_distillation`` (PTKP / KRKC style): the new model's batch similarity structure
+  follows the old model's (row-wise KL of softmaxed cosine similarities).
+* ``cross_modal_alignment``: the k-th image attribute feature and the k-th text attribute
+  feature of the same person match, contrasted against the batch (InfoNCE both ways; images of
+  the same person are all positives).
+* ``prototype_alignment``: the cross-domain attribute alignment. Each part feature of a new
+  image is compared with the prototype memory (every earlier domain, every attribute group);
+  its distribution over those prototypes must stay what the old model gave, so the attribute
+  space the old domains were learned in does not drift, without any old image. With one
+  global prototype per domain it is the "global" ablation.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["logit_distillation", "relation_distillation", "cross_modal_alignment",
+           "prototype_alignment"]
+
+
+def logit_distillation(new: torch.Tensor, old: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    t = temperature
+    return F.kl_div(F.log_softmax(new / t, -1), F.softmax(old / t, -1),
+                    reduction="batchmean") * t * t
+
+
+def _row_kl(new_logits: torch.Tensor, old_logits: torch.Tensor) -> torch.Tensor:
+    return F.kl_div(F.log_softmax(new_logits, -1), F.softmax(old_logits, -1), reduction="batchmean")
+
+
+def relation_distillation(new: torch.Tensor, old: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """(B, D) features of the same images from the new and the old model."""
+    n, o = F.normalize(new, dim=-1), F.normalize(old, dim=-1)
+    eye = torch.eye(len(n), dtype=torch.bool, device=n.device)
+    sn = (n @ n.T / tau).masked_fill(eye, -1e4)
+    so = (o @ o.T / tau).masked_fill(eye, -1e4)
+    return _row_kl(sn, so)
+
+
+def cross_modal_alignment(image: torch.Tensor, text: torch.Tensor, pids: torch.Tensor,
+                          tau: float = 0.07) -> torch.Tensor:
+    """(B, K, P) image and text attribute features; mean over the K groups of the symmetric
+    InfoNCE with every same-person pair a positive."""
+    v, t = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+    pos = (pids[:, None] == pids[None, :]).float()
+    target = pos / pos.sum(1, keepdim=True)
+    logits = torch.einsum("ikp,jkp->kij", v, t) / tau          # (K, B, B)
+    i2t = -(target * F.log_softmax(logits, -1)).sum(-1).mean()
+    t2i = -(target * F.log_softmax(logits.transpose(1, 2), -1)).sum(-1).mean()
+    return (i2t + t2i) / 2
+
+
+def prototype_alignment(new: torch.Tensor, old: torch.Tensor, prototypes: torch.Tensor,
+                        tau: float = 0.1) -> torch.Tensor:
+    """``new``/``old``: (B, K, P) part features of the same images; ``prototypes``: (D, K, P)
+    unit prototypes of earlier domains. For each part, KL between the old and new
+    distributions over all D x K prototypes."""
+    if prototypes.numel() == 0:
+        return new.sum() * 0.0
+    protos = prototypes.reshape(-1, prototypes.shape[-1])               # (D*K, P)
+    sn = F.normalize(new, dim=-1) @ protos.T / tau                      # (B, K, D*K)
+    so = F.normalize(old, dim=-1) @ protos.T / tau
+    return _row_kl(sn.flatten(0, 1), so.flatten(0, 1))

@@ -1,0 +1,142 @@
+"""The lifelong re-ID protocol (issue 16): seen domains learned in an order, every domain
+scored after every step (the unseen ones after the last step), for each strategy; resumable
+per step.
+
+Starting point: the ImageNet EfficientNet-Lite0 (it never saw any of these people or cameras,
+seen or unseen). Its lower stages are frozen and cached; its top (``LifelongReidConfig.stage``
+on) learns. Row 0 of every matrix ("encoder") is the starting encoder's own mean-pooled tokens.
+
+Outputs per run (``out/<order>-s<seed>/<strategy>.json``): the domains, the steps, the matrix
+(mAP / R1 per domain after each step), the training records and the summary
+(``eval.lifelong.summarize``). A killed run re-run goes on from its last finished step.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.reid_domains import SEEN_DOMAINS, UNSEEN_DOMAINS, domain_order, load_domain
+from ..eval.lifelong import score_domain, summarize
+from ..models.lifelong import LifelongReid, LifelongReidConfig
+from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint, settings_key
+from .lifelong import STRATEGIES, Learner, LifelongConfig, StepData, strategy
+
+__all__ = ["Protocol", "run_strategy"]
+
+
+class Protocol:
+    """Domains, cached features and texts shared by every strategy of one seed."""
+
+    def __init__(self, peta_root, cuhk03_root, cache_root="cache", seed: int = 0,
+                 stage: int = 12, trials: int = 10, need_text: bool = True, progress: bool = True):
+        from ..models.factory import create_image_encoder
+        from .lifelong_data import LowerFeatures, TextStates, describe_crops
+
+        self.seed = seed
+        self.domains = {n: load_domain(n, peta_root, cuhk03_root, seed=0, n_trials=trials)
+                        for n in (*SEEN_DOMAINS, *UNSEEN_DOMAINS)}
+        self.encoder = create_image_encoder("efficientnet_lite0", pretrained=True).freeze()
+        self.stage = stage
+        paths = list(dict.fromkeys(p for d in self.domains.values() for p in d.images()))
+        cache_root = Path(cache_root)
+        self.features = LowerFeatures(self.encoder, paths, stage, cache_root / "features")
+        self.train_paths = [it.path for n in SEEN_DOMAINS for it in self.domains[n].train]
+        self.text_row = {p: i for i, p in enumerate(self.train_paths)}
+        self.texts = None
+        if need_text:
+            descriptions = describe_crops(self.train_paths, cache_root / "lifelong", progress)
+            self.texts = TextStates(descriptions, cache_root / "lifelong")
+
+    def step_data(self, names) -> StepData:
+        rows, labels, text_rows, offset = [], [], [], 0
+        for n in names:
+            train = self.domains[n].train
+            ids = {p: i for i, p in enumerate(sorted({it.pid for it in train}))}
+            rows.append(self.features.rows([it.path for it in train]))
+            labels.append(np.array([offset + ids[it.pid] for it in train], np.int64))
+            text_rows.append(np.array([self.text_row[it.path] for it in train], np.int64))
+            offset += len(ids)
+        return StepData("+".join(names), np.concatenate(rows), np.concatenate(labels),
+                        np.concatenate(text_rows))
+
+    def embed_with(self, fn, batch: int = 256):
+        def embed(paths):
+            rows = self.features.rows(paths)
+            out = []
+            with torch.inference_mode():
+                for i in range(0, len(rows), batch):
+                    x = self.features.batch(rows[i:i + batch], np.zeros(len(rows[i:i + batch]), int))
+                    out.append(fn(x))
+            return torch.cat(out).numpy()
+        return embed
+
+    def score(self, fn, names=None) -> dict:
+        embed = self.embed_with(fn)
+        return {n: score_domain(self.domains[n], embed) for n in (names or self.domains)}
+
+    def encoder_row(self) -> dict:
+        """The starting encoder: its frozen top, mean-pooled tokens."""
+        return self.score(lambda x: F.normalize(
+            self.encoder.forward_upper(x, self.stage).mean(1), dim=-1))
+
+    def new_model(self, split: str) -> LifelongReid:
+        torch.manual_seed(self.seed)
+        cfg = LifelongReidConfig(stage=self.stage, text_split=split)
+        return LifelongReid(self.encoder, cfg)
+
+
+def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig, out_dir,
+                 encoder_row: dict | None = None, log=print) -> dict:
+    """One strategy over one order; writes and returns the run's JSON record."""
+    strat = strategy(name)
+    seen = list(domain_order(order))
+    steps = [seen] if strat.joint else [[d] for d in seen]
+    if strat.joint:
+        cfg = LifelongConfig(**{**cfg.to_dict(), "iterations": cfg.iterations * len(seen)})
+    run_dir = Path(out_dir) / f"{order}-s{cfg.seed}" / name
+    result_path = run_dir.with_suffix(".json")
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    model = protocol.new_model(strat.text_split)
+    learner = Learner(model, strat, cfg, protocol.features, protocol.texts, log)
+    key = settings_key({"strategy": name, "order": order, "cfg": cfg.to_dict(),
+                        "stage": protocol.stage})
+    state = load_checkpoint(run_dir, key)
+    matrix, train, done = [], [], 0
+    if state is not None:
+        learner.load_state(state["learner"])
+        matrix, train, done = json.loads(state["matrix"]), json.loads(state["train"]), int(state["step"])
+        log(f"{name}: resuming after step {done}")
+    for i, names in enumerate(steps[done:], start=done):
+        rec = learner.learn(protocol.step_data(names))
+        # the unseen domains after the last step only (and in the encoder row): cheaper
+        last = i == len(steps) - 1
+        row = protocol.score(model.embed, None if last else seen)
+        matrix.append(row)
+        train.append(rec)
+        log(f"{name} step {i + 1} ({'+'.join(names)}): mAP " + ", ".join(
+            f"{d} {m['mAP']:.1f}" for d, m in row.items()))
+        save_checkpoint(run_dir, {"settings_key": key, "step": i + 1, "learner": learner.state(),
+                                  "matrix": json.dumps(matrix), "train": json.dumps(train)})
+    domains = [*seen, *UNSEEN_DOMAINS]
+    result = {"strategy": name, "order": order, "seed": cfg.seed, "domains": domains,
+              "steps": ["+".join(s) for s in steps], "matrix": matrix, "train": train,
+              "config": cfg.to_dict(), "stores_images": strat.stores_images,
+              "summary": summarize(matrix, seen, list(UNSEEN_DOMAINS))}
+    if encoder_row is not None:
+        result["encoder"] = encoder_row
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=1))
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors"))
+    remove_checkpoint(run_dir)
+    return result
+
+
+def available() -> list[str]:
+    return list(STRATEGIES)

@@ -1,0 +1,103 @@
+"""``personlens train reid --lifelong`` / ``eval reid --lifelong``: a user's cameras learned in
+sequence (tiny generated crops), and the bad input the issue lists."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli_testlib import invoke
+from crops_testlib import crop_image
+
+
+def _domain(root, persons=("ann", "bob", "cy"), cams=(1, 2), per=2, start=0):
+    """A folder per person, the camera in the file name."""
+    i = start
+    for p in persons:
+        (root / p).mkdir(parents=True, exist_ok=True)
+        for c in cams:
+            for j in range(per):
+                crop_image(i).save(root / p / f"{p}_c{c}_{j}.png")
+                i += 1
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_head(tmp_path_factory):
+    from click.testing import CliRunner
+
+    tmp = tmp_path_factory.mktemp("lifelong")
+    runner = CliRunner()
+    r = invoke(runner, "train", "reid", "--lifelong", "--domain", f"shopA={_domain(tmp / 'a')}",
+               "--strategy", "finetune", "--iterations", "2", "--out", tmp / "head1",
+               "--cache", tmp / "cache", "--no-progress")
+    assert r.exit_code == 0, r.output
+    return tmp
+
+
+def test_train_then_continue_on_new_cameras(first_head, runner):
+    tmp = first_head
+    cfg = json.loads((tmp / "head1" / "config.json").read_text())
+    assert [d["name"] for d in cfg["domains"]] == ["shopA"] and cfg["memory_names"] == ["shopA"]
+    b = _domain(tmp / "b", persons=("dee", "eve"), start=40)
+    r = invoke(runner, "train", "reid", "--lifelong", "--from", tmp / "head1", "--domain",
+               f"shopB={b}", "--strategy", "lwf", "--iterations", "2", "--out", tmp / "head2",
+               "--cache", tmp / "cache", "--no-progress")
+    assert r.exit_code == 0, r.output
+    cfg2 = json.loads((tmp / "head2" / "config.json").read_text())
+    assert [d["name"] for d in cfg2["domains"]] == ["shopA", "shopB"]
+    assert cfg2["memory_names"] == ["shopA", "shopB"]
+    # the head continued from is untouched
+    assert json.loads((tmp / "head1" / "config.json").read_text()) == cfg
+
+
+@pytest.mark.parametrize("case,message", [
+    ("one_person", "need at least 2"),
+    ("one_camera", "no person is seen by two cameras"),
+    ("same_name", "was learned already"),
+    ("same_people", "were learned in domain 'shopA'"),
+    ("stores_images", "stores images"),
+    ("bad_spec", "NAME=PATH"),
+])
+def test_bad_domains_are_refused_and_nothing_is_written(first_head, runner, case, message):
+    tmp = first_head
+    d = tmp / f"bad-{case}"
+    name, strategy = "shopC", "vladr"
+    if case == "one_person":
+        _domain(d, persons=("zed",))
+    elif case == "one_camera":
+        _domain(d, persons=("x1", "x2"), cams=(1,))
+    elif case == "same_name":
+        _domain(d, persons=("x1", "x2"))
+        name = "shopA"
+    elif case == "same_people":
+        _domain(d, persons=("ann", "x2"))
+    elif case == "stores_images":
+        _domain(d, persons=("x1", "x2"))
+        strategy = "rehearsal_distill"
+    spec = f"{name}={d}" if case != "bad_spec" else "shopC"
+    out = tmp / f"out-{case}"
+    r = invoke(runner, "train", "reid", "--lifelong", "--from", tmp / "head1", "--domain", spec,
+               "--strategy", strategy, "--iterations", "1", "--out", out, "--cache", tmp / "cache",
+               "--no-progress")
+    assert r.exit_code != 0
+    assert message in r.output
+    assert not out.exists()
+
+
+def test_from_a_head_without_prototype_memory_is_refused(first_head, runner, tmp_path):
+    from personlens.models import hub
+
+    r = invoke(runner, "train", "reid", "--lifelong", "--from", hub.shipped_dir("reid"),
+               "--domain", f"x={_domain(tmp_path / 'x')}", "--out", tmp_path / "o",
+               "--cache", first_head / "cache", "--no-progress")
+    assert r.exit_code != 0 and "prototype memory" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_lifelong_needs_a_head_and_data(first_head, runner, tmp_path):
+    r = invoke(runner, "eval", "reid", "--lifelong", "--out", tmp_path / "r.json")
+    assert r.exit_code != 0 and "--reid-head" in r.output
+    r = invoke(runner, "eval", "reid", "--lifelong", "--reid-head", first_head / "head1",
+               "--out", tmp_path / "r.json")
+    assert r.exit_code != 0 and "--root" in r.output

@@ -1,0 +1,78 @@
+"""Lifelong re-ID domains: the fixed splits (real PETA / CUHK03-subset when present)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from personlens.data.reid_domains import (ORDERS, SEEN_DOMAINS, UNSEEN_DOMAINS, domain_order,
+                                          ilids_trials, load_domain)
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared/data"
+PETA = SHARED / "PETA"
+CUHK03 = SHARED / "CUHK03-subset"
+real = pytest.mark.skipif(not ((PETA / "identities.csv").exists() and (CUHK03 / "val").is_dir()),
+                          reason="real PETA / CUHK03-subset not found")
+
+
+def test_orders_are_the_seen_domains_both_ways():
+    assert ORDERS["large-to-small"] == SEEN_DOMAINS
+    assert ORDERS["small-to-large"] == tuple(reversed(SEEN_DOMAINS))
+    with pytest.raises(ValueError, match="unknown order"):
+        domain_order("random")
+
+
+def test_unknown_domain_and_missing_root_are_clear():
+    with pytest.raises(ValueError, match="unknown domain 'market'.*seen: cuhk03"):
+        load_domain("market", PETA, CUHK03)
+    with pytest.raises(ValueError, match="needs the CUHK03-subset root"):
+        load_domain("cuhk03", PETA, None)
+
+
+@real
+@pytest.mark.parametrize("name", SEEN_DOMAINS)
+def test_seen_split_keeps_test_persons_out_of_training(name):
+    d = load_domain(name, PETA, CUHK03)
+    t = d.trials[0]
+    test_ids = {it.pid for it in (*t.query, *t.gallery)}
+    if name == "cuhk03":     # another folder: ids are numbered apart
+        assert {it.path.parent.name for it in d.train} == {"train"}
+    else:
+        assert not test_ids & {it.pid for it in d.train}
+    # every query has a true match in another camera (or later in time)
+    for q in t.query:
+        assert any(g.pid == q.pid and g.camid != q.camid for g in t.gallery), q
+    assert not set(t.query) & set(t.gallery)
+    # fixed: the same split every time
+    assert load_domain(name, PETA, CUHK03).trials[0].query == t.query
+
+
+@real
+def test_seen_domain_sizes_are_those_documented():
+    sizes = {n: (load_domain(n, PETA, CUHK03).num_train_ids, len(load_domain(n, PETA, CUHK03).trials[0].query))
+             for n in SEEN_DOMAINS}
+    assert sizes == {"cuhk03": (743, 100), "towncentre": (115, 107), "3dpes": (111, 82),
+                     "caviar": (47, 25)}
+
+
+@real
+def test_towncentre_matches_are_later_in_time():
+    d = load_domain("towncentre", PETA, CUHK03)
+    assert all(q.camid == 1 for q in d.trials[0].query)
+
+
+@real
+def test_unseen_domains_have_ten_trials_and_no_training():
+    for name in UNSEEN_DOMAINS:
+        d = load_domain(name, PETA, CUHK03)
+        assert d.train == [] and len(d.trials) == 10
+
+
+@real
+def test_ilids_trials():
+    trials = ilids_trials(PETA, n_trials=3)
+    assert [len(t.query) for t in trials] == [60, 60, 60]
+    assert trials[0].query != trials[1].query
+    assert ilids_trials(PETA, n_trials=1)[0].query == trials[0].query   # trial t is fixed
+    with pytest.raises(ValueError, match="n_test"):
+        ilids_trials(PETA, n_test=500)

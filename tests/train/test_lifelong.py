@@ -1,0 +1,271 @@
+"""Lifelong re-ID: the losses on tiny inputs, the prototype memory, the text split, and every
+strategy's step on a tiny random encoder top (no data needed)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from personlens.eval.lifelong import gap_closure, summarize
+from personlens.models.lifelong import (LifelongReid, LifelongReidConfig, PrototypeMemory,
+                                        TextAttributeSplit)
+from personlens.train.lifelong import STRATEGIES, Learner, LifelongConfig, StepData, strategy
+from personlens.train.lifelong_losses import (cross_modal_alignment, logit_distillation,
+                                              prototype_alignment, relation_distillation)
+
+
+# ---------------------------------------------------------------- losses
+
+def test_logit_distillation_is_zero_only_when_logits_agree():
+    a = torch.randn(4, 7)
+    assert logit_distillation(a, a).item() == pytest.approx(0.0, abs=1e-6)
+    assert logit_distillation(a, a.flip(-1)).item() > 0.01
+
+
+def test_relation_distillation_ignores_scale_but_not_structure():
+    a = torch.randn(6, 16)
+    assert relation_distillation(3 * a, a).item() == pytest.approx(0.0, abs=1e-5)
+    assert relation_distillation(torch.randn(6, 16), a).item() > 0.01
+
+
+def test_cross_modal_alignment_rewards_matching_pairs():
+    torch.manual_seed(0)
+    img = torch.randn(8, 3, 32)
+    pids = torch.arange(8)
+    matched = cross_modal_alignment(img, img, pids)
+    shuffled = cross_modal_alignment(img, img[torch.randperm(8)], pids)
+    assert matched < shuffled
+    # images of one person are all positives: two views of each person cost about log(2),
+    # the cost of splitting the target between them; treated as negatives they cost more
+    pair = img[[0, 0, 2, 2, 4, 4, 6, 6]]
+    pids2 = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    assert cross_modal_alignment(pair, pair, pids2).item() == pytest.approx(np.log(2), abs=0.05)
+    assert cross_modal_alignment(pair, pair, torch.arange(8)) > 0.6
+
+
+def test_prototype_alignment():
+    torch.manual_seed(0)
+    protos = F.normalize(torch.randn(2, 3, 16), dim=-1)
+    x = torch.randn(5, 3, 16)
+    assert prototype_alignment(x, x, protos).item() == pytest.approx(0.0, abs=1e-6)
+    assert prototype_alignment(torch.randn(5, 3, 16), x, protos).item() > 0.01
+    # no earlier domain: nothing to align to, and still differentiable
+    x.requires_grad_(True)
+    empty = prototype_alignment(x, x, torch.zeros(0, 3, 16))
+    empty.backward()
+    assert empty.item() == 0.0
+
+
+# ---------------------------------------------------------------- memory and text split
+
+def test_prototype_memory_ema_and_domains():
+    mem = PrototypeMemory(k=2, dim=4, momentum=0.5)
+    mem.start("a")
+    f = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]])
+    mem.update("a", f)
+    assert torch.allclose(mem.prototypes[0], f[0])            # the first batch sets it
+    mem.update("a", torch.tensor([[[0, 0, 1.0, 0], [0, 1.0, 0, 0]]]))
+    assert torch.allclose(mem.prototypes[0, 0], torch.tensor([0.5, 0, 0.5, 0]))
+    mem.start("b")
+    assert mem.old("b").shape == (1, 2, 4)                    # b has no update yet
+    with pytest.raises(ValueError, match="already"):
+        mem.start("a")
+
+
+@pytest.mark.parametrize("split", ["learned", "random"])
+def test_text_split_uses_real_tokens_only(split):
+    torch.manual_seed(0)
+    s = TextAttributeSplit(text_dim=8, k=3, dim=5, split=split)
+    states = torch.randn(2, 6, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    out = s(states, mask)
+    assert out.shape == (2, 3, 5) and torch.isfinite(out).all()
+    changed = states.clone()
+    changed[0, 3:] = 100.0                                    # padding must not matter
+    assert torch.allclose(s(changed, mask)[0], out[0], atol=1e-5)
+    assert s.prompts.requires_grad == (split == "learned")   # the random split learns no prompts
+
+
+# ---------------------------------------------------------------- the learner
+
+class _Features:
+    """Random lower-stage features (the input of block 14: 192 channels), fixed per row."""
+
+    def __init__(self, n):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 2, 192, 2, 2, generator=g)
+
+    def batch(self, rows, views):
+        return self.x[torch.as_tensor(rows), torch.as_tensor(views)]
+
+
+class _Texts:
+    def __init__(self, n):
+        g = torch.Generator().manual_seed(1)
+        self.s = torch.randn(n, 5, 384, generator=g)
+
+    def batch(self, rows):
+        return self.s[torch.as_tensor(rows)], torch.ones(len(rows), 5, dtype=torch.long)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from personlens.models.image_encoders import EfficientNetLite0
+
+    return EfficientNetLite0(pretrained=False).freeze()
+
+
+def _domain(name, start, ids=4, per=4):
+    rows = np.arange(start, start + ids * per)
+    return StepData(name, rows, np.repeat(np.arange(ids), per), rows)
+
+
+@pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "joint"])
+def test_every_strategy_learns_two_domains(encoder, name):
+    torch.manual_seed(0)
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1, rehearsal_ids=2, rehearsal_batch=2)
+    learner = Learner(model, strategy(name), cfg, _Features(40), _Texts(40), log=lambda *a: None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r1 = learner.learn(_domain("a", 0))
+    r2 = learner.learn(_domain("b", 16))
+    assert list(model.classifiers) == ["a", "b"]
+    assert all(np.isfinite(v) for v in {**r1["losses"], **r2["losses"]}.values())
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k in before)
+    s = STRATEGIES[name]
+    assert ("lwf" in r2["losses"]) == s.lwf
+    assert ("align" in r2["losses"]) == s.text_align
+    assert ("xdomain" in r2["losses"]) == (s.xdomain is not None)
+    assert ("replay_id" in r2["losses"]) == s.rehearsal
+    assert (len(learner.buffer_rows) > 0) == s.rehearsal
+    assert learner.memory.names == ["a", "b"]
+    emb = model.embed(_Features(40).batch(np.arange(3), np.zeros(3, int)))
+    assert emb.shape == (3, 16) and torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_learner_state_round_trip(encoder):
+    torch.manual_seed(0)
+    cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, rehearsal_ids=2)
+    mk = lambda: Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+                         strategy("rehearsal_distill"), cfg, _Features(40), None, log=lambda *a: None)
+    a = mk()
+    a.learn(_domain("a", 0))
+    b = mk()
+    b.load_state(a.state())
+    x = _Features(40).batch(np.arange(4), np.zeros(4, int))
+    assert torch.allclose(a.model.embed(x), b.model.embed(x))
+    assert np.array_equal(a.buffer_rows, b.buffer_rows) and b.memory.names == ["a"]
+
+
+def test_a_domain_twice_or_with_one_person_is_refused(encoder):
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model.add_domain("a", 3)
+    with pytest.raises(ValueError, match="learned already"):
+        model.add_domain("a", 3)
+    with pytest.raises(ValueError, match="at least 2"):
+        StepData("x", np.arange(3), np.zeros(3, int))
+    with pytest.raises(KeyError, match="available: finetune"):
+        strategy("ewc")
+
+
+def test_vladr_needs_texts(encoder):
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    learner = Learner(model, strategy("vladr"), LifelongConfig(iterations=1), _Features(20), None)
+    with pytest.raises(ValueError, match="descriptions"):
+        learner.learn(StepData("a", np.arange(4), np.array([0, 0, 1, 1])))
+
+
+# ---------------------------------------------------------------- summaries
+
+def test_summary_forgetting_and_gap_closure():
+    m = lambda a, b, u: {"a": {"mAP": a, "R1": a}, "b": {"mAP": b, "R1": b}, "u": {"mAP": u, "R1": u}}
+    matrix = [m(50, 10, 20), m(30, 60, 22)]
+    s = summarize(matrix, ["a", "b"], ["u"])
+    assert s["seen_avg_mAP"] == 45 and s["unseen_avg_mAP"] == 22
+    assert s["forgetting_mAP"] == 20                  # a: best 50, last 30
+    assert gap_closure(45, 40, 50) == 0.5
+    assert gap_closure(45, 40, 40) is None
+
+
+# ---------------------------------------------------------------- the protocol, resumed
+
+class _Protocol:
+    """What ``run_strategy`` needs of ``Protocol``, on random features of fake domains."""
+
+    def __init__(self, encoder):
+        from personlens.data.reid import ReidItem, ReidTrial
+        from personlens.data.reid_domains import Domain, SEEN_DOMAINS, UNSEEN_DOMAINS
+
+        self.encoder, self.stage, self.seed = encoder, 14, 0
+        self.features, self.texts = _Features(200), _Texts(200)
+        self.domains, row = {}, 0
+        for name in (*SEEN_DOMAINS, *UNSEEN_DOMAINS):
+            items = [ReidItem(f"{name}/{p}_{c}_{j}", p, c) for p in range(4) for c in (1, 2) for j in range(2)]
+            row += len(items)
+            train = items if name in SEEN_DOMAINS else []
+            trial = ReidTrial(0, [it for it in items if it.camid == 1][::2],
+                              [it for it in items if it.camid == 2], [])
+            self.domains[name] = Domain(name, train, [trial])
+        paths = [p for d in self.domains.values() for p in d.images()]
+        self.row = {p: i for i, p in enumerate(paths)}
+
+    def step_data(self, names):
+        items = [(n, it) for n in names for it in self.domains[n].train]
+        ids = {k: i for i, k in enumerate(sorted({(n, it.pid) for n, it in items}))}
+        rows = np.array([self.row[it.path] for _, it in items])
+        return StepData("+".join(names), rows, np.array([ids[(n, it.pid)] for n, it in items]), rows)
+
+    def score(self, fn, names=None):
+        from personlens.eval.lifelong import score_domain
+
+        def embed(paths):
+            x = self.features.batch(np.array([self.row[p] for p in paths]), np.zeros(len(paths), int))
+            return fn(x).numpy()
+        return {n: score_domain(self.domains[n], embed) for n in (names or self.domains)}
+
+    def new_model(self, split):
+        torch.manual_seed(0)
+        return LifelongReid(self.encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16,
+                                                             text_split=split))
+
+
+def test_protocol_run_resumes_after_a_killed_step(encoder, tmp_path, monkeypatch):
+    from personlens.train import lifelong_protocol as lp
+
+    proto = _Protocol(encoder)
+    cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
+    calls = {"n": 0}
+    real_learn = Learner.learn
+
+    def dies_at_step_3(self, data):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_learn(self, data)
+
+    monkeypatch.setattr(Learner, "learn", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        lp.run_strategy(proto, "vladr", "large-to-small", cfg, tmp_path, log=lambda *a: None)
+    monkeypatch.setattr(Learner, "learn", real_learn)
+    logs = []
+    r = lp.run_strategy(proto, "vladr", "large-to-small", cfg, tmp_path, log=logs.append)
+    assert logs[0] == "vladr: resuming after step 2"
+    assert r["steps"] == ["cuhk03", "towncentre", "3dpes", "caviar"] and len(r["matrix"]) == 4
+    assert set(r["matrix"][0]) == {"cuhk03", "towncentre", "3dpes", "caviar"}   # seen only
+    assert "viper" in r["matrix"][-1] and "unseen_avg_mAP" in r["summary"]
+    assert "forgetting_mAP" in r["summary"]
+    assert (tmp_path / "large-to-small-s0" / "vladr" / "model.safetensors").exists()
+    assert not (tmp_path / "large-to-small-s0" / "vladr" / "checkpoint.pt").exists()
+    # a finished run is read back, not trained again
+    monkeypatch.setattr(Learner, "learn", dies_at_step_3)
+    assert lp.run_strategy(proto, "vladr", "large-to-small", cfg, tmp_path)["matrix"] == r["matrix"]
+
+
+def test_joint_is_one_step_on_every_seen_domain(encoder, tmp_path):
+    from personlens.train import lifelong_protocol as lp
+
+    r = lp.run_strategy(_Protocol(encoder), "joint", "small-to-large",
+                        LifelongConfig(iterations=1, p=2, k=2, warmup=1), tmp_path, log=lambda *a: None)
+    assert r["steps"] == ["caviar+3dpes+towncentre+cuhk03"]
+    assert r["train"][0]["iterations"] == 4 and r["train"][0]["ids"] == 16
