@@ -101,3 +101,14 @@ def test_eval_lifelong_needs_a_head_and_data(first_head, runner, tmp_path):
     r = invoke(runner, "eval", "reid", "--lifelong", "--reid-head", first_head / "head1",
                "--out", tmp_path / "r.json")
     assert r.exit_code != 0 and "--root" in r.output
+
+
+def test_info_shows_the_domains_a_head_learned(first_head, runner):
+    r = invoke(runner, "info", "--reid-head", first_head / "head1")
+    assert r.exit_code == 0, r.output
+    assert "learned in order: shopA (3 persons)" in r.output
+    assert "prototype memory: shopA" in r.output
+    assert "vladr" in r.output                                    # the strategies are listed
+    r = invoke(runner, "info", "--json", "--reid-head", first_head / "head1")
+    data = json.loads(r.output)
+    assert data["reid_head"]["domains"][0]["name"] == "shopA"

@@ -17,7 +17,9 @@ from ._common import _err, model_option
 @model_option("attributes")
 @click.option("--db", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Also report this library: its models, records and adaptation (`personlens adapt`).")
-def info(as_json, weights, db):
+@click.option("--reid-head", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also report this re-ID head; for a lifelong head, the domains it learned in order.")
+def info(as_json, weights, db, reid_head):
     """Shipped models, their attributes and parameter counts (and a library's, with --db)."""
     from .. import __version__
     from ..models.factory import list_models
@@ -49,6 +51,15 @@ def info(as_json, weights, db):
         "shipped_models": {n: {"kind": s.kind, "present": s.present, "summary": s.summary}
                            for n, s in SHIPPED.items()},
     }
+    from ..train.lifelong import STRATEGIES
+
+    data["lifelong_strategies"] = list(STRATEGIES)
+    if reid_head is not None:
+        try:
+            data["reid_head"] = _reid_head_info(reid_head)
+        except (FileNotFoundError, ValueError) as e:
+            _err(f"cannot read {reid_head}: {e}")
+            sys.exit(2)
     if db is not None:
         data["library"] = _library_info(db)
     if as_json:
@@ -65,8 +76,33 @@ def info(as_json, weights, db):
         click.echo("shipped models (--model NAME): " + ", ".join(
             f"{n} ({s['kind']}{'' if s['present'] else ', not in this build'})"
             for n, s in data["shipped_models"].items()))
+        click.echo(f"lifelong re-ID strategies (train reid --lifelong --strategy): "
+                   f"{', '.join(data['lifelong_strategies'])}")
+        if "reid_head" in data:
+            h = data["reid_head"]
+            line = f"re-ID head {reid_head}: {h['kind']}"
+            if h["kind"] == "lifelong-reid":
+                line += (f", strategy {h['strategy']}, learned in order: "
+                         + (", ".join(f"{d['name']} ({d['persons']} persons)" for d in h["domains"])
+                            or "nothing yet")
+                         + f"; prototype memory: {', '.join(h['prototype_memory']) or 'empty'}")
+            click.echo(line)
         if "library" in data:
             _print_library(data["library"])
+
+
+def _reid_head_info(head: Path) -> dict:
+    from ..models import hub
+
+    kind = hub.kind_of(head)
+    cfg = hub.read_config(head)
+    if kind != "lifelong-reid":
+        return {"kind": kind}
+    return {"kind": kind, "strategy": cfg.get("strategy"),
+            "domains": [{k: d.get(k) for k in ("name", "persons", "images", "strategy", "iterations")}
+                        for d in cfg.get("domains", [])],
+            "prototype_memory": cfg.get("memory_names", []),
+            "stage": cfg.get("stage"), "parts": cfg.get("parts")}
 
 
 def _library_info(db: Path) -> dict:
