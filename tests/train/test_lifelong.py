@@ -269,3 +269,14 @@ def test_joint_is_one_step_on_every_seen_domain(encoder, tmp_path):
                         LifelongConfig(iterations=1, p=2, k=2, warmup=1), tmp_path, log=lambda *a: None)
     assert r["steps"] == ["caviar+3dpes+towncentre+cuhk03"]
     assert r["train"][0]["iterations"] == 4 and r["train"][0]["ids"] == 16
+
+
+def test_a_finished_run_with_other_settings_is_not_read_back(encoder, tmp_path):
+    from personlens.train import lifelong_protocol as lp
+
+    proto = _Protocol(encoder)
+    lp.run_strategy(proto, "finetune", "small-to-large", LifelongConfig(iterations=1, p=2, k=2, warmup=1),
+                    tmp_path, log=lambda *a: None)
+    with pytest.raises(ValueError, match="other settings"):
+        lp.run_strategy(proto, "finetune", "small-to-large", LifelongConfig(iterations=2, p=2, k=2, warmup=1),
+                        tmp_path, log=lambda *a: None)

@@ -61,10 +61,10 @@ def describe_crops(paths: list[Path], cache_root: Path, progress: bool = True,
             return texts
     from tqdm import tqdm
 
-    from ..inference.pipeline import Pipeline
+    from ..inference.pipeline import PersonPipeline
     from ..inference.batching import PredictionError
 
-    pipe = Pipeline()
+    pipe = PersonPipeline(reid_head=None)   # attributes + description; no LOMO work
     texts = []
     for r in tqdm(pipe.records_from_paths(paths, batch_size=batch_size), total=len(paths),
                   desc="describing training crops", unit="crop", disable=not progress):

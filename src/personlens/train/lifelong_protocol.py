@@ -100,7 +100,10 @@ def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig,
     run_dir = Path(out_dir) / f"{order}-s{cfg.seed}" / name
     result_path = run_dir.with_suffix(".json")
     if result_path.exists():
-        return json.loads(result_path.read_text())
+        done = json.loads(result_path.read_text())
+        if done.get("config") != cfg.to_dict():
+            raise ValueError(f"{result_path} was made with other settings; use another --out")
+        return done
     model = protocol.new_model(strat.text_split)
     learner = Learner(model, strat, cfg, protocol.features, protocol.texts, log)
     key = settings_key({"strategy": name, "order": order, "cfg": cfg.to_dict(),
