@@ -132,7 +132,10 @@ def test_every_strategy_learns_two_domains(encoder, name):
     r2 = learner.learn(_domain("b", 16))
     assert list(model.classifiers) == ["a", "b"]
     assert all(np.isfinite(v) for v in {**r1["losses"], **r2["losses"]}.values())
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k in before)
+    changed = {k for k, v in model.state_dict().items() if k in before and not torch.equal(before[k], v)}
+    # the encoder's top learns (the encoder handed in is frozen), not only the neck
+    assert any(k.startswith("top_blocks.") and k.endswith("weight") for k in changed), sorted(changed)[:5]
+    assert any(k.startswith("top_head.") for k in changed)
     s = STRATEGIES[name]
     assert ("lwf" in r2["losses"]) == s.lwf
     assert ("align" in r2["losses"]) == s.text_align
@@ -280,3 +283,16 @@ def test_a_finished_run_with_other_settings_is_not_read_back(encoder, tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         lp.run_strategy(proto, "finetune", "small-to-large", LifelongConfig(iterations=2, p=2, k=2, warmup=1),
                         tmp_path, log=lambda *a: None)
+
+
+def test_the_attribute_alignment_reaches_the_encoder_top(encoder):
+    """VLADR's text alignment must shape the shared encoder top, not only its own part
+    queries: with the same seed and batches, the global embedding differs from fine-tuning."""
+    embs = {}
+    for name in ("finetune", "vladr_no_xdomain"):
+        torch.manual_seed(0)
+        model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+        Learner(model, strategy(name), LifelongConfig(iterations=3, p=2, k=2, warmup=1),
+                _Features(40), _Texts(40), log=lambda *a: None).learn(_domain("a", 0))
+        embs[name] = model.embed(_Features(40).batch(np.arange(4), np.zeros(4, int)))
+    assert not torch.allclose(embs["finetune"], embs["vladr_no_xdomain"], atol=1e-4)

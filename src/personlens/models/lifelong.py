@@ -92,6 +92,9 @@ class LifelongReid(nn.Module):
         self.config = config
         self.top_blocks = nn.ModuleList(copy.deepcopy(list(encoder.blocks[config.stage:])))
         self.top_head = copy.deepcopy(encoder.head)
+        # the encoder given is usually frozen (its lower stages feed the cache): its top copy learns
+        for p in (*self.top_blocks.parameters(), *self.top_head.parameters()):
+            p.requires_grad_(True)
         self._drop = getattr(encoder, "_drop_connect", 0.0)
         self._first = config.stage
         self._total = len(encoder.blocks)
