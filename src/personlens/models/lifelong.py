@@ -204,9 +204,6 @@ class PrototypeMemory(nn.Module):
         keep = [i for i, n in enumerate(self.names) if n != exclude and self.counts[i] > 0]
         return F.normalize(self.prototypes[keep], dim=-1)
 
-    def extra_state(self) -> dict:
-        return {"names": list(self.names), "momentum": self.momentum}
-
 
 # --------------------------------------------------------------------------- files
 

@@ -49,6 +49,14 @@ class LowerFeatures:
         x[order] = self.array[rows[order], views[order]]
         return torch.from_numpy(x)
 
+    def embed(self, fn, paths, batch: int = 256) -> np.ndarray:
+        """``fn`` (lower-stage features -> unit rows) over ``paths``, first view, in batches."""
+        rows = self.rows(paths)
+        with torch.inference_mode():
+            out = [fn(self.batch(rows[i:i + batch], np.zeros(len(rows[i:i + batch]), int)))
+                   for i in range(0, len(rows), batch)]
+        return torch.cat(out).numpy()
+
 
 def describe_crops(paths: list[Path], cache_root: Path, progress: bool = True,
                    batch_size: int = 32) -> list[str]:

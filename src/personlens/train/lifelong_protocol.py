@@ -23,7 +23,7 @@ from ..data.reid_domains import SEEN_DOMAINS, UNSEEN_DOMAINS, domain_order, load
 from ..eval.lifelong import score_domain, summarize
 from ..models.lifelong import LifelongReid, LifelongReidConfig
 from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint, settings_key
-from .lifelong import STRATEGIES, Learner, LifelongConfig, StepData, strategy
+from .lifelong import Learner, LifelongConfig, StepData, strategy
 
 __all__ = ["Protocol", "run_strategy"]
 
@@ -63,19 +63,8 @@ class Protocol:
         return StepData("+".join(names), np.concatenate(rows), np.concatenate(labels),
                         np.concatenate(text_rows))
 
-    def embed_with(self, fn, batch: int = 256):
-        def embed(paths):
-            rows = self.features.rows(paths)
-            out = []
-            with torch.inference_mode():
-                for i in range(0, len(rows), batch):
-                    x = self.features.batch(rows[i:i + batch], np.zeros(len(rows[i:i + batch]), int))
-                    out.append(fn(x))
-            return torch.cat(out).numpy()
-        return embed
-
     def score(self, fn, names=None) -> dict:
-        embed = self.embed_with(fn)
+        embed = lambda paths: self.features.embed(fn, paths)
         return {n: score_domain(self.domains[n], embed) for n in (names or self.domains)}
 
     def encoder_row(self) -> dict:
@@ -139,7 +128,3 @@ def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig,
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors"))
     remove_checkpoint(run_dir)
     return result
-
-
-def available() -> list[str]:
-    return list(STRATEGIES)

@@ -121,12 +121,7 @@ def evaluate_head(head_dir, peta_root=None, cuhk03_root=None, trials: int = 10,
                           tag="eval-" + key([str(p) for p in paths], digest_size=4))
 
     def embed(ps):
-        import torch
-
-        rows = feats.rows(ps)
-        out = [model.embed(feats.batch(rows[i:i + 256], np.zeros(len(rows[i:i + 256]), int)))
-               for i in range(0, len(rows), 256)]
-        return torch.cat(out).numpy()
+        return feats.embed(model.embed, ps)
 
     row = {}
     for n, d in domains.items():
