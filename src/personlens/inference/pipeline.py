@@ -6,7 +6,8 @@ and feeds its patch tokens to every head:
 * attributes: the PAR head (``model.head(tokens)``), probabilities and calibrated ``present``
   exactly as ``personlens attributes`` reports them;
 * re-ID: a trained ``EmbeddingHead`` (``reid_head=DIR``) or the baseline, the L2-normalised
-  mean of the encoder tokens;
+  mean of the encoder tokens; a lifelong head (``train reid --lifelong``) learned its top on
+  the ImageNet encoder's lower stages, so it alone runs a second pass from the pixels;
 * search: a trained ``EmbeddingHead`` (``search_head=DIR``) into a text encoder's space or the
   "attributes rendered as text" baseline: the present attributes are written as an English
   sentence from the schema phrases ("a person, a man, wearing a hat, carrying a backpack") and
@@ -76,6 +77,11 @@ def render_attributes(present: Sequence[str], schema: AttributeSchema,
 def _as_head(head, kind: str) -> EmbeddingHead | torch.nn.Module | None:
     if head is None or isinstance(head, torch.nn.Module):
         return head.eval() if head is not None else None
+    if kind == "reid" and hub.kind_of(head) == "lifelong-reid":
+        # trained with ``train reid --lifelong``: its own pass from the pixels (needs_pixels)
+        from ..models.lifelong import load_lifelong_embedder
+
+        return load_lifelong_embedder(head)
     return load_embedding_head(head, kind=kind)
 
 
@@ -300,19 +306,23 @@ class PersonPipeline:
             colour = self._colour_pool().submit(lomo_descriptors, images,
                                                 self.reid_head.lomo_config)
         out = self.predictor.encoder(images)                   # the one encoder pass
+        own_pass = getattr(self.reid_head, "needs_pixels", False)
         with torch.inference_mode():
             # the embedding heads are small: run them in float32 on the float32-pooled tokens,
             # as they were trained (personlens.inference.pooled)
             tokens = out.tokens.float()
-            reid = (F.normalize(self.reid_head(tokens).float(), dim=-1) if self.reid_head is not None
-                    else tokens.mean(1))
+            if own_pass:   # a lifelong head learned on the ImageNet lower stages, not these tokens
+                reid = self.reid_head.embed_images(images)
+            else:
+                reid = (F.normalize(self.reid_head(tokens).float(), dim=-1)
+                        if self.reid_head is not None else tokens.mean(1))
             search = (F.normalize(self.search_head(tokens).float(), dim=-1)
                       if self.search_head is not None and want_search else None)
             text_tokens = (self.describer_head.pool(out.first_view(tokens))
                            if self.describer_head is not None and want_text else None)
 
         merge = out.merge
-        reid = F.normalize(merge(reid), dim=-1)
+        reid = F.normalize(reid if own_pass else merge(reid), dim=-1)
         if colour is not None:
             reid = self.reid_head.add_lomo(reid, torch.from_numpy(colour.result()))
         probs = out.probs

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PART_NAMES", "LifelongReidConfig", "LifelongReid", "TextAttributeSplit",
-           "PrototypeMemory", "save_lifelong", "load_lifelong"]
+__all__ = ["PART_NAMES", "LifelongReidConfig", "LifelongReid", "LifelongEmbedder", "TextAttributeSplit",
+           "PrototypeMemory", "save_lifelong", "load_lifelong", "load_lifelong_embedder"]
 
 # the attribute groups: the whole person, then the body regions and what is carried
 PART_NAMES = ("global", "head", "upper", "lower", "shoes", "carried")
@@ -56,6 +56,10 @@ class LifelongReidConfig:
             raise ValueError(f"text_split must be 'learned' or 'random', got {self.text_split!r}")
         if not self.parts:
             raise ValueError("need at least one attribute part")
+
+    @property
+    def embedding_dim(self) -> int:   # what the pipeline and the vector index read
+        return self.embed_dim
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -205,6 +209,35 @@ class PrototypeMemory(nn.Module):
         return F.normalize(self.prototypes[keep], dim=-1)
 
 
+class LifelongEmbedder(nn.Module):
+    """A lifelong head as a re-ID head of ``PersonPipeline`` (``index``/``similar``/the service).
+
+    Its top was copied from the ImageNet encoder and learned on the ImageNet lower stages'
+    outputs, not on the attribute model's tokens, so it runs its own pass from the pixels:
+    the frozen lower stages, then the learned top (``needs_pixels``). The first view only, as
+    the protocol scores it. Its fingerprint covers both, so a library indexed with another head
+    is re-embedded.
+    """
+
+    needs_pixels = True
+
+    def __init__(self, model: LifelongReid, encoder):
+        super().__init__()
+        self.model = model.eval()
+        self.lower = encoder.eval()
+        self.config = model.config
+        del self.lower.blocks[model.config.stage:]   # the top is the model's own copy
+        self.lower.head = nn.Identity()
+        for p in self.lower.parameters():
+            p.requires_grad_(False)
+
+    @torch.inference_mode()
+    def embed_images(self, images) -> torch.Tensor:
+        """Decoded RGB crops -> unit embeddings (N, embed_dim)."""
+        x = torch.stack([self.lower.preprocess(im) for im in images])
+        return self.model.embed(self.lower.forward_lower(x, self.config.stage))
+
+
 # --------------------------------------------------------------------------- files
 
 def save_lifelong(out_dir, model: LifelongReid, splitter: TextAttributeSplit,
@@ -259,3 +292,16 @@ def load_lifelong(model_dir, encoder=None):
             raise ValueError(f"{model_dir}: the prototype memory does not match its domain list")
         memories.append(mem)
     return model.eval(), splitter, memories[0], memories[1], cfg_dict
+
+
+def load_lifelong_embedder(model_dir) -> LifelongEmbedder:
+    """A saved lifelong head, ready for the pipeline (the ImageNet lower stages from the wheel)."""
+    from . import hub
+    from .factory import create_image_encoder
+
+    if hub.kind_of(model_dir) != "lifelong-reid":
+        raise ValueError(f"{model_dir} is not a lifelong re-ID head")
+    cfg = LifelongReidConfig.from_dict(hub.read_config(model_dir))
+    encoder = create_image_encoder(cfg.encoder, pretrained=True)
+    model = load_lifelong(model_dir, encoder)[0]
+    return LifelongEmbedder(model, encoder)
