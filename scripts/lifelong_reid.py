@@ -3,7 +3,7 @@
     .venv/bin/python scripts/lifelong_reid.py --root ../shared/data/PETA \\
         --cuhk03-root ../shared/data/CUHK03-subset --out runs/lifelong \\
         --json docs/results/lifelong_reid.json [--orders large-to-small small-to-large] \\
-        [--seeds 0 1] [--strategies finetune lwf vladr ...] [--iterations 300]
+        [--seeds 0 1] [--strategies finetune lwf vladr ...] [--iterations 300] [--stage 14]
 
 Domains and splits: ``personlens.data.reid_domains``; strategies: ``personlens.train.lifelong``;
 the run itself: ``personlens.train.lifelong_protocol``. Each (order, seed, strategy) run is
@@ -25,6 +25,7 @@ import torch
 
 from personlens.data.reid_domains import ORDERS, UNSEEN_DOMAINS
 from personlens.eval.lifelong import gap_closure, plot_matrix
+from personlens.models.lifelong import LifelongReidConfig
 from personlens.train.lifelong import STRATEGIES, LifelongConfig
 from personlens.train.lifelong_protocol import Protocol, run_strategy
 
@@ -82,13 +83,16 @@ def main():
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--strategies", nargs="+", default=list(DEFAULT), choices=list(STRATEGIES))
     ap.add_argument("--iterations", type=int, default=LifelongConfig.iterations)
+    ap.add_argument("--stage", type=int, default=LifelongReidConfig.stage,
+                    help="first encoder block that learns (the lower ones are cached)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     need_text = any(STRATEGIES[s].uses_text for s in args.strategies)
     runs, encoder_rows, t0 = {}, {}, time.time()
     for seed in args.seeds:
-        protocol = Protocol(args.root, args.cuhk03_root, args.cache, seed=seed, need_text=need_text)
+        protocol = Protocol(args.root, args.cuhk03_root, args.cache, seed=seed, stage=args.stage,
+                            need_text=need_text)
         enc_path = Path(args.out) / "encoder.json"
         if enc_path.exists():
             encoder_rows[seed] = json.loads(enc_path.read_text())

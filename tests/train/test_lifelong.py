@@ -283,6 +283,10 @@ def test_a_finished_run_with_other_settings_is_not_read_back(encoder, tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         lp.run_strategy(proto, "finetune", "small-to-large", LifelongConfig(iterations=2, p=2, k=2, warmup=1),
                         tmp_path, log=lambda *a: None)
+    proto.stage = 12      # the same training settings on another encoder top: not the same run
+    with pytest.raises(ValueError, match="other settings"):
+        lp.run_strategy(proto, "finetune", "small-to-large", LifelongConfig(iterations=1, p=2, k=2, warmup=1),
+                        tmp_path, log=lambda *a: None)
 
 
 def test_the_attribute_alignment_reaches_the_encoder_top(encoder):

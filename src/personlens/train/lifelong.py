@@ -84,7 +84,7 @@ def strategy(name: str) -> Strategy:
 
 @dataclass
 class LifelongConfig:
-    iterations: int = 500
+    iterations: int = 300
     p: int = 16
     k: int = 4
     lr: float = 1e-3            # the shipped re-ID head's recipe (train.reid)

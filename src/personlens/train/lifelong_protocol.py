@@ -32,7 +32,7 @@ class Protocol:
     """Domains, cached features and texts shared by every strategy of one seed."""
 
     def __init__(self, peta_root, cuhk03_root, cache_root="cache", seed: int = 0,
-                 stage: int = 12, trials: int = 10, need_text: bool = True, progress: bool = True):
+                 stage: int | None = None, trials: int = 10, need_text: bool = True, progress: bool = True):
         from ..models.factory import create_image_encoder
         from .lifelong_data import LowerFeatures, TextStates, describe_crops
 
@@ -40,7 +40,7 @@ class Protocol:
         self.domains = {n: load_domain(n, peta_root, cuhk03_root, seed=0, n_trials=trials)
                         for n in (*SEEN_DOMAINS, *UNSEEN_DOMAINS)}
         self.encoder = create_image_encoder("efficientnet_lite0", pretrained=True).freeze()
-        self.stage = stage
+        self.stage = LifelongReidConfig.stage if stage is None else int(stage)
         paths = list(dict.fromkeys(p for d in self.domains.values() for p in d.images()))
         cache_root = Path(cache_root)
         self.features = LowerFeatures(self.encoder, paths, stage, cache_root / "features")
@@ -90,7 +90,7 @@ def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig,
     result_path = run_dir.with_suffix(".json")
     if result_path.exists():
         done = json.loads(result_path.read_text())
-        if done.get("config") != cfg.to_dict():
+        if done.get("config") != cfg.to_dict() or done.get("stage", 12) != protocol.stage:
             raise ValueError(f"{result_path} was made with other settings; use another --out")
         return done
     model = protocol.new_model(strat.text_split)
@@ -117,7 +117,7 @@ def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig,
     domains = [*seen, *UNSEEN_DOMAINS]
     result = {"strategy": name, "order": order, "seed": cfg.seed, "domains": domains,
               "steps": ["+".join(s) for s in steps], "matrix": matrix, "train": train,
-              "config": cfg.to_dict(), "stores_images": strat.stores_images,
+              "config": cfg.to_dict(), "stage": protocol.stage, "stores_images": strat.stores_images,
               "summary": summarize(matrix, seen, list(UNSEEN_DOMAINS))}
     if encoder_row is not None:
         result["encoder"] = encoder_row
