@@ -112,3 +112,19 @@ def test_info_shows_the_domains_a_head_learned(first_head, runner):
     r = invoke(runner, "info", "--json", "--reid-head", first_head / "head1")
     data = json.loads(r.output)
     assert data["reid_head"]["domains"][0]["name"] == "shopA"
+
+
+def test_index_and_similar_with_a_lifelong_head(first_head, runner, tmp_path):
+    """The user's continued head serves ``index``/``similar``; the library remembers it."""
+    crops = _domain(tmp_path / "crops", persons=("p1", "p2"), start=80)
+    db = tmp_path / "db"
+    r = invoke(runner, "index", crops, "--db", db, "--reid-head", first_head / "head1",
+               "--no-descriptions", "--no-progress")
+    assert r.exit_code == 0, r.output
+    query = sorted(crops.rglob("*.png"))[0]
+    r = invoke(runner, "similar", query, "--db", db, "--top-k", 2, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)[0]["results"]
+    assert len(res) == 2 and all(h["path"] != str(query.resolve()) for h in res)
+    r = invoke(runner, "info", "--db", db, "--json")
+    assert str(first_head / "head1") in json.dumps(json.loads(r.output))
