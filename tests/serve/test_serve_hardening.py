@@ -220,7 +220,7 @@ def test_server_limits_come_from_the_config(tmp_path):
     app, service, _ = build(cfg, pipeline=FakePipeline(), announce=lambda *_: None)
     server = make_server(app, service, cfg)
     c = server.config
-    assert (c.timeout_keep_alive, c.limit_concurrency, c.h11_max_incomplete_event_size) == (3, 17, 8192)
+    assert (c.timeout_keep_alive, c.limit_concurrency, c.h11_max_incomplete_event_size) == (3, 17 * 4, 8192)
     assert c.http.header_timeout_s == 4
     defaults = ServeConfig()
     assert (defaults.timeout_keep_alive_s, defaults.limit_concurrency, defaults.header_timeout_s,
@@ -240,6 +240,26 @@ def test_serve_options_reach_the_config(monkeypatch, tmp_path):
     cfg = seen["cfg"]
     assert (cfg.timeout_keep_alive_s, cfg.limit_concurrency, cfg.header_timeout_s,
             cfg.body_timeout_s) == (7, 9, 3, 12)
+
+
+def test_requests_over_the_limit_get_503_with_retry_after(tmp_path):
+    gate = threading.Event()
+    pipe = FakePipeline(gate=gate)
+    cfg = ServeConfig(db=tmp_path / "db", limit_concurrency=1, retry_after_s=2, max_wait_ms=0)
+    with live_server(cfg, pipe) as (url, server, service), ThreadPoolExecutor(1) as pool:
+        held = pool.submit(lambda: httpx.post(url + "/v1/persons", headers=H, timeout=30,
+                                              files=[("files", ("a.png", crop_png(1), "image/png"))]))
+        _wait(pipe.entered.is_set)                       # one request is being answered
+        r = httpx.post(url + "/v1/persons", headers=H, timeout=10,
+                       files=[("files", ("b.png", crop_png(2), "image/png"))])
+        assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+        assert "requests at once" in r.json()["detail"]
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200   # probes still answered
+        gate.set()
+        assert held.result().status_code == 200
+        assert httpx.post(url + "/v1/persons", headers=H, timeout=10,      # room again
+                          files=[("files", ("b.png", crop_png(2), "image/png"))]).status_code == 200
+        assert 'personlens_errors_total{kind="overloaded"} 1.0' in httpx.get(url + "/metrics", headers=H).text
 
 
 # ------------------------------------------------------------------ 5. duplicates

@@ -69,7 +69,8 @@ def _models(f):
 @click.option("--timeout-keep-alive", default=5.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Seconds an idle keep-alive connection is kept open.")
 @click.option("--limit-concurrency", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Connections served at once; beyond it new requests get 503.")
+              help="Requests answered at once; beyond it new ones get 503 + Retry-After "
+                   "(open connections are capped at 4x this).")
 @click.option("--max-parallel-bodies", default=2, show_default=True, type=click.IntRange(min=1),
               help="Large request bodies (over 1 MiB) read and parsed at once; others wait, then 503.")
 def serve(host, port, db, max_batch, max_wait_ms, queue_size, workers, timeout_s, max_body_mb, no_auth,

@@ -31,7 +31,8 @@ class ServeConfig:
     header_timeout_s: float = 10.0          # a request head must arrive within this (408, closed)
     body_timeout_s: float = 15.0            # the whole body must arrive within this (408, closed)
     timeout_keep_alive_s: float = 5.0       # an idle keep-alive connection is closed after this
-    limit_concurrency: int = 64             # connections / tasks; new requests get 503 beyond
+    limit_concurrency: int = 64             # requests answered at once; more -> 503 + Retry-After
+                                            # (open connections: uvicorn refuses beyond 4x this)
     max_header_bytes: int = 16 * 1024       # an unfinished request head over this -> 400
     max_parallel_bodies: int = 2            # large bodies (> 1 MiB) read + parsed at once
     body_slot_wait_s: float = 5.0           # a large body waits this long for a slot, then 503

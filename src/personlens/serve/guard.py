@@ -2,6 +2,8 @@
 middleware), and the errors the routes answer with.
 
 * draining (after SIGTERM): 503 + ``Retry-After`` + ``Connection: close`` for new requests;
+* overload: more than ``limit_concurrency`` requests at once -> 503 + ``Retry-After`` (JSON, as
+  every refusal; ``/healthz`` is always answered so that probes see a live server);
 * auth: ``Authorization: Bearer TOKEN`` on everything but ``/healthz``, ``/``, ``/docs``,
   ``/redoc`` and ``/static/`` (the pages hold no data and ask for the token; ``/openapi.json``
   needs it). For GET requests the ``personlens_token``
@@ -147,6 +149,10 @@ class GuardMiddleware:
             m.error("draining")
             return json_error(503, "the server is shutting down",
                          {"Retry-After": str(svc.config.retry_after_s), "Connection": "close"})
+        if svc.inflight > svc.config.limit_concurrency and path != "/healthz":   # this one counted
+            m.error("overloaded")
+            return json_error(503, f"more than {svc.config.limit_concurrency} requests at once; "
+                                   "retry shortly", {"Retry-After": str(svc.config.retry_after_s)})
         if self.token is not None and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
             given = bearer(headers.get("authorization"))
             if given is None and method in ("GET", "HEAD"):

@@ -10,7 +10,8 @@ Slow or idle clients cannot hold connections: a request head must arrive within
 ``header_timeout_s`` of the connection (or of its first byte on a kept-alive one; 408 and
 closed, before any authentication), its body within ``body_timeout_s`` (the guard middleware),
 an idle kept-alive connection is closed after ``timeout_keep_alive_s``, heads are capped at
-``max_header_bytes``, and beyond ``limit_concurrency`` connections new requests get 503.
+``max_header_bytes``; beyond ``limit_concurrency`` requests at once new ones get 503 + Retry-After
+(the guard), and beyond 4x as many open connections uvicorn refuses new ones.
 """
 from __future__ import annotations
 
@@ -128,6 +129,9 @@ def build(config: ServeConfig, *, pipeline=None, backend_factory=None, announce=
     return create_app(service, token), service, token
 
 
+CONNECTIONS_PER_REQUEST_SLOT = 4   # keep-alive connections may idle; requests are what cost
+
+
 def make_server(app, service: PersonService, config: ServeConfig, sock: socket.socket | None = None,
                 log_level: str = "info") -> DrainingServer:
     protocol = type("PersonlensH11Protocol", (HeadTimeoutH11Protocol,), {
@@ -136,7 +140,9 @@ def make_server(app, service: PersonService, config: ServeConfig, sock: socket.s
     ucfg = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
                           timeout_graceful_shutdown=config.drain_timeout_s, access_log=False,
                           lifespan="on", http=protocol, timeout_keep_alive=config.timeout_keep_alive_s,
-                          limit_concurrency=config.limit_concurrency,
+                          # the guard answers requests over the limit (503 + Retry-After, JSON);
+                          # uvicorn's own plain 503 is only the backstop for idle connections
+                          limit_concurrency=config.limit_concurrency * CONNECTIONS_PER_REQUEST_SLOT,
                           h11_max_incomplete_event_size=config.max_header_bytes)
     return DrainingServer(ucfg, service, config.drain_timeout_s)
 
