@@ -88,3 +88,32 @@ def test_joint_calibration_does_not_lose_to_per_attribute():
     joint = calibrate_thresholds(probs, y, "joint")
     assert score(joint) >= score(balanced) - 1e-9
     assert score(joint) > score(np.full(6, 0.5))
+
+
+def _two_sources():
+    """Source A (900 crops): positives score 0.35, negatives 0.2. Source B (100 crops, other
+    cameras): positives 0.8, negatives 0.5. No one threshold fits both."""
+    p = np.concatenate([np.full(100, 0.35), np.full(800, 0.2), np.full(50, 0.8), np.full(50, 0.5)])
+    y = np.concatenate([np.ones(100), np.zeros(800), np.ones(50), np.zeros(50)])
+    groups = ["A"] * 900 + ["B"] * 100
+    return p[:, None], y[:, None], groups
+
+
+@pytest.mark.parametrize("objective", ["ma", "joint"])
+def test_group_balanced_calibration_lets_every_source_count(objective):
+    p, y, groups = _two_sources()
+    pooled = calibrate_thresholds(p, y, objective)[0]
+    balanced = calibrate_thresholds(p, y, objective, groups=groups)[0]
+    assert 0.2 < pooled <= 0.35          # the big source decides alone
+    assert 0.5 < balanced <= 0.8         # weighed equally, the small source's cameras count
+    # one group is the same as no groups
+    assert calibrate_thresholds(p, y, objective, groups=["A"] * 1000)[0] == pooled
+
+
+def test_group_weights_are_checked():
+    from personlens.eval.metrics import group_weights
+
+    w = group_weights(["a", "a", "a", "b"], 4)
+    assert np.allclose(w, [2 / 3, 2 / 3, 2 / 3, 2]) and w.mean() == pytest.approx(1)
+    with pytest.raises(ValueError, match="3 groups for 4 samples"):
+        group_weights(["a", "b", "c"], 4)

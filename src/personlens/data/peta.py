@@ -98,6 +98,9 @@ class PETA(PersonDataset):
         super().__init__(samples, schema)
         self.split = split
         self.partition = partition
+        # each image's sub-dataset (its cameras), for calibration that weighs sources equally
+        subs = _read_subsets(root / "identities.csv") if (root / "identities.csv").exists() else {}
+        self.subsets = [subs.get(int(r[0]), "") for r in rows] if subs else None
 
 
 def _read_subsets(path: Path) -> dict[int, str]:

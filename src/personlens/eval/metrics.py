@@ -89,8 +89,24 @@ def par_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str],
                       100 * float(rec), 100 * float(f1), int(probs.shape[0]), per)
 
 
+def group_weights(groups, n: int, power: float = 1.0) -> np.ndarray:
+    """Per-sample weights (mean 1) under which every group weighs the same in total: with the
+    sub-dataset (its cameras) as group, no single source's cameras decide the thresholds.
+    ``power`` < 1 balances part way (a group of size c weighs c^(1 - power) in total), so that
+    a group of a few dozen crops does not weigh as much as one of hundreds."""
+    if groups is None:
+        return np.ones(n)
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} samples")
+    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    w = counts[inv].astype(np.float64) ** -power
+    return w * n / w.sum()
+
+
 def calibrate_thresholds(probs: np.ndarray, labels: np.ndarray, objective: str = "balanced",
-                         grid: np.ndarray | None = None) -> np.ndarray:
+                         grid: np.ndarray | None = None, groups=None,
+                         group_power: float = 1.0) -> np.ndarray:
     """One threshold per attribute, fitted on a validation split.
 
     objective: "ma" maximises the attribute's balanced accuracy, "f1" its F1, and
@@ -98,19 +114,26 @@ def calibrate_thresholds(probs: np.ndarray, labels: np.ndarray, objective: str =
     (coordinate ascent from "balanced"): per-attribute objectives ignore that instance
     F1 couples attributes through each image's predicted set. "keep_ma" maximises instance
     F1 while keeping mA at least at its fixed-0.5 value (recover F1 without losing mA).
+    ``groups`` (one label per sample, e.g. its sub-dataset): every group weighs the same
+    (``group_weights``, ``group_power``) instead of every sample.
     """
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels) > 0.5
     _check(probs, labels)
+    w = group_weights(groups, probs.shape[0], group_power)
     if objective not in ("ma", "f1", "balanced", "joint", "keep_ma"):
         raise ValueError(f"unknown objective {objective!r} (ma|f1|balanced|joint|keep_ma)")
     grid = np.linspace(0.05, 0.95, 91) if grid is None else np.asarray(grid)
     pred = probs[None] >= grid[:, None, None]              # (G, N, A)
-    tp = (pred & labels).sum(1)
-    tn = (~pred & ~labels).sum(1)
-    pos, neg = labels.sum(0), (~labels).sum(0)
+
+    def wsum(x):                                            # weighted count over the samples
+        return np.einsum("gna,n->ga", x, w)
+
+    tp = wsum(pred & labels)
+    tn = wsum(~pred & ~labels)
+    pos, neg = w @ labels, w @ ~labels
     rec = tp / (pos + EPS)
     ma = (rec + tn / (neg + EPS)) / 2
-    prec = tp / (pred.sum(1) + EPS)
+    prec = tp / (wsum(pred) + EPS)
     f1 = 2 * prec * rec / (prec + rec + EPS)
     score = {"ma": ma, "f1": f1, "balanced": (ma + f1) / 2, "joint": (ma + f1) / 2,
              "keep_ma": (ma + f1) / 2}[objective]
@@ -122,18 +145,19 @@ def calibrate_thresholds(probs: np.ndarray, labels: np.ndarray, objective: str =
         floor = None
         if objective == "keep_ma":
             floor = ma[np.abs(grid - 0.5).argmin()].mean()
-        best = _joint_ascent(probs, labels, best, grid, ma, valid, ma_floor=floor)
+        best = _joint_ascent(probs, labels, best, grid, ma, valid, ma_floor=floor, weights=w)
     return best
 
 
 def _joint_ascent(probs, labels, th, grid, ma_grid, valid, passes: int = 3,
-                  ma_floor: float | None = None) -> np.ndarray:
+                  ma_floor: float | None = None, weights=None) -> np.ndarray:
     """Coordinate ascent, one attribute's threshold at a time, on mA + instance F1, or
     (with ``ma_floor``) on instance F1 with a steep penalty for mA below the floor."""
     th = th.copy()
     gi = np.abs(grid[:, None] - th[None]).argmin(0)          # grid index per attribute
     pred = probs >= th
     lab_count = labels.sum(1) + EPS
+    wn = np.full(len(probs), 1 / len(probs)) if weights is None else weights / weights.sum()
     for _ in range(passes):
         changed = False
         for a in np.flatnonzero(valid):
@@ -142,8 +166,8 @@ def _joint_ascent(probs, labels, th, grid, ma_grid, valid, passes: int = 3,
             base_pred = pred[:, others].sum(1)
             pa = probs[None, :, a] >= grid[:, None]            # (G, N)
             inter = base_inter[None] + (pa & labels[None, :, a])
-            prec = (inter / (base_pred[None] + pa + EPS)).mean(1)
-            rec = (inter / lab_count[None]).mean(1)
+            prec = (inter / (base_pred[None] + pa + EPS)) @ wn
+            rec = (inter / lab_count[None]) @ wn
             f1 = 2 * prec * rec / (prec + rec + EPS)
             ma_other = ma_grid[gi[others], others].sum()
             total_ma = (ma_other + ma_grid[:, a]) / probs.shape[1]

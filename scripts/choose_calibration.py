@@ -1,0 +1,204 @@
+"""Which threshold calibration transfers to cameras never seen (issue 12, item 2).
+
+Each model of the unseen-cameras protocol (``MODELS/<fold>``) is run once on its own val
+split (the cameras it trained on) and on its fold's unseen test images (probabilities cached
+under ``--cache``). Thresholds are fitted on val by each candidate rule and scored on the
+unseen images. Rules:
+
+* ``pooled`` (today's): ``joint`` calibration, every val image weighs the same;
+* ``sources``: every sub-dataset (its cameras) weighs the same (``group_weights``);
+* ``sources-sqrt``: half way (a sub-dataset of c crops weighs sqrt(c) in total);
+* ``median``: each attribute's ``balanced`` threshold fitted on every sub-dataset alone, the
+  median over those with positives and negatives;
+* ``fixed-0.5``: no calibration;
+* ``shift-global`` / ``shift-attribute`` ("fit them across folds"): today's thresholds moved
+  in log-odds by how far the best thresholds moved, for *other* fold models, from the cameras
+  they saw (their val split) to the ones they never saw (the val images of their held-out
+  sub-datasets): one mean shift for all attributes, or per attribute shrunk half way to it.
+  Only validation images set the shifts, and a fold's own model never sets its own.
+
+The rule is chosen on the **validation fold** (CUHK held out; ``--folds cuhk``) by unseen
+mA + F1; the test folds report it against today's rule, nothing is chosen on them::
+
+    .venv/bin/python scripts/choose_calibration.py --root ../shared/data/PETA \\
+        --models runs/adapt-val --folds cuhk --json docs/results/calibration_validation.json \\
+        --shift-from runs/unseen-baseline/{grid-mit,viper-prid-sarc3d,ilids-caviar-3dpes}
+    .venv/bin/python scripts/choose_calibration.py --root ../shared/data/PETA \\
+        --models runs/unseen-baseline --json docs/results/calibration_unseen_folds.json \\
+        --shift-from runs/adapt-val/cuhk runs/unseen-baseline/{grid-mit,viper-prid-sarc3d,ilids-caviar-3dpes}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from personlens.eval.metrics import calibrate_thresholds, par_metrics
+from personlens.eval.par import predict_dataset
+from personlens.eval.unseen import FOLDS, fold, fold_datasets
+from personlens.inference.predict import AttributePredictor
+
+
+def _median_of_sources(probs, labels, groups) -> np.ndarray:
+    per = []
+    for g in sorted(set(groups)):
+        m = np.asarray(groups) == g
+        y = labels[m] > 0.5
+        th = calibrate_thresholds(probs[m], labels[m], "balanced")
+        ok = y.any(0) & (~y).any(0)
+        per.append(np.where(ok, th, np.nan))
+    med = np.nanmedian(np.stack(per), axis=0)
+    return np.where(np.isnan(med), 0.5, med)
+
+
+RULES = {
+    "pooled": lambda p, y, g: calibrate_thresholds(p, y, "joint"),
+    "sources": lambda p, y, g: calibrate_thresholds(p, y, "joint", groups=g),
+    "sources-sqrt": lambda p, y, g: calibrate_thresholds(p, y, "joint", groups=g, group_power=0.5),
+    "median": _median_of_sources,
+    "fixed-0.5": lambda p, y, g: np.full(p.shape[1], 0.5),
+}
+
+
+def _probs(predictor, dataset, path: Path) -> np.ndarray:
+    if path.exists():
+        return np.load(path)["probs"]
+    probs = predict_dataset(predictor, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, probs=probs)
+    return probs
+
+
+def _logit(p):
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def fold_probs(model_dir: Path, root, name: str, cache: Path) -> dict:
+    """Probabilities and labels of a fold model on its val split (cameras it saw), on the
+    val images of its held-out sub-datasets (cameras it never saw, still validation data)
+    and on its fold's unseen test images."""
+    from personlens.data.peta import PETA
+
+    predictor = AttributePredictor(model_dir)
+    f = fold(name)
+    data = fold_datasets(root, f, attributes=list(predictor.names))
+    data["val_unseen"] = PETA(root, "val", only_subsets=f.held_out, attributes=list(predictor.names))
+    key = f"{name}-{predictor.fingerprint[:12]}"
+    out = {split: {"probs": _probs(predictor, data[split], cache / f"{key}-{split}.npz"),
+                   "labels": data[split].labels, "subsets": data[split].subsets}
+           for split in ("val", "val_unseen", "test_unseen")}
+    out["names"] = list(data["val"].schema.names)
+    return out
+
+
+def camera_shift(p: dict) -> np.ndarray:
+    """Per attribute: how far (in log-odds) the best threshold moves from the cameras a fold
+    model saw (its val split) to cameras it never saw (its held-out val images)."""
+    seen = calibrate_thresholds(p["val"]["probs"], p["val"]["labels"], "joint")
+    unseen = calibrate_thresholds(p["val_unseen"]["probs"], p["val_unseen"]["labels"], "joint")
+    y = p["val_unseen"]["labels"] > 0.5
+    ok = y.any(0) & (~y).any(0)
+    return np.where(ok, _logit(unseen) - _logit(seen), np.nan)
+
+
+def _shifted(shifts: list[np.ndarray], per_attribute: bool):
+    """A rule: today's thresholds moved by the other folds' mean camera shift (one number
+    for all attributes, or per attribute shrunk half way to that number)."""
+    def fit(p, y, g):
+        base = calibrate_thresholds(p, y, "joint")
+        s = np.stack(shifts)
+        glob = float(np.nanmean(s))
+        move = np.full(p.shape[1], glob)
+        if per_attribute:
+            attr = np.nanmean(s, 0)
+            move = np.where(np.isnan(attr), glob, 0.5 * attr + 0.5 * glob)
+        return 1 / (1 + np.exp(-(_logit(base) + move)))
+    return fit
+
+
+def score_fold(p: dict, name: str, other_shifts: list[np.ndarray]) -> dict:
+    val, test, names = p["val"], p["test_unseen"], p["names"]
+    rules = dict(RULES)
+    if other_shifts:
+        rules["shift-global"] = _shifted(other_shifts, False)
+        rules["shift-attribute"] = _shifted(other_shifts, True)
+    out = {}
+    for rule, fit in rules.items():
+        th = fit(val["probs"], val["labels"], val["subsets"])
+        m_un = par_metrics(test["probs"], test["labels"], names, th)
+        m_val = par_metrics(val["probs"], val["labels"], names, th)
+        out[rule] = {"unseen_mA": round(m_un.mA, 2), "unseen_F1": round(m_un.f1, 2),
+                     "val_mA": round(m_val.mA, 2), "val_F1": round(m_val.f1, 2),
+                     "unseen_pos_recall": round(float(np.mean([a.positive_recall for a in m_un.per_attribute])), 2)}
+        print(f"{name:>20} {rule:>13}: unseen mA {m_un.mA:.2f} F1 {m_un.f1:.2f} | val mA {m_val.mA:.2f} "
+              f"F1 {m_val.f1:.2f}", flush=True)
+    return {"val_images": len(val["labels"]), "unseen_images": len(test["labels"]),
+            "val_unseen_images": len(p["val_unseen"]["labels"]),
+            "val_sources": {s: val["subsets"].count(s) for s in sorted(set(val["subsets"]))},
+            "rules": out}
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folds = list(result["folds"])
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(folds), 3.2))
+    rules = list(result["mean"])
+    width = 0.8 / len(rules)
+    for i, rule in enumerate(rules):
+        ax.bar(np.arange(len(folds)) + i * width, [result["folds"][f]["rules"][rule]["unseen_mA"] for f in folds],
+               width, label=rule)
+    ax.set_xticks(np.arange(len(folds)) + 0.4 - width / 2, folds)
+    ax.set_ylabel("mA on cameras never seen")
+    lo = min(r["unseen_mA"] for f in folds for r in result["folds"][f]["rules"].values())
+    ax.set_ylim(lo - 3, None)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", required=True, help="PETA folder")
+    ap.add_argument("--models", required=True, help="folder of fold models (MODELS/<fold>)")
+    ap.add_argument("--folds", nargs="+", default=list(FOLDS))
+    ap.add_argument("--shift-from", nargs="*", default=[], metavar="MODELS/FOLD",
+                    help="fold models whose camera shift (val seen -> val unseen) the shift rules "
+                         "use; a fold scored never uses its own")
+    ap.add_argument("--cache", default="cache/calibration")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    cache = Path(args.cache)
+    probs = {f: fold_probs(Path(args.models) / f, args.root, f, cache) for f in args.folds}
+    shifts = {}
+    for spec in args.shift_from:
+        d = Path(spec)
+        shifts[d.name] = camera_shift(probs[d.name] if d.name in probs and d.parent == Path(args.models)
+                                      else fold_probs(d, args.root, d.name, cache))
+    folds = {f: score_fold(probs[f], f, [s for n, s in shifts.items() if n != f]) for f in args.folds}
+    rules = list(next(iter(folds.values()))["rules"])
+    mean = {rule: {k: round(float(np.mean([folds[f]["rules"][rule][k] for f in folds])), 2)
+                   for k in ("unseen_mA", "unseen_F1", "val_mA", "val_F1")} for rule in rules}
+    result = {"command": "python scripts/choose_calibration.py --root ROOT --models " + args.models
+              + " --folds " + " ".join(args.folds) + " --shift-from " + " ".join(args.shift_from),
+              "folds": folds, "mean": mean,
+              "camera_shift": {n: {a: (None if np.isnan(v) else round(float(v), 3))
+                                   for a, v in zip(probs.get(n, probs[args.folds[0]])["names"], s)}
+                               for n, s in shifts.items()}}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    _plot(result, out.with_suffix(".png"))
+    for rule, m in mean.items():
+        print(f"mean {rule:>13}: unseen mA {m['unseen_mA']:.2f} F1 {m['unseen_F1']:.2f}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
