@@ -79,7 +79,28 @@ def test_cnn_freeze(cnn):
     assert not any(p.requires_grad for p in frozen.parameters())
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenetv2"])
+def test_efficientnet_lite_group_starts_are_the_same_split_in_every_variant():
+    """Lite0's stage 8 and Lite1/Lite2's stage 11 start the same group (same resolution; Lite2
+    is wider), so a recipe's "the last three groups learn" means the same in each."""
+    x = torch.randn(1, 3, 64, 32)
+    shapes = {}
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        enc = create_image_encoder(name, pretrained=False).eval()
+        starts = enc.group_starts
+        assert starts[0] == 0 and list(starts) == sorted(starts) and starts[-1] < enc.num_stages
+        with torch.no_grad():
+            shapes[name] = [tuple(enc.forward_lower(x, g).shape[1:]) for g in starts]
+        # a group start changes the width or the resolution; inside a group neither changes
+        for g in range(1, enc.num_stages):
+            with torch.no_grad():
+                a, b = enc.forward_lower(x, g).shape, enc.forward_lower(x, g + 1).shape
+            assert (a != b) == (g in starts), (name, g)
+    assert shapes["efficientnet_lite0"] == shapes["efficientnet_lite1"]
+    assert [s[1:] for s in shapes["efficientnet_lite2"]] == [s[1:] for s in shapes["efficientnet_lite0"]]
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                                  "mobilenetv2"])
 def test_pretrained_weights_load(name):
     torch.manual_seed(0)
     random = create_image_encoder(name, pretrained=False).eval()

