@@ -64,9 +64,12 @@ def plot_matrix(results: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     runs = [(name, r) for name, r in results.items() if r.get("matrix")]
-    fig, axes = plt.subplots(1, max(1, len(runs)), figsize=(3.2 * max(1, len(runs)), 3.2),
-                             squeeze=False)
-    for ax, (name, r) in zip(axes[0], runs):
+    cols = min(3, max(1, len(runs)))          # a grid, readable at page width
+    rows = -(-max(1, len(runs)) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(runs):]:
+        ax.axis("off")
+    for ax, (name, r) in zip(axes.flat, runs):
         doms = r["domains"]
         m = np.array([[row[d]["mAP"] if d in row else np.nan for d in doms] for row in r["matrix"]])
         ax.imshow(m, vmin=0, vmax=max(1.0, np.nanmax(m)), cmap="viridis")
