@@ -147,11 +147,12 @@ def score_fold(p: dict, name: str, other_shifts: list[np.ndarray]) -> dict:
     # rank at all (mean per-attribute ROC AUC), which no threshold changes
     th = calibrate_thresholds(test["probs"], test["labels"], "joint")
     oracle = par_metrics(test["probs"], test["labels"], names, th)
+    auc = {"val": round(_auc(val), 3), "unseen": round(_auc(test), 3)}
     print(f"{name:>20} oracle bound: unseen mA {oracle.mA:.2f} F1 {oracle.f1:.2f}; mean AUC val "
-          f"{_auc(val):.3f} unseen {_auc(test):.3f}", flush=True)
+          f"{auc['val']:.3f} unseen {auc['unseen']:.3f}", flush=True)
     return {"val_images": len(val["labels"]), "unseen_images": len(test["labels"]),
             "oracle_bound": {"unseen_mA": round(oracle.mA, 2), "unseen_F1": round(oracle.f1, 2)},
-            "mean_auc": {"val": round(_auc(val), 3), "unseen": round(_auc(test), 3)},
+            "mean_auc": auc,
             "val_unseen_images": len(p["val_unseen"]["labels"]),
             "val_sources": {s: val["subsets"].count(s) for s in sorted(set(val["subsets"]))},
             "rules": out}

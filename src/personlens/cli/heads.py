@@ -120,8 +120,8 @@ def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidd
                    "sub-folders or c<N> in file names) or a CSV path,person,camera; repeat, in order.")
 @click.option("--strategy", default="vladr", show_default=True,
               help="--lifelong: finetune, lwf, weight_average, vladr or a VLADR ablation.")
-@click.option("--iterations", default=500, show_default=True, type=click.IntRange(min=1),
-              help="--lifelong: PK batches per domain.")
+@click.option("--iterations", default=None, type=click.IntRange(min=1),
+              help="--lifelong: PK batches per domain (default: the protocol's, 300).")
 @_PROGRESS
 def train_reid_cmd(root, cuhk03_root, par, out, epochs, p, k, hidden, out_dim, lr, lomo_dim,
                    cache, seed, threads, limit, val_domains, lifelong, from_dir, domains, strategy,

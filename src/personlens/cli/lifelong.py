@@ -30,7 +30,7 @@ def train_lifelong_cmd(out, from_dir, domains, strategy, iterations, seed, cache
         torch.set_num_threads(int(threads))
     try:
         result = train_lifelong(out, _domains(domains), from_dir=from_dir, strategy_name=strategy,
-                                cfg=LifelongConfig(iterations=iterations, seed=seed),
+                                cfg=LifelongConfig(seed=seed, **({"iterations": iterations} if iterations else {})),
                                 cache_root=cache, progress=progress, log=click.echo)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         _fail(e)

@@ -72,8 +72,10 @@ class PETA(PersonDataset):
         else:
             idx = part[split].ravel()
         rows = data[np.asarray(idx, dtype=np.int64) - 1]
-        if exclude_subsets or only_subsets:
-            subsets = _read_subsets(root / "identities.csv")
+        ids_csv = root / "identities.csv"
+        filtering = bool(exclude_subsets or only_subsets)
+        subsets = _read_subsets(ids_csv) if filtering or ids_csv.exists() else {}
+        if filtering:
             unknown = (set(exclude_subsets) | set(only_subsets)) - set(subsets.values())
             if unknown:
                 raise ValueError(f"unknown PETA sub-datasets {sorted(unknown)}; identities.csv "
@@ -99,8 +101,7 @@ class PETA(PersonDataset):
         self.split = split
         self.partition = partition
         # each image's sub-dataset (its cameras), for calibration that weighs sources equally
-        subs = _read_subsets(root / "identities.csv") if (root / "identities.csv").exists() else {}
-        self.subsets = [subs.get(int(r[0]), "") for r in rows] if subs else None
+        self.subsets = [subsets.get(int(r[0]), "") for r in rows] if subsets else None
 
 
 def _read_subsets(path: Path) -> dict[int, str]:

@@ -301,8 +301,6 @@ def load_lifelong_embedder(model_dir) -> LifelongEmbedder:
     from . import hub
     from .factory import create_image_encoder
 
-    if hub.kind_of(model_dir) != "lifelong-reid":
-        raise ValueError(f"{model_dir} is not a lifelong re-ID head")
     cfg = LifelongReidConfig.from_dict(hub.read_config(model_dir))
     encoder = create_image_encoder(cfg.encoder, pretrained=True)
     model = load_lifelong(model_dir, encoder)[0]

@@ -43,7 +43,7 @@ class Protocol:
         self.stage = LifelongReidConfig.stage if stage is None else int(stage)
         paths = list(dict.fromkeys(p for d in self.domains.values() for p in d.images()))
         cache_root = Path(cache_root)
-        self.features = LowerFeatures(self.encoder, paths, stage, cache_root / "features")
+        self.features = LowerFeatures(self.encoder, paths, self.stage, cache_root / "features")
         self.train_paths = [it.path for n in SEEN_DOMAINS for it in self.domains[n].train]
         self.text_row = {p: i for i, p in enumerate(self.train_paths)}
         self.texts = None
