@@ -115,12 +115,18 @@ def _check_head(ctx, param, value):
 @click.option("--augment-views", default=0, show_default=True, type=click.IntRange(0, 8),
               help="Pixel-augmented copies of each image (framing, resolution, blur, JPEG, "
                    "exposure) cached beside the clean ones and trained on (docs/results.md).")
+@click.option("--mixstyle", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Probability per batch of MixStyle (feature statistics mixed between images) "
+                   "on the encoder top's input and first block group; 0: off.")
+@click.option("--average-last", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Ship the mean weights of this last fraction of training steps (SWA-style) "
+                   "instead of the best epoch's, which is kept in OUT/epoch-selected; 0: off.")
 @_protocol_options
 @click.option("--resume", is_flag=True,
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
                      encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
-                     augment_views, protocol, folds, resume):
+                     augment_views, mixstyle, average_last, protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
@@ -147,7 +153,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
                           head=HeadConfig(kind=head, layers=head_layers),
                           loss=replace(LOSS_PRESETS[loss]), cache_root=str(cache), seed=seed,
                           encoder_lr=encoder_lr, calibration=calibration, partition=partition,
-                          augment_views=augment_views)
+                          augment_views=augment_views, mixstyle=mixstyle, average_last=average_last)
         summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
                                        log=click.echo)
         click.echo(json.dumps({f: s["val_calibrated"] for f, s in summaries.items()}, indent=2))
@@ -161,7 +167,8 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
                       head=HeadConfig(kind=head, layers=head_layers), loss=replace(LOSS_PRESETS[loss]),
                       cache_root=str(cache), seed=seed, dataset=dataset,
                       encoder_lr=encoder_lr, calibration=calibration, partition=partition,
-                      exclude_subsets=excluded, augment_views=augment_views)
+                      exclude_subsets=excluded, augment_views=augment_views, mixstyle=mixstyle,
+                      average_last=average_last)
     _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
                            resume=resume)
     click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},

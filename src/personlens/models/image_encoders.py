@@ -36,6 +36,11 @@ class ImageEncoder(nn.Module):
         """Parameters used by ``forward_upper(h, stage)`` (for 'unfreeze the top' variants)."""
         raise NotImplementedError
 
+    def early_upper_modules(self, stage: int) -> list[nn.Module]:
+        """The trainable top's modules that still see low-level style (its first resolution
+        group), where training-time feature-statistics augmentation goes; none if unknown."""
+        return []
+
     def freeze(self) -> "ImageEncoder":
         for p in self.parameters():
             p.requires_grad_(False)
@@ -96,6 +101,10 @@ class EfficientNetLite(ImageEncoder):
     def upper_parameters(self, stage):
         yield from self.blocks[stage:].parameters()
         yield from self.head.parameters()
+
+    def early_upper_modules(self, stage):
+        end = next((g for g in self.group_starts if g > stage), len(self.blocks))
+        return list(self.blocks[stage:end])
 
 
 class EfficientNetLite0(EfficientNetLite):

@@ -25,6 +25,7 @@ from .checkpoint import (load_checkpoint, remove_checkpoint, rng_state, save_che
 from ..data.augment import PixelAugment
 from .features import augmented_cache_dir_for, build_augmented_cache, build_cache, cache_dir_for, load_cache
 from .losses import LossConfig, par_loss
+from .mixstyle import MixStyleHooks, mix_styles
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainConfig:
     erase_prob: float = 0.5  # random erasing on the cached feature map (augmentation)
     augment_views: int = 0   # pixel-augmented copies of each image cached beside the clean ones
     augment: dict = field(default_factory=dict)   # PixelAugment fields that differ from its defaults
+    mixstyle: float = 0.0    # probability per batch of MixStyle on the top's input and first group
+    average_last: float = 0.0  # ship the mean weights of this last fraction of steps (0: best epoch)
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
@@ -82,12 +85,16 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int):
 
 
 _SEQUENCE_FIELDS = ("layers", "d_state", "expand", "scan", "tokens")
+_NEWER_FIELDS = {"mixstyle": 0.0, "average_last": 0.0}
 
 
 def _key_settings(cfg: TrainConfig) -> dict:
     """The settings a checkpoint is keyed by: the sequence-head fields only for the heads
     that use them, so checkpoints written before those fields existed still resume."""
     d = asdict(cfg)
+    for k, default in _NEWER_FIELDS.items():   # unset: keyed as before the field existed
+        if d[k] == default:
+            d.pop(k)
     if not head_needs(cfg.head.kind)[1]:
         for k in _SEQUENCE_FIELDS:
             d["head"].pop(k, None)
@@ -165,8 +172,8 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     tr_idx = np.array([pos[str(p.resolve())] for p in train_ds.paths])
     va_idx = np.array([pos[str(p.resolve())] for p in val_ds.paths])
     forward = model.forward_from_stage
-    if not cfg.unfreeze_top and aug is not None:
-        raise ValueError("augmented views train the encoder's top: use unfreeze_top")
+    if not cfg.unfreeze_top and (aug is not None or cfg.mixstyle):
+        raise ValueError("augmented views and MixStyle train the encoder's top: use unfreeze_top")
     if not cfg.unfreeze_top:
         log("frozen encoder: computing its tokens once")
         feats = _precompute_tokens(model, feats, np.concatenate([tr_idx, va_idx]))
@@ -190,6 +197,10 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     total = cfg.epochs * steps_per_epoch
     warmup = steps_per_epoch // 2
     sched = warmup_cosine(opt, warmup, total)
+    # the weights of every step from here on are averaged (SWA-style, uniform)
+    average_from = total - round(cfg.average_last * total) if cfg.average_last else None
+    average, averaged = None, 0
+    styles = MixStyleHooks(enc.early_upper_modules(cfg.stage), cfg.mixstyle) if cfg.mixstyle else None
 
     best, best_state, best_probs, history = -1.0, None, None, []
     key = settings_key({"config": _key_settings(cfg), "train": [str(p) for p in train_ds.paths],
@@ -204,6 +215,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         torch.set_rng_state(ckpt["torch_rng"])
         best, best_state, history = ckpt["best"], ckpt["best_state"], ckpt["history"]
         best_probs = ckpt["best_probs"].numpy()
+        average, averaged = ckpt.get("average"), ckpt.get("averaged", 0)
         start = int(ckpt["epoch"])
         log(f"resuming after epoch {start} of {cfg.epochs} (best val mA + F1 {best:.2f})")
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
@@ -220,17 +232,18 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
             h = torch.from_numpy(_train_batch(feats, aug, tr_idx, b, view).astype(np.float32))
             if cfg.unfreeze_top and cfg.erase_prob:
                 h = _erase(h, rng, cfg.erase_prob)
+            if cfg.mixstyle:
+                h = mix_styles(h, cfg.mixstyle)
             loss = par_loss(forward(h), y_tr[b], cfg.loss, pos_rate)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if average_from is not None and epoch * steps_per_epoch + s >= average_from:
+                average, averaged = _accumulate(average, averaged, model.trainable_state_dict())
             running += loss.item()
             bar.set_postfix(loss=f"{running / (s + 1):.3f}")
-        model.eval()
-        probs = torch.sigmoid(torch.from_numpy(run_batched(forward, feats, va_idx))).numpy()
-        if cfg.flip_tta:
-            probs = (probs + torch.sigmoid(torch.from_numpy(run_batched(forward, feats, va_idx, 1))).numpy()) / 2
+        probs = _val_probs(model, forward, feats, va_idx, cfg.flip_tta)
         m = par_metrics(probs, y_va, names)
         score = m.mA + m.f1
         history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "val_mA": m.mA,
@@ -246,34 +259,75 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": rng_state(rng), "torch_rng": torch.get_rng_state(), "best": best,
                 "best_state": best_state, "best_probs": torch.from_numpy(best_probs),
-                "history": history})
+                "history": history, "average": average, "averaged": averaged})
+    if styles is not None:
+        styles.remove()
     model.load_state_dict(_full_state(model, best_state))
+    sizes = {"train_images": len(tr_idx), "val_images": len(va_idx)}
+    if average is None:
+        summary = _finish(model, best_probs, y_va, cfg, history, sizes, out_dir)
+    else:
+        # the epoch-selected model is kept beside the averaged one, for comparison
+        _finish(model, best_probs, y_va, cfg, history, sizes,
+                None if out_dir is None else Path(out_dir) / "epoch-selected")
+        model.load_state_dict(_full_state(model, average))
+        probs = _val_probs(model, forward, feats, va_idx, cfg.flip_tta)
+        log(f"mean weights of the last {averaged} steps: val mA {par_metrics(probs, y_va, names).mA:.2f}")
+        summary = _finish(model, probs, y_va, cfg, history, {**sizes, "averaged_steps": averaged}, out_dir)
+    if out_dir is not None:
+        remove_checkpoint(out_dir)
+    return model, summary
 
-    th = calibrate_thresholds(best_probs, y_va, cfg.calibration)
+
+def _finish(model: PARModel, probs: np.ndarray, y_va: np.ndarray, cfg: TrainConfig, history: list,
+            extra: dict, out_dir: Path | None) -> dict:
+    """Fit the thresholds on the val probabilities ``probs``, note the val scores in the
+    model's config and, with ``out_dir``, save the model, its val score statistics and
+    ``training.json``; returns that summary."""
+    names = model.config.attributes
+    th = calibrate_thresholds(probs, y_va, cfg.calibration)
     model.config.thresholds = [float(t) for t in th]
-    val_fixed = par_metrics(best_probs, y_va, names)
-    val_cal = par_metrics(best_probs, y_va, names, th)
-    summary = {
-        "train_config": asdict(cfg),
-        "history": history,
-        "val_fixed": {k: getattr(val_fixed, k) for k in ("mA", "accuracy", "precision", "recall", "f1")},
-        "val_calibrated": {k: getattr(val_cal, k) for k in ("mA", "accuracy", "precision", "recall", "f1")},
-        "train_images": len(tr_idx), "val_images": len(va_idx),
-    }
+    keys = ("mA", "accuracy", "precision", "recall", "f1")
+    val_fixed = par_metrics(probs, y_va, names)
+    val_cal = par_metrics(probs, y_va, names, th)
+    summary = {"train_config": asdict(cfg), "history": history,
+               "val_fixed": {k: getattr(val_fixed, k) for k in keys},
+               "val_calibrated": {k: getattr(val_cal, k) for k in keys}, **extra}
     model.config.notes = {"best_epoch": int(np.argmax([h["val_mA"] + h["val_f1"] for h in history]) + 1),
                           "val_fixed": summary["val_fixed"], "val_calibrated": summary["val_calibrated"],
                           "training_data": {"dataset": cfg.dataset, "partition": cfg.partition,
                                             "exclude_subsets": list(cfg.exclude_subsets)}}
+    if "averaged_steps" in extra:
+        model.config.notes["averaged_steps"] = extra["averaged_steps"]
     if out_dir is not None:
+        from ..models.hub import write_scores
         from ..models.io import save_par
 
         save_par(model, out_dir)
-        from ..models.hub import write_scores
-
-        write_scores(out_dir, score_statistics(best_probs, y_va, names, "val"))
+        write_scores(out_dir, score_statistics(probs, y_va, names, "val"))
         (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2))
-        remove_checkpoint(out_dir)
-    return model, summary
+    return summary
+
+
+def _val_probs(model: PARModel, forward, feats: np.ndarray, va_idx: np.ndarray, flip_tta: bool) -> np.ndarray:
+    model.eval()
+    probs = torch.sigmoid(torch.from_numpy(run_batched(forward, feats, va_idx))).numpy()
+    if flip_tta:
+        probs = (probs + torch.sigmoid(torch.from_numpy(run_batched(forward, feats, va_idx, 1))).numpy()) / 2
+    return probs
+
+
+def _accumulate(mean: dict | None, n: int, state: dict) -> tuple[dict, int]:
+    """Running mean of a state dict's float tensors (integer buffers: the latest value)."""
+    if mean is None:
+        return {k: v.detach().clone() for k, v in state.items()}, 1
+    n += 1
+    for k, v in state.items():
+        if v.is_floating_point():
+            mean[k].add_(v.detach() - mean[k], alpha=1.0 / n)
+        else:
+            mean[k].copy_(v)
+    return mean, n
 
 
 def _full_state(model: PARModel, partial: dict) -> dict:
