@@ -300,3 +300,26 @@ def test_the_attribute_alignment_reaches_the_encoder_top(encoder):
                 _Features(40), _Texts(40), log=lambda *a: None).learn(_domain("a", 0))
         embs[name] = model.embed(_Features(40).batch(np.arange(4), np.zeros(4, int)))
     assert not torch.allclose(embs["finetune"], embs["vladr_no_xdomain"], atol=1e-4)
+
+
+def test_retrieval_views_embed_what_they_name(encoder):
+    torch.manual_seed(0)
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=8, part_dim=4)).eval()
+    lower = torch.randn(3, 192, 8, 6)   # Lite0 block 14 takes 192 channels at 8x6
+    out = {}
+    for view in ("global", "parts", "global+parts"):
+        model.config.retrieval = view
+        out[view] = model.embed(lower)
+        assert out[view].shape == (3, model.config.embedding_dim)
+        torch.testing.assert_close(out[view].norm(dim=-1), torch.ones(3))
+    k = len(model.config.parts)
+    assert model.config.embedding_dim == 8 + 4 * k
+    with torch.inference_mode():
+        f = model(lower)
+    torch.testing.assert_close(out["global"], F.normalize(f["bn"], dim=-1))
+    parts = F.normalize(f["parts"], dim=-1).flatten(1) / k ** 0.5
+    torch.testing.assert_close(out["parts"], parts)
+    # both: the two unit halves with equal weight
+    torch.testing.assert_close(out["global+parts"], torch.cat([out["global"], out["parts"]], -1) / 2 ** 0.5)
+    with pytest.raises(ValueError, match="retrieval"):
+        LifelongReidConfig(retrieval="tokens")

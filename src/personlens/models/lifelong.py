@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PART_NAMES", "LifelongReidConfig", "LifelongReid", "LifelongEmbedder", "TextAttributeSplit",
+__all__ = ["PART_NAMES", "RETRIEVAL_VIEWS", "LifelongReidConfig", "LifelongReid", "LifelongEmbedder", "TextAttributeSplit",
            "PrototypeMemory", "save_lifelong", "load_lifelong", "load_lifelong_embedder"]
 
 # the attribute groups: the whole person, then the body regions and what is carried
 PART_NAMES = ("global", "head", "upper", "lower", "shoes", "carried")
+RETRIEVAL_VIEWS = ("global", "parts", "global+parts")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class LifelongReidConfig:
     text_dim: int = 384        # the text encoder's token width (MiniLM)
     text_encoder: str = "minilm"
     text_split: str = "learned"   # "learned" prompts, or "random" token groups (ablation)
+    # what retrieval compares (RETRIEVAL_VIEWS): the BNNeck embedding, the attribute parts, or both
+    retrieval: str = "global"
     preprocess: dict = field(default_factory=lambda: {"height": 256, "width": 192})
     domains: list = field(default_factory=list)   # learned so far, in order: {name, ids, ...}
     notes: dict = field(default_factory=dict)
@@ -58,10 +61,13 @@ class LifelongReidConfig:
             raise ValueError(f"text_split must be 'learned' or 'random', got {self.text_split!r}")
         if not self.parts:
             raise ValueError("need at least one attribute part")
+        if self.retrieval not in RETRIEVAL_VIEWS:
+            raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_VIEWS)}, got {self.retrieval!r}")
 
     @property
     def embedding_dim(self) -> int:   # what the pipeline and the vector index read
-        return self.embed_dim
+        parts = len(self.parts) * self.part_dim
+        return {"global": self.embed_dim, "parts": parts, "global+parts": self.embed_dim + parts}[self.retrieval]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -126,9 +132,16 @@ class LifelongReid(nn.Module):
 
     @torch.inference_mode()
     def embed(self, lower: torch.Tensor) -> torch.Tensor:
-        """Unit-length retrieval embeddings (the BNNeck output)."""
+        """Unit-length retrieval embeddings of ``config.retrieval``: the BNNeck output, the
+        attribute parts (each unit length, then together), or both with equal weight."""
         tok = self.tokens(lower)
-        return F.normalize(self.bn(self.neck(tok.mean(1))), dim=-1)
+        view = self.config.retrieval
+        out = []
+        if view in ("global", "global+parts"):
+            out.append(F.normalize(self.bn(self.neck(tok.mean(1))), dim=-1))
+        if view in ("parts", "global+parts"):
+            out.append(F.normalize(F.normalize(self.parts(tok), dim=-1).flatten(1), dim=-1))
+        return F.normalize(torch.cat(out, -1), dim=-1)
 
     def add_domain(self, name: str, num_ids: int) -> nn.Linear:
         if name in self.classifiers:

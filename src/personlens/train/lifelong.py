@@ -16,6 +16,8 @@ A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of n
 ``vladr_no_xdomain``      ablation: without the cross-domain alignment
 ``vladr_global``          ablation: one global prototype per domain instead of the attribute ones
 ``vladr_random_split``    ablation: a fixed random split of the description instead of prompts
+``vladr_lwf``             ``vladr`` + LwF's logit distillation: the attribute losses shape the
+                          part features, the distillation holds the global embedding retrieval uses
 ========================  ===================================================================
 
 Each step trains for ``iterations`` PK batches (P persons x K images, each image or its
@@ -73,6 +75,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("vladr_no_xdomain", text_align=True),
     Strategy("vladr_global", text_align=True, xdomain="global"),
     Strategy("vladr_random_split", text_align=True, xdomain="parts", text_split="random"),
+    Strategy("vladr_lwf", text_align=True, xdomain="parts", lwf=True),
 )}
 
 
