@@ -83,7 +83,7 @@ def _plot(out: dict, path: Path) -> None:
     for ax, key, title in zip(axes, ("seen_avg_mAP", "unseen_avg_mAP"), ("Seen-Avg mAP", "Unseen-Avg mAP")):
         for j, view in enumerate(RETRIEVAL_VIEWS):
             ax.bar(np.arange(len(names)) + j * width, [out[n][view][key] for n in names], width, label=view)
-        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20)
+        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
         ax.set_title(title)
     axes[0].legend()
     fig.tight_layout()
