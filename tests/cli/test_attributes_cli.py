@@ -227,3 +227,28 @@ def test_eval_root_without_peta_mat(runner, par_model_dir, tmp_path):
              "--out", tmp_path / "e.json")
     assert r.exit_code == 2
     assert "PETA.mat" in r.stderr and len(_error_lines(r.stderr)) == 1
+
+
+def test_train_attributes_passes_the_generalisation_settings(monkeypatch, tmp_path):
+    """--augment-views, --mixstyle and --average-last reach every fold's TrainConfig."""
+    import personlens.train.unseen as unseen
+    from cli_testlib import make_runner
+    from personlens.cli import main
+
+    seen = {}
+
+    def fake_train(root, out, cfg, folds, attributes, resume, log):
+        seen.update(cfg=cfg, folds=folds)
+        return {}
+
+    monkeypatch.setattr(unseen, "train_unseen_folds", fake_train)
+    r = make_runner().invoke(main, ["train", "attributes", "--protocol", "unseen-cameras", "--root",
+                                    str(tmp_path), "--out", str(tmp_path / "o"), "--fold", "cuhk",
+                                    "--augment-views", "2", "--mixstyle", "0.5", "--average-last", "0.25"])
+    assert r.exit_code == 0, r.output
+    cfg = seen["cfg"]
+    assert (cfg.augment_views, cfg.mixstyle, cfg.average_last) == (2, 0.5, 0.25)
+    assert seen["folds"] == ["cuhk"]
+    r = make_runner().invoke(main, ["train", "attributes", "--protocol", "unseen-cameras", "--root",
+                                    str(tmp_path), "--out", str(tmp_path / "o"), "--mixstyle", "1.5"])
+    assert r.exit_code == 2 and "1.5" in r.output
