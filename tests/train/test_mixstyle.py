@@ -16,7 +16,8 @@ def _stats(x):
 def test_off_returns_the_input_itself():
     x = torch.randn(4, 3, 5, 5)
     assert mix_styles(x, 0.0) is x
-    assert mix_styles(x[:1], 1.0) is x[:1] or torch.equal(mix_styles(x[:1], 1.0), x[:1])
+    one = x[:1]
+    assert mix_styles(one, 1.0) is one     # a single map has no other to mix with
 
 
 def test_content_is_kept_and_statistics_are_mixed_between_two_maps():
