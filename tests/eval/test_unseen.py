@@ -41,6 +41,10 @@ def test_fold_datasets_keep_the_held_out_cameras_out_of_training():
     assert {subset_of[p.stem] for p in data["test_unseen"].paths} == set(f.held_out)
     train_ids = {s.pid for s in data["train"].samples}
     assert not train_ids & {s.pid for s in data["test_unseen"].samples}
+    # validation images of the held-out cameras: only those sub-datasets, none of them a test image
+    assert {subset_of[p.stem] for p in data["val_unseen"].paths} == set(f.held_out)
+    assert not set(data["val_unseen"].paths) & set(data["test_unseen"].paths)
+    assert data["val_seen"] is data["val"]
 
 
 def test_summary_has_mean_std_and_the_gap(tmp_path):
@@ -72,7 +76,8 @@ def test_evaluate_unseen_scores_each_fold_model(tmp_path, par_model_dir, monkeyp
                for i, p in enumerate(paths)]
     ds = PersonDataset(samples, PETA_SCHEMA.subset(names))
     monkeypatch.setattr(unseen, "fold_datasets", lambda root, f, attributes, partition=0:
-                        {"train": ds, "val": ds, "test_unseen": ds, "test_seen": ds})
+                        {"train": ds, "val": ds, "test_unseen": ds, "test_seen": ds,
+                         "val_unseen": PersonDataset(samples[:5], ds.schema), "val_seen": ds})
     shutil.copytree(par_model_dir, tmp_path / "models" / "grid-mit")
     with pytest.raises(FileNotFoundError, match="no model for fold viper-prid-sarc3d"):
         unseen.evaluate_unseen(tmp_path / "models", None, ["viper-prid-sarc3d"], log=lambda *_: None)
@@ -82,3 +87,12 @@ def test_evaluate_unseen_scores_each_fold_model(tmp_path, par_model_dir, monkeyp
     only = unseen.evaluate_unseen(tmp_path / "models", None, ["grid-mit"], log=lambda *_: None,
                                   seen=False)
     assert "test_seen" not in only["folds"]["grid-mit"] and "gap_mA" not in only["mean"]
+    # --split val: the held-out sub-datasets' validation images, no test image
+    val = unseen.evaluate_unseen(tmp_path / "models", None, ["grid-mit"], log=lambda *_: None, split="val")
+    assert set(val["folds"]["grid-mit"]) == {"held_out", "val_unseen", "val_seen"}
+    assert val["folds"]["grid-mit"]["val_unseen"]["images"] == 5
+    assert set(val["mean"]) == {"val_unseen", "val_seen", "gap_mA"}
+    plot = unseen.write_unseen_report(val, tmp_path / "v.json", {"title": "t"})
+    assert plot.is_file()
+    with pytest.raises(ValueError, match="split"):
+        unseen.evaluate_unseen(tmp_path / "models", None, ["grid-mit"], split="train")

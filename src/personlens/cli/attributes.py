@@ -223,7 +223,9 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective, sc
               help="Evaluation dataset.")
 @_root
 @click.option("--partition", default=0, show_default=True, help="PETA partition (0-4).")
-@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
+@click.option("--split", default="test", show_default=True,
+              help="Split to evaluate. With --protocol unseen-cameras: 'test', or 'val' (the "
+                   "held-out sub-datasets' validation images, for choosing recipes on every fold).")
 @click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None,
               help="Attribute model directory (default: the shipped PETA model).")
 @model_option("attributes")
@@ -264,17 +266,19 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
 
             summary = evaluate_unseen(weights, root, list(folds) or None, precision, log=click.echo,
                                       seen=seen, adapt=adapt,
-                                      adapt_settings=AdaptSettings(normalisation=normalisation))
+                                      adapt_settings=AdaptSettings(normalisation=normalisation),
+                                      split=split)
         except (FileNotFoundError, KeyError, ValueError) as e:
             _err(e.args[0] if isinstance(e, KeyError) else str(e))
             sys.exit(2)
         plot = write_unseen_report(summary, out, {"weights": str(weights), "precision": precision,
                                                   "adapt": adapt and {"normalisation": normalisation},
                                                   "title": "PETA p0, cameras never seen"})
-        m, sd = summary["mean"]["test_unseen"], summary["std"]["test_unseen"]
-        click.echo(f"unseen cameras: mA {m['mA']:.2f} +- {sd['mA']:.2f}  F1 {m['f1']:.2f} +- {sd['f1']:.2f}")
+        m, sd = summary["mean"][f"{split}_unseen"], summary["std"][f"{split}_unseen"]
+        click.echo(f"unseen cameras ({split}): mA {m['mA']:.2f} +- {sd['mA']:.2f}  "
+                   f"F1 {m['f1']:.2f} +- {sd['f1']:.2f}")
         if "adapt_gain_mA" in summary["mean"]:
-            click.echo(f"after adapt: mA {summary['mean']['test_unseen_adapted']['mA']:.2f} "
+            click.echo(f"after adapt: mA {summary['mean'][f'{split}_unseen_adapted']['mA']:.2f} "
                        f"(gain {summary['mean']['adapt_gain_mA']:+.2f}, worst fold "
                        f"{summary['mean']['adapt_worst_fold_mA']:+.2f})")
         click.echo(f"wrote {out} and {plot}")

@@ -52,12 +52,15 @@ def fold(name: str) -> Fold:
 
 def fold_datasets(root: str | Path, f: Fold, attributes="standard", partition: int = 0) -> dict:
     """``train``/``val`` without the held-out sub-datasets, ``test_unseen`` with only them,
-    ``test_seen`` the rest of the test split."""
+    ``test_seen`` the rest of the test split; ``val_unseen`` the held-out sub-datasets' val
+    images (cameras the fold model never saw, yet not test images: for choosing recipes on
+    every fold) and ``val_seen`` the same images as ``val``."""
     kw = {"partition": partition, "attributes": attributes}
-    return {"train": PETA(root, "train", exclude_subsets=f.held_out, **kw),
-            "val": PETA(root, "val", exclude_subsets=f.held_out, **kw),
+    val = PETA(root, "val", exclude_subsets=f.held_out, **kw)
+    return {"train": PETA(root, "train", exclude_subsets=f.held_out, **kw), "val": val,
             "test_unseen": PETA(root, "test", only_subsets=f.held_out, **kw),
-            "test_seen": PETA(root, "test", exclude_subsets=f.held_out, **kw)}
+            "test_seen": PETA(root, "test", exclude_subsets=f.held_out, **kw),
+            "val_unseen": PETA(root, "val", only_subsets=f.held_out, **kw), "val_seen": val}
 
 
 def summarise(per_fold: dict[str, dict[str, PARMetrics]]) -> dict:
@@ -69,19 +72,25 @@ def summarise(per_fold: dict[str, dict[str, PARMetrics]]) -> dict:
             "held_out": list(fold(name).held_out),
             **{split: {k: round(getattr(m, k), 2) for k in HEADLINE} | {"images": m.num_images}
                for split, m in res.items()}}
-    for split in ("test_unseen", "test_seen", "test_unseen_adapted"):
+    p = _prefix(per_fold)
+    for split in (f"{p}_unseen", f"{p}_seen", f"{p}_unseen_adapted"):
         vals = {k: [f[split][k] for f in out["folds"].values() if split in f] for k in HEADLINE}
         if all(vals.values()):
             out["mean"][split] = {k: round(float(np.mean(v)), 2) for k, v in vals.items()}
             out["std"][split] = {k: round(float(np.std(v)), 2) for k, v in vals.items()}
-    if {"test_unseen", "test_seen"} <= set(out["mean"]):
-        out["mean"]["gap_mA"] = round(out["mean"]["test_seen"]["mA"] - out["mean"]["test_unseen"]["mA"], 2)
-    if {"test_unseen", "test_unseen_adapted"} <= set(out["mean"]):
-        gains = [f["test_unseen_adapted"]["mA"] - f["test_unseen"]["mA"] for f in out["folds"].values()
-                 if "test_unseen_adapted" in f]
+    if {f"{p}_unseen", f"{p}_seen"} <= set(out["mean"]):
+        out["mean"]["gap_mA"] = round(out["mean"][f"{p}_seen"]["mA"] - out["mean"][f"{p}_unseen"]["mA"], 2)
+    if {f"{p}_unseen", f"{p}_unseen_adapted"} <= set(out["mean"]):
+        gains = [f[f"{p}_unseen_adapted"]["mA"] - f[f"{p}_unseen"]["mA"] for f in out["folds"].values()
+                 if f"{p}_unseen_adapted" in f]
         out["mean"]["adapt_gain_mA"] = round(float(np.mean(gains)), 2)
         out["mean"]["adapt_worst_fold_mA"] = round(float(np.min(gains)), 2)
     return out
+
+
+def _prefix(per_fold: dict) -> str:
+    """"val" when the folds were scored on validation images (``--split val``), else "test"."""
+    return "val" if any(k.startswith("val_") for res in per_fold.values() for k in res) else "test"
 
 
 def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Path:
@@ -97,19 +106,20 @@ def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Pat
     names = list(summary["folds"])
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(names)), 4))
-    splits = [s for s in ("test_seen", "test_unseen", "test_unseen_adapted")
+    p = _prefix(summary["folds"])
+    splits = [s for s in (f"{p}_seen", f"{p}_unseen", f"{p}_unseen_adapted")
               if any(s in summary["folds"][n] for n in names)]
     width = 0.8 / len(splits)
     for i, split in enumerate(splits):
         ax.bar(x + (i - (len(splits) - 1) / 2) * width,
                [summary["folds"][n].get(split, {}).get("mA", 0) for n in names], width,
-               label=split.replace("test_", "").replace("_", ", ") + " cameras")
+               label=split.replace(f"{p}_", "").replace("_", ", ") + f" cameras ({p})")
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("mA (%)")
     ax.set_ylim(50, 100)
-    mean = summary["mean"].get("test_unseen", {}).get("mA")
+    mean = summary["mean"].get(f"{p}_unseen", {}).get("mA")
     ax.set_title(f"{meta.get('title', 'PETA, cameras never seen')}"
-                 + (f": unseen mA {mean:.1f} ± {summary['std']['test_unseen']['mA']:.1f}" if mean else ""))
+                 + (f": unseen mA {mean:.1f} ± {summary['std'][f'{p}_unseen']['mA']:.1f}" if mean else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     plot = json_path.with_suffix(".png")
@@ -153,12 +163,16 @@ def adapt_to(predictor, dataset, settings=None, log=print):
 
 def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] | None = None,
                     precision: str = "auto", batch_size: int = 32, log=print,
-                    seen: bool = True, adapt: bool = False, adapt_settings=None) -> dict:
+                    seen: bool = True, adapt: bool = False, adapt_settings=None, split: str = "test") -> dict:
     """Score the fold models in ``models_dir/<fold>`` (``personlens train attributes
     --protocol unseen-cameras``) on their unseen and seen test cameras; ``summarise``d.
 
     ``adapt``: also score each on its unseen cameras after ``personlens adapt`` on those
-    cameras' test images, without their labels (``test_unseen_adapted``)."""
+    cameras' test images, without their labels (``test_unseen_adapted``). ``split="val"``: the
+    same on the folds' validation images (``val_unseen``: the held-out sub-datasets' val
+    images; ``val_seen``: the fold's own val split), for choosing recipes on every fold."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     from ..inference.predict import AttributePredictor
     from .par import evaluate_par
 
@@ -170,14 +184,15 @@ def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] |
         predictor = AttributePredictor(d, precision=precision)
         data = fold_datasets(root, f, attributes=list(predictor.names))
         per_fold[name] = {}
-        for split in ("test_unseen", "test_seen") if seen else ("test_unseen",):
-            per_fold[name][split] = evaluate_par(predictor, data[split], batch_size)["calibrated"]
-            log(f"{name} {split}: mA {per_fold[name][split].mA:.2f} F1 {per_fold[name][split].f1:.2f}")
+        unseen = f"{split}_unseen"
+        for key in (unseen, f"{split}_seen") if seen else (unseen,):
+            per_fold[name][key] = evaluate_par(predictor, data[key], batch_size)["calibrated"]
+            log(f"{name} {key}: mA {per_fold[name][key].mA:.2f} F1 {per_fold[name][key].f1:.2f}")
         if adapt:
             ensure_val_scores(predictor, data, log)
-            adapt_to(predictor, data["test_unseen"], adapt_settings, log)
-            m = evaluate_par(predictor, data["test_unseen"], batch_size)["calibrated"]
-            per_fold[name]["test_unseen_adapted"] = m
-            log(f"{name} test_unseen_adapted: mA {m.mA:.2f} F1 {m.f1:.2f}")
+            adapt_to(predictor, data[unseen], adapt_settings, log)
+            m = evaluate_par(predictor, data[unseen], batch_size)["calibrated"]
+            per_fold[name][f"{unseen}_adapted"] = m
+            log(f"{name} {unseen}_adapted: mA {m.mA:.2f} F1 {m.f1:.2f}")
             predictor.set_adaptation(None)
     return summarise(per_fold)
