@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +71,8 @@ def main():
                   f"Unseen-Avg {out[name][view]['unseen_avg_mAP']:.2f}", flush=True)
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"command": "python scripts/lifelong_retrieval_views.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items()),
-        "run": str(run), "views": out}, indent=1))
+    path.write_text(json.dumps({"command": "python " + shlex.join(sys.argv), "run": str(run),
+                                "views": out}, indent=1))
     _plot(out, path.with_suffix(".png"))
 
 

@@ -219,6 +219,9 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         start = int(ckpt["epoch"])
         log(f"resuming after epoch {start} of {cfg.epochs} (best val mA + F1 {best:.2f})")
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
+    # state_dict tensors share storage with the parameters and buffers, which the optimiser and
+    # BatchNorm update in place: one dict, read at every averaged step, not rebuilt per step
+    live = model.trainable_state_dict() if average_from is not None else None
     for epoch in range(start, cfg.epochs):
         model.train()
         if not cfg.unfreeze_top:
@@ -240,7 +243,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
             opt.step()
             sched.step()
             if average_from is not None and epoch * steps_per_epoch + s >= average_from:
-                average, averaged = _accumulate(average, averaged, model.trainable_state_dict())
+                average, averaged = _accumulate(average, averaged, live)
             running += loss.item()
             bar.set_postfix(loss=f"{running / (s + 1):.3f}")
         probs = _val_probs(model, forward, feats, va_idx, cfg.flip_tta)
