@@ -59,3 +59,22 @@ def make_record(i: int, present: list[str] | None = None, model_version: str = "
                         attributes=attrs, present=[n for n in NAMES if n in present],
                         search_embedding=unit(rng, search_dim), reid_embedding=unit(rng, reid_dim),
                         model_version=model_version, **kw)
+
+
+def tiny_par_training(root: Path, names: list[str], epochs: int = 3):
+    """Train / val datasets of 8 + 4 generated crops with random labels for ``names``, and a
+    fast ``TrainConfig`` for them (a linear head: no text encoder to load; the encoder's last
+    stages still train): what the attribute-training tests share."""
+    from personlens.data.base import PersonDataset, Sample
+    from personlens.data.schema import PETA_SCHEMA
+    from personlens.models.par import HeadConfig
+    from personlens.train.par import TrainConfig
+
+    paths = write_crops(root / "crops", 12)
+    rng = np.random.default_rng(0)
+    samples = [Sample(p, i, 0, rng.integers(0, 2, len(names)).astype(np.float32))
+               for i, p in enumerate(paths)]
+    schema = PETA_SCHEMA.subset(names)
+    cfg = TrainConfig(head=HeadConfig(kind="linear"), epochs=epochs, batch_size=4, stage=14,
+                      cache_root=str(root / "cache"), calibration="ma")
+    return PersonDataset(samples[:8], schema), PersonDataset(samples[8:], schema), cfg

@@ -252,3 +252,32 @@ def test_train_attributes_passes_the_generalisation_settings(monkeypatch, tmp_pa
     r = make_runner().invoke(main, ["train", "attributes", "--protocol", "unseen-cameras", "--root",
                                     str(tmp_path), "--out", str(tmp_path / "o"), "--mixstyle", "1.5"])
     assert r.exit_code == 2 and "1.5" in r.output
+
+
+def test_train_attributes_unlabelled_crops_need_a_teacher(monkeypatch, tmp_path):
+    """--unlabelled and --teacher reach the TrainConfig together; one without the other, or a
+    fold teacher that is not a fold model, is a usage error."""
+    import personlens.train.unseen as unseen
+    from cli_testlib import make_runner
+    from personlens.cli import main
+
+    seen = {}
+
+    def fake_train(root, out, cfg, folds, attributes, resume, log):
+        seen.update(cfg=cfg)
+        unseen.fold_teacher(cfg.teacher, folds[0])   # what the real run checks first
+        return {}
+
+    monkeypatch.setattr(unseen, "train_unseen_folds", fake_train)
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "teacher").mkdir()
+    base = ["train", "attributes", "--protocol", "unseen-cameras", "--root", str(tmp_path),
+            "--out", str(tmp_path / "o"), "--fold", "cuhk"]
+    r = make_runner().invoke(main, [*base, "--unlabelled", str(tmp_path / "crops")])
+    assert r.exit_code == 2 and "--teacher" in r.output and not seen
+    r = make_runner().invoke(main, [*base, "--unlabelled", str(tmp_path / "crops"),
+                                    "--teacher", str(tmp_path / "teacher"), "--unlabelled-weight", "0.5"])
+    assert r.exit_code == 2 and "fold cuhk: the teacher must be the fold's own model" in r.output
+    cfg = seen["cfg"]
+    assert (cfg.unlabelled, cfg.teacher, cfg.unlabelled_weight) == \
+        (str(tmp_path / "crops"), str(tmp_path / "teacher"), 0.5)

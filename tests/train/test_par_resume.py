@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
-from crops_testlib import write_crops
-from personlens.data.base import PersonDataset, Sample
-from personlens.data.schema import PETA_SCHEMA
-from personlens.models.par import HeadConfig
+from crops_testlib import tiny_par_training
 from personlens.train.checkpoint import CHECKPOINT_FILE
-from personlens.train.par import TrainConfig, train_par
+from personlens.train.par import train_par
 
 NAMES = ["personalMale", "carryingBackpack", "accessoryHat"]
 
@@ -25,15 +21,7 @@ class Killed(RuntimeError):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("par-resume")
-    paths = write_crops(root / "crops", 12)
-    rng = np.random.default_rng(0)
-    samples = [Sample(p, i, 0, rng.integers(0, 2, len(NAMES)).astype(np.float32))
-               for i, p in enumerate(paths)]
-    schema = PETA_SCHEMA.subset(NAMES)
-    tr, va = PersonDataset(samples[:8], schema), PersonDataset(samples[8:], schema)
-    # a linear head: no text encoder to load; the top stages still train
-    cfg = TrainConfig(head=HeadConfig(kind="linear"), epochs=3, batch_size=4, stage=14,
-                      cache_root=str(root / "cache"), calibration="ma")
+    tr, va, cfg = tiny_par_training(root, NAMES)
     return tr, va, cfg, root
 
 

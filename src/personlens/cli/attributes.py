@@ -121,12 +121,23 @@ def _check_head(ctx, param, value):
 @click.option("--average-last", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Ship the mean weights of this last fraction of training steps (SWA-style) "
                    "instead of the best epoch's, which is kept in OUT/epoch-selected; 0: off.")
+@click.option("--unlabelled", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of unlabelled crops from other cameras (e.g. CUHK03's train/), trained "
+                   "on with the --teacher's probabilities as targets (noisy student).")
+@click.option("--teacher", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Attribute model that labels the --unlabelled crops; with --protocol "
+                   "unseen-cameras, an earlier run's --out (each fold uses its own model).")
+@click.option("--unlabelled-weight", default=1.0, show_default=True, type=click.FloatRange(0, 10),
+              help="Weight of the unlabelled crops' loss beside the labelled one.")
+@click.option("--unlabelled-ratio", default=0.5, show_default=True, type=click.FloatRange(0.05, 4),
+              help="Unlabelled crops per labelled crop in each batch.")
 @_protocol_options
 @click.option("--resume", is_flag=True,
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
                      encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
-                     augment_views, mixstyle, average_last, protocol, folds, resume):
+                     augment_views, mixstyle, average_last, unlabelled, teacher, unlabelled_weight,
+                     unlabelled_ratio, protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
@@ -139,8 +150,13 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
     from ..models.par import HeadConfig
     from ..train.losses import LOSS_PRESETS
     from ..train.par import TrainConfig, train_par
+    from ..train.pseudo import PseudoLabelError
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if bool(unlabelled) != bool(teacher):
+        raise click.UsageError("--unlabelled and --teacher go together: the teacher labels the crops")
+    pseudo = dict(unlabelled=str(unlabelled or ""), teacher=str(teacher or ""),
+                  unlabelled_weight=unlabelled_weight, unlabelled_ratio=unlabelled_ratio)
     attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
     excluded = tuple(s.strip() for s in exclude_subsets.split(",") if s.strip())
     if protocol == "unseen-cameras":
@@ -153,9 +169,13 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
                           head=HeadConfig(kind=head, layers=head_layers),
                           loss=replace(LOSS_PRESETS[loss]), cache_root=str(cache), seed=seed,
                           encoder_lr=encoder_lr, calibration=calibration, partition=partition,
-                          augment_views=augment_views, mixstyle=mixstyle, average_last=average_last)
-        summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
-                                       log=click.echo)
+                          augment_views=augment_views, mixstyle=mixstyle, average_last=average_last,
+                          **pseudo)
+        try:
+            summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
+                                           log=click.echo)
+        except PseudoLabelError as e:
+            raise click.UsageError(str(e)) from None
         click.echo(json.dumps({f: s["val_calibrated"] for f, s in summaries.items()}, indent=2))
         return
     try:
@@ -168,9 +188,12 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
                       cache_root=str(cache), seed=seed, dataset=dataset,
                       encoder_lr=encoder_lr, calibration=calibration, partition=partition,
                       exclude_subsets=excluded, augment_views=augment_views, mixstyle=mixstyle,
-                      average_last=average_last)
-    _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
-                           resume=resume)
+                      average_last=average_last, **pseudo)
+    try:
+        _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
+                               resume=resume)
+    except PseudoLabelError as e:
+        raise click.UsageError(str(e)) from None
     click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
                           indent=2))
 

@@ -115,6 +115,20 @@ def _write_views(encoder, dataset, stage, cache, batch_size, workers, desc) -> N
             n += b
 
 
+def pick_views(feats: np.ndarray, rows: np.ndarray, aug: np.ndarray | None, aug_rows: np.ndarray,
+               view: np.ndarray) -> np.ndarray:
+    """One cached view per row: ``view`` 0 (clean) and 1 (mirror) from ``feats[rows]``, 2.. the
+    augmented views ``aug[aug_rows, view - 2]`` (the augmented cache holds only the training
+    images, so its rows are numbered apart)."""
+    if aug is None:
+        return feats[rows, view]
+    h = np.empty((len(rows), *feats.shape[2:]), feats.dtype)
+    clean = view < 2
+    h[clean] = feats[rows[clean], view[clean]]
+    h[~clean] = aug[aug_rows[~clean], view[~clean] - 2]
+    return h
+
+
 def load_cache(out_dir: Path) -> tuple[np.ndarray, dict]:
     """(memory-mapped ``lower.npy``, its metadata); ``FileNotFoundError`` when ``out_dir``
     holds no complete cache."""

@@ -23,9 +23,11 @@ from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts
 from .checkpoint import (load_checkpoint, remove_checkpoint, rng_state, save_checkpoint,
                          set_rng_state, settings_key)
 from ..data.augment import PixelAugment
-from .features import augmented_cache_dir_for, build_augmented_cache, build_cache, cache_dir_for, load_cache
+from .features import (augmented_cache_dir_for, build_augmented_cache, build_cache, cache_dir_for, load_cache,
+                       pick_views)
 from .losses import LossConfig, par_loss
 from .mixstyle import MixStyleHooks, mix_styles
+from .pseudo import PseudoLabelError, load_teacher, prepare_unlabelled, soft_target_loss
 
 
 @dataclass
@@ -48,6 +50,10 @@ class TrainConfig:
     augment: dict = field(default_factory=dict)   # PixelAugment fields that differ from its defaults
     mixstyle: float = 0.0    # probability per batch of MixStyle on the top's input and first group
     average_last: float = 0.0  # ship the mean weights of this last fraction of steps (0: best epoch)
+    unlabelled: str = ""     # folder of unlabelled crops from other cameras (noisy-student targets)
+    teacher: str = ""        # the attribute model that labels them (train.pseudo)
+    unlabelled_ratio: float = 0.5   # unlabelled crops per labelled crop in a batch
+    unlabelled_weight: float = 1.0  # weight of their loss beside the labelled one
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
@@ -85,7 +91,8 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int):
 
 
 _SEQUENCE_FIELDS = ("layers", "d_state", "expand", "scan", "tokens")
-_NEWER_FIELDS = {"mixstyle": 0.0, "average_last": 0.0}
+_NEWER_FIELDS = {"mixstyle": 0.0, "average_last": 0.0, "unlabelled": "", "teacher": "",
+                 "unlabelled_ratio": 0.5, "unlabelled_weight": 1.0}
 
 
 def _key_settings(cfg: TrainConfig) -> dict:
@@ -140,16 +147,19 @@ def _augmented_views(enc, train_paths: list[Path], cfg: "TrainConfig", log) -> n
     return np.ascontiguousarray(aug)
 
 
+def _unlabelled(enc, cfg: "TrainConfig", names: list[str], log):
+    """The unlabelled crops, cached and labelled by the teacher (``train.pseudo``)."""
+    if not cfg.teacher:
+        raise PseudoLabelError("unlabelled crops need a teacher: the attribute model that labels them")
+    teacher = load_teacher(cfg.teacher, enc, cfg.stage, names)
+    return prepare_unlabelled(enc, teacher, cfg.unlabelled, cfg.stage, cfg.cache_root,
+                              PixelAugment(**cfg.augment), cfg.augment_views, cfg.seed, log)
+
+
 def _train_batch(feats: np.ndarray, aug: np.ndarray | None, tr_idx: np.ndarray, b: np.ndarray,
                  view: np.ndarray) -> np.ndarray:
     """Rows ``b`` of the training set, each in its view: 0 clean, 1 mirror, 2.. augmented."""
-    if aug is None:
-        return feats[tr_idx[b], view]
-    h = np.empty((len(b), *feats.shape[2:]), feats.dtype)
-    clean = view < 2
-    h[clean] = feats[tr_idx[b[clean]], view[clean]]
-    h[~clean] = aug[b[~clean], view[~clean] - 2]
-    return h
+    return pick_views(feats, tr_idx[b], aug, b, view)
 
 
 def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Path],
@@ -169,11 +179,13 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     feats = np.ascontiguousarray(feats)  # ~1.6 GB for PETA: random access from RAM, not disk
     pos = {p: i for i, p in enumerate(meta["paths"])}
     aug = _augmented_views(enc, list(train_ds.paths), cfg, log) if cfg.augment_views else None
+    un = _unlabelled(enc, cfg, names, log) if cfg.unlabelled else None
     tr_idx = np.array([pos[str(p.resolve())] for p in train_ds.paths])
     va_idx = np.array([pos[str(p.resolve())] for p in val_ds.paths])
     forward = model.forward_from_stage
-    if not cfg.unfreeze_top and (aug is not None or cfg.mixstyle):
-        raise ValueError("augmented views and MixStyle train the encoder's top: use unfreeze_top")
+    if not cfg.unfreeze_top and (aug is not None or cfg.mixstyle or un is not None):
+        raise ValueError("augmented views, MixStyle and unlabelled crops train the encoder's top: "
+                         "use unfreeze_top")
     if not cfg.unfreeze_top:
         log("frozen encoder: computing its tokens once")
         feats = _precompute_tokens(model, feats, np.concatenate([tr_idx, va_idx]))
@@ -185,6 +197,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     y_tr = torch.from_numpy(train_ds.labels)
     y_va = val_ds.labels
     pos_rate = y_tr.mean(0)
+    n_un = 0 if un is None else max(1, round(cfg.unlabelled_ratio * cfg.batch_size))
 
     params = [{"params": model.head.parameters(), "lr": cfg.lr}]
     if cfg.unfreeze_top:
@@ -232,12 +245,21 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         for s in bar:
             b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             view = rng.integers(0, 2 + cfg.augment_views, size=len(b))  # clean, mirror or augmented
-            h = torch.from_numpy(_train_batch(feats, aug, tr_idx, b, view).astype(np.float32))
+            h = _train_batch(feats, aug, tr_idx, b, view)
+            if un is not None:   # one forward over both, so BatchNorm and MixStyle see both
+                u = rng.integers(0, len(un), size=n_un)
+                u_view = rng.integers(0, 2 + cfg.augment_views, size=n_un)
+                h = np.concatenate([h, pick_views(un.feats, u, un.aug, u, u_view)])
+            h = torch.from_numpy(h.astype(np.float32))
             if cfg.unfreeze_top and cfg.erase_prob:
                 h = _erase(h, rng, cfg.erase_prob)
             if cfg.mixstyle:
                 h = mix_styles(h, cfg.mixstyle)
-            loss = par_loss(forward(h), y_tr[b], cfg.loss, pos_rate)
+            logits = forward(h)
+            loss = par_loss(logits[:len(b)], y_tr[b], cfg.loss, pos_rate)
+            if un is not None:
+                loss = loss + cfg.unlabelled_weight * soft_target_loss(
+                    logits[len(b):], torch.from_numpy(un.targets[u]), pos_rate)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -266,7 +288,8 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     if styles is not None:
         styles.remove()
     model.load_state_dict(_full_state(model, best_state))
-    sizes = {"train_images": len(tr_idx), "val_images": len(va_idx)}
+    sizes = {"train_images": len(tr_idx), "val_images": len(va_idx),
+             **({"unlabelled_images": len(un)} if un is not None else {})}
     if average is None:
         summary = _finish(model, best_probs, y_va, cfg, history, sizes, out_dir)
     else:

@@ -12,6 +12,17 @@ from ..eval.unseen import FOLDS, fold, fold_datasets
 from ..models.hub import CONFIG_FILE
 from .checkpoint import CHECKPOINT_FILE
 from .par import TrainConfig, train_par
+from .pseudo import PseudoLabelError
+
+
+def fold_teacher(teacher: str | Path, name: str) -> Path:
+    """The teacher of fold ``name`` (``train.pseudo``): the fold's own model ``<teacher>/<name>``.
+    A model trained on all of PETA saw the held-out cameras' people, so it is refused."""
+    t = Path(teacher) / name
+    if not (t / CONFIG_FILE).is_file():
+        raise PseudoLabelError(f"fold {name}: the teacher must be the fold's own model, {t} is not one "
+                         f"(pass the --out folder of an unseen-cameras run)")
+    return t
 
 
 def train_unseen_folds(root: str | Path, out: str | Path, cfg: TrainConfig,
@@ -32,6 +43,8 @@ def train_unseen_folds(root: str | Path, out: str | Path, cfg: TrainConfig,
         log(f"fold {name}: held out {', '.join(f.held_out)}; train {len(data['train'])}, "
             f"val {len(data['val'])} images")
         fcfg = replace(cfg, exclude_subsets=tuple(f.held_out))
+        if cfg.teacher:
+            fcfg = replace(fcfg, teacher=str(fold_teacher(cfg.teacher, name)))
         _, summaries[name] = train_par(data["train"], data["val"], everything, fcfg, out_dir=d,
                                        log=log, resume=resume)
     return summaries
