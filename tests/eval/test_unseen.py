@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from personlens.eval.metrics import PARMetrics
-from personlens.eval.unseen import (FOLDS, VALIDATION_FOLD, fold, fold_datasets, summarise,
-                                    write_unseen_report)
+from personlens.eval.metrics import AttributeResult, PARMetrics
+from personlens.eval.unseen import (CORE_ATTRIBUTES, FOLDS, VALIDATION_FOLD, core_mA, fold,
+                                    fold_datasets, summarise, write_unseen_report)
 
 PETA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "PETA"
 
@@ -96,3 +96,25 @@ def test_evaluate_unseen_scores_each_fold_model(tmp_path, par_model_dir, monkeyp
     assert plot.is_file()
     with pytest.raises(ValueError, match="split"):
         unseen.evaluate_unseen(tmp_path / "models", None, ["grid-mit"], split="train")
+
+
+def _with_attributes(ma_of: dict, positives_of: dict, n=10):
+    per = tuple(AttributeResult(a, ma, 50, 50, 50, 50, positives_of.get(a, 3), 0.5) for a, ma in ma_of.items())
+    return PARMetrics(mA=60, accuracy=50, precision=50, recall=50, f1=50, num_images=n, per_attribute=per)
+
+
+def test_core_mA_averages_the_six_attributes_that_can_be_scored():
+    ma_of = {a: 60.0 + i for i, a in enumerate(CORE_ATTRIBUTES)} | {"upperBodyRed": 99.0}
+    assert core_mA(_with_attributes(ma_of, {})) == 62.5           # 60..65; other attributes ignored
+    # shorts nobody wears, trousers everybody wears: no balanced accuracy, left out
+    m = _with_attributes(ma_of, {"lowerBodyShorts": 0, "lowerBodyTrousers": 10})
+    assert core_mA(m) == 61.5                                      # 60..63
+    assert core_mA(_with_attributes({"upperBodyRed": 99.0}, {})) is None
+    per_fold = {"grid-mit": {"test_unseen": _with_attributes(ma_of, {})},
+                "viper-prid-sarc3d": {"test_unseen": m}}
+    s = summarise(per_fold)
+    assert s["folds"]["grid-mit"]["test_unseen"]["mA_core"] == 62.5
+    assert s["mean"]["test_unseen"]["mA_core"] == 62.0 and s["std"]["test_unseen"]["mA_core"] == 0.5
+    # a fold without the six (older metrics): no mean of them, the rest as before
+    s = summarise({**per_fold, "ilids-caviar-3dpes": {"test_unseen": _metrics(70, 60)}})
+    assert "mA_core" not in s["mean"]["test_unseen"] and s["mean"]["test_unseen"]["mA"] == 63.33
