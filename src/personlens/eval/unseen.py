@@ -99,7 +99,9 @@ def summarise(per_fold: dict[str, dict[str, PARMetrics]]) -> dict:
         vals = {k: [s[k] for s in scored] for k in keys}
         if all(vals.values()):
             out["mean"][split] = {k: round(float(np.mean(v)), 2) for k, v in vals.items()}
-            out["std"][split] = {k: round(float(np.std(v)), 2) for k, v in vals.items()}
+            # the sample std over folds (the folds are a sample of the cameras users bring)
+            out["std"][split] = {k: round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 2)
+                                 for k, v in vals.items()}
     if {f"{p}_unseen", f"{p}_seen"} <= set(out["mean"]):
         out["mean"]["gap_mA"] = round(out["mean"][f"{p}_seen"]["mA"] - out["mean"][f"{p}_unseen"]["mA"], 2)
     if {f"{p}_unseen", f"{p}_unseen_adapted"} <= set(out["mean"]):
