@@ -113,3 +113,32 @@ def test_a_student_trains_on_labelled_and_unlabelled_crops(trained):
     assert not torch.allclose(state[key], other_state[key])
     with pytest.raises(PseudoLabelError, match="need a teacher"):
         train_par(tr, va, tr.paths + va.paths, replace(scfg, teacher=""), log=lambda *_: None)
+
+
+def test_a_retrained_teacher_does_not_resume_the_students_run(trained, tmp_path):
+    import shutil
+
+    from personlens.train.checkpoint import CHECKPOINT_FILE
+
+    tr, va, cfg, root, _, _ = trained
+    teacher = tmp_path / "teacher"
+    shutil.copytree(root / "teacher", teacher)
+    scfg = replace(cfg, unlabelled=str(root / "unlabelled"), teacher=str(teacher), epochs=3)
+
+    class Killed(RuntimeError):
+        pass
+
+    def killed_after_epoch_1(msg):
+        if msg.startswith("epoch 2:"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_par(tr, va, tr.paths + va.paths, scfg, out_dir=tmp_path / "s", log=killed_after_epoch_1)
+    assert (tmp_path / "s" / CHECKPOINT_FILE).is_file()
+    weights = teacher / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1                                      # the teacher's weights changed in place
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="other settings"):
+        train_par(tr, va, tr.paths + va.paths, scfg, out_dir=tmp_path / "s", log=lambda *_: None,
+                  resume=True)

@@ -17,7 +17,6 @@ import click
 
 DATASETS = ("peta", "pa100k")
 DEFAULT_DB = Path("personlens-db")
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 # IMAGE... / PATH... arguments: not checked by click (its "is not readable" check stopped the
 # whole command with exit 2): each unreadable one gets its own error line from the loader.
@@ -74,6 +73,8 @@ def _expand(items) -> list[Path]:
     cannot be listed (given, or met inside one) stays in the list as it is, so the loader
     reports it ("cannot read folder (Permission denied)") and it counts as failed; missing
     and unreadable files are reported by the loader too."""
+    from ..data.images import IMAGE_EXTENSIONS
+
     out = []
     for p in items:
         if not _is_dir(p):

@@ -18,6 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 # Person crops are small; anything far beyond this is a mistake or an attack.
 MAX_PIXELS = 40_000_000
+# file endings taken for images when a folder is listed (the CLI's inputs, unlabelled crops)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MAX_BYTES = 50 * 1024 * 1024
 
 

@@ -156,6 +156,15 @@ def _unlabelled(enc, cfg: "TrainConfig", names: list[str], log):
                               PixelAugment(**cfg.augment), cfg.augment_views, cfg.seed, log)
 
 
+def _teacher_key(cfg: "TrainConfig") -> dict:
+    """A retrained teacher at the same path gives other targets: its weights key the run too."""
+    if not cfg.teacher:
+        return {}
+    from ..models.hub import WEIGHTS_FILE, file_sha256
+
+    return {"teacher_weights": file_sha256(Path(cfg.teacher) / WEIGHTS_FILE)}
+
+
 def _train_batch(feats: np.ndarray, aug: np.ndarray | None, tr_idx: np.ndarray, b: np.ndarray,
                  view: np.ndarray) -> np.ndarray:
     """Rows ``b`` of the training set, each in its view: 0 clean, 1 mirror, 2.. augmented."""
@@ -217,7 +226,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
 
     best, best_state, best_probs, history = -1.0, None, None, []
     key = settings_key({"config": _key_settings(cfg), "train": [str(p) for p in train_ds.paths],
-                        "val": [str(p) for p in val_ds.paths]})
+                        "val": [str(p) for p in val_ds.paths], **_teacher_key(cfg)})
     start = 0
     ckpt = load_checkpoint(out_dir, key) if resume and out_dir is not None else None
     if ckpt is not None:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..data.augment import PixelAugment
 from ..data.cache import key
+from ..data.images import IMAGE_EXTENSIONS
 from ..models.par import PARModel
 from .features import (augmented_cache_dir_for, build_augmented_cache, build_cache, cache_dir_for,
                        load_cache)
@@ -31,9 +32,6 @@ from .losses import imbalance_weights
 
 __all__ = ["PseudoLabelError", "Unlabelled", "unlabelled_images", "check_teacher", "teacher_targets",
            "prepare_unlabelled", "soft_target_loss", "load_teacher"]
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
 
 class PseudoLabelError(ValueError):
     """Unlabelled crops or a teacher that self-training cannot use (a user's error)."""
@@ -59,7 +57,7 @@ def unlabelled_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise PseudoLabelError(f"unlabelled crops: {folder} is not a folder")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if len(paths) < 2:
         raise PseudoLabelError(f"unlabelled crops: {folder} holds {len(paths)} images (at least 2 needed)")
     return paths
@@ -77,7 +75,7 @@ def check_teacher(teacher: PARModel, encoder_name: str, stage: int, preprocess: 
             f"({encoder_name}, stage {stage}, {preprocess.get('height')}x{preprocess.get('width')})")
     if list(c.attributes) != list(attributes):
         raise PseudoLabelError(f"the teacher predicts {len(c.attributes)} attributes "
-                         f"({', '.join(c.attributes[:3])}, ...), the student learns {len(attributes)}")
+                               f"({', '.join(c.attributes[:3])}, ...), the student learns {len(attributes)}")
 
 
 def load_teacher(path: str | Path, encoder, stage: int, attributes: list[str]) -> PARModel:
@@ -112,7 +110,7 @@ def prepare_unlabelled(encoder, teacher: PARModel, folder: str | Path, stage: in
     the student learns to answer on the noisy view what the teacher answers on the clean one."""
     paths = unlabelled_images(folder)
     base = cache_dir_for(Path(cache_root), encoder, stage)
-    clean_dir = base.with_name(f"{base.name}-unlabelled-{key(sorted(map(str, paths)), digest_size=4)}")
+    clean_dir = base.with_name(f"{base.name}-unlabelled-{key(sorted(str(p.resolve()) for p in paths), digest_size=4)}")
     feats, _ = load_cache(build_cache(encoder, paths, stage, clean_dir))
     feats = np.ascontiguousarray(feats)
     aug = None
