@@ -49,13 +49,12 @@ def compare(recipes: dict[str, dict[str, dict]]) -> dict:
     common = sorted(set.intersection(*(set(f) for f in recipes.values())))
     if not common:
         raise SystemExit("the recipes share no fold")
-    first = next(iter(recipes.values()))
+    means = {name: {k: _mean([folds[f][k] for f in common]) for k in KEYS} for name, folds in recipes.items()}
+    first = next(iter(means.values()))
     out = {"common_folds": common, "recipes": {}}
     for name, folds in recipes.items():
-        mean = {k: _mean([folds[f][k] for f in common]) for k in KEYS}
-        gain = {k: _round(mean[k] - _mean([first[f][k] for f in common]))
-                if mean[k] is not None and _mean([first[f][k] for f in common]) is not None else None
-                for k in KEYS}
+        mean = means[name]
+        gain = {k: None if None in (mean[k], first[k]) else _round(mean[k] - first[k]) for k in KEYS}
         out["recipes"][name] = {"folds": folds, "mean": mean, "gain_over_first": gain}
     return out
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -73,17 +72,15 @@ def _expand(items) -> list[Path]:
     cannot be listed (given, or met inside one) stays in the list as it is, so the loader
     reports it ("cannot read folder (Permission denied)") and it counts as failed; missing
     and unreadable files are reported by the loader too."""
-    from ..data.images import IMAGE_EXTENSIONS
+    from ..data.images import images_in
 
     out = []
     for p in items:
         if not _is_dir(p):
             out.append(p)
             continue
-        found, unreadable = [], []
-        for top, _dirs, files in os.walk(p, onerror=lambda e: unreadable.append(Path(e.filename))):
-            found.extend(Path(top) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
-        found = [f for f in found if f.is_file()]
+        unreadable = []
+        found = images_in(p, unreadable)
         out.extend(sorted(found + unreadable))
     return out
 

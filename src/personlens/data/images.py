@@ -32,6 +32,16 @@ class ImageLoadError(ValueError):
         self.reason = reason
 
 
+def images_in(folder: str | Path, unreadable: list[Path] | None = None) -> list[Path]:
+    """The image files under ``folder`` (recursively, by file ending), sorted. Folders that
+    cannot be listed are appended to ``unreadable`` when it is given (else skipped)."""
+    found = []
+    onerror = None if unreadable is None else (lambda e: unreadable.append(Path(e.filename)))
+    for top, _dirs, files in os.walk(folder, onerror=onerror):
+        found.extend(Path(top) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(f for f in found if f.is_file())
+
+
 def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode bytes into a fully loaded RGB image or raise ImageLoadError."""
     if len(data) == 0:

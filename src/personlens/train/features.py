@@ -115,6 +115,15 @@ def _write_views(encoder, dataset, stage, cache, batch_size, workers, desc) -> N
             n += b
 
 
+def augmented_views(encoder: ImageEncoder, paths: list[Path], stage: int, cache_root: str | Path,
+                    augment: PixelAugment, views: int, seed: int) -> np.ndarray:
+    """``views`` pixel-augmented views of each of ``paths`` ``(N, views, C, H, W)``, in RAM:
+    from their cache folder (``augmented_cache_dir_for``), built first when missing."""
+    out = augmented_cache_dir_for(Path(cache_root), encoder, stage, augment, views, seed, paths)
+    build_augmented_cache(encoder, paths, stage, out, augment, views, seed)
+    return np.ascontiguousarray(load_cache(out)[0])
+
+
 def pick_views(feats: np.ndarray, rows: np.ndarray, aug: np.ndarray | None, aug_rows: np.ndarray,
                view: np.ndarray) -> np.ndarray:
     """One cached view per row: ``view`` 0 (clean) and 1 (mirror) from ``feats[rows]``, 2.. the

@@ -23,8 +23,7 @@ from ..models.par import HeadConfig, PARConfig, PARModel, attribute_prompts
 from .checkpoint import (load_checkpoint, remove_checkpoint, rng_state, save_checkpoint,
                          set_rng_state, settings_key)
 from ..data.augment import PixelAugment
-from .features import (augmented_cache_dir_for, build_augmented_cache, build_cache, cache_dir_for, load_cache,
-                       pick_views)
+from .features import augmented_views, build_cache, cache_dir_for, load_cache, pick_views
 from .losses import LossConfig, par_loss
 from .mixstyle import MixStyleHooks, mix_styles
 from .pseudo import PseudoLabelError, load_teacher, prepare_unlabelled, soft_target_loss
@@ -138,13 +137,10 @@ def _augmented_views(enc, train_paths: list[Path], cfg: "TrainConfig", log) -> n
     """``cfg.augment_views`` pixel-augmented views of each training image, in ``train_paths``
     order (validation images stay clean: the epoch is chosen on what users' crops look like
     before augmentation)."""
-    augment = PixelAugment(**cfg.augment)
-    out = augmented_cache_dir_for(Path(cfg.cache_root), enc, cfg.stage, augment, cfg.augment_views,
-                                  cfg.seed, train_paths)
-    build_augmented_cache(enc, train_paths, cfg.stage, out, augment, cfg.augment_views, cfg.seed)
-    aug, _ = load_cache(out)
+    aug = augmented_views(enc, train_paths, cfg.stage, cfg.cache_root, PixelAugment(**cfg.augment),
+                          cfg.augment_views, cfg.seed)
     log(f"training on {2 + cfg.augment_views} views per image ({cfg.augment_views} augmented)")
-    return np.ascontiguousarray(aug)
+    return aug
 
 
 def _unlabelled(enc, cfg: "TrainConfig", names: list[str], log):

@@ -24,10 +24,9 @@ import torch.nn.functional as F
 
 from ..data.augment import PixelAugment
 from ..data.cache import key
-from ..data.images import IMAGE_EXTENSIONS
+from ..data.images import images_in
 from ..models.par import PARModel
-from .features import (augmented_cache_dir_for, build_augmented_cache, build_cache, cache_dir_for,
-                       load_cache)
+from .features import augmented_views, build_cache, cache_dir_for, load_cache
 from .losses import imbalance_weights
 
 __all__ = ["PseudoLabelError", "Unlabelled", "unlabelled_images", "check_teacher", "teacher_targets",
@@ -57,7 +56,7 @@ def unlabelled_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise PseudoLabelError(f"unlabelled crops: {folder} is not a folder")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    paths = images_in(folder)
     if len(paths) < 2:
         raise PseudoLabelError(f"unlabelled crops: {folder} holds {len(paths)} images (at least 2 needed)")
     return paths
@@ -113,11 +112,7 @@ def prepare_unlabelled(encoder, teacher: PARModel, folder: str | Path, stage: in
     clean_dir = base.with_name(f"{base.name}-unlabelled-{key(sorted(str(p.resolve()) for p in paths), digest_size=4)}")
     feats, _ = load_cache(build_cache(encoder, paths, stage, clean_dir))
     feats = np.ascontiguousarray(feats)
-    aug = None
-    if views:
-        out = augmented_cache_dir_for(Path(cache_root), encoder, stage, augment, views, seed, paths)
-        aug = np.ascontiguousarray(load_cache(build_augmented_cache(encoder, paths, stage, out, augment,
-                                                                     views, seed))[0])
+    aug = augmented_views(encoder, paths, stage, cache_root, augment, views, seed) if views else None
     targets = teacher_targets(teacher, feats)
     log(f"{len(paths)} unlabelled crops from {folder}; teacher's mean positive rate "
         f"{targets.mean():.3f}")
