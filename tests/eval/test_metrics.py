@@ -117,3 +117,13 @@ def test_group_weights_are_checked():
     assert np.allclose(w, [2 / 3, 2 / 3, 2 / 3, 2]) and w.mean() == pytest.approx(1)
     with pytest.raises(ValueError, match="3 groups for 4 samples"):
         group_weights(["a", "b", "c"], 4)
+
+
+def test_mean_auc_counts_ordered_pairs_and_skips_one_class_attributes():
+    from personlens.eval.metrics import mean_auc
+
+    probs = np.array([[0.1, 0.2], [0.4, 0.9], [0.35, 0.5], [0.8, 0.1]])
+    labels = np.array([[0, 1], [0, 1], [1, 1], [1, 1]])   # attribute 2: positives only
+    # positives 0.35 and 0.8 against negatives 0.1 and 0.4: 3 of 4 pairs in order
+    assert mean_auc(probs, labels) == pytest.approx(0.75)
+    assert np.isnan(mean_auc(probs[:, 1:], labels[:, 1:]))

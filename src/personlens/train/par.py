@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from ..data.augment import PixelAugment
 from .features import augmented_views, build_cache, cache_dir_for, load_cache, pick_views
 from .losses import LossConfig, par_loss
 from .mixstyle import MixStyleHooks, mix_styles
+from .monitor import NEW_PERSONS, build_monitors, monitor_scores, new_persons
 from .pseudo import PseudoLabelError, load_teacher, prepare_unlabelled, soft_target_loss
 
 
@@ -169,8 +170,13 @@ def _train_batch(feats: np.ndarray, aug: np.ndarray | None, tr_idx: np.ndarray, 
 
 def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Path],
               cfg: TrainConfig, out_dir: Path | None = None, log=print,
-              resume: bool = False) -> tuple[PARModel, dict]:
+              resume: bool = False, monitor: dict[str, PersonDataset] | None = None
+              ) -> tuple[PARModel, dict]:
     """Train on ``train_ds`` using a feature cache over ``all_paths`` (which must include both splits).
+
+    Every epoch is also scored on ``monitor``'s labelled sets (and on the val images of people
+    the train split lacks, ``val_new_persons``), into the history only (``train.monitor``):
+    their images must be among ``all_paths``; nothing is chosen on them.
 
     With ``out_dir``, a checkpoint is written after every epoch; ``resume=True`` goes on from
     it (same settings and data only), so a killed run re-run loses at most one epoch."""
@@ -187,14 +193,18 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     un = _unlabelled(enc, cfg, names, log) if cfg.unlabelled else None
     tr_idx = np.array([pos[str(p.resolve())] for p in train_ds.paths])
     va_idx = np.array([pos[str(p.resolve())] for p in val_ds.paths])
+    monitors = build_monitors({NEW_PERSONS: new_persons(val_ds, train_ds), **(monitor or {})}, pos)
     forward = model.forward_from_stage
     if not cfg.unfreeze_top and (aug is not None or cfg.mixstyle or un is not None):
         raise ValueError("augmented views, MixStyle and unlabelled crops train the encoder's top: "
                          "use unfreeze_top")
     if not cfg.unfreeze_top:
         log("frozen encoder: computing its tokens once")
-        feats = _precompute_tokens(model, feats, np.concatenate([tr_idx, va_idx]))
+        rows = np.concatenate([tr_idx, va_idx, *(m.idx for m in monitors)])
+        feats = _precompute_tokens(model, feats, rows)
+        where = {r: i for i, r in enumerate(rows)}   # a cache row -> its row of the tokens
         tr_idx, va_idx = np.arange(len(tr_idx)), np.arange(len(tr_idx), len(tr_idx) + len(va_idx))
+        monitors = [replace(m, idx=np.array([where[r] for r in m.idx])) for m in monitors]
         forward = model.head
     # building the cache draws from torch's generator (DataLoader seeds): seed again, so a run
     # trains the same whether or not the cache was already there
@@ -276,9 +286,13 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         probs = _val_probs(model, forward, feats, va_idx, cfg.flip_tta)
         m = par_metrics(probs, y_va, names)
         score = m.mA + m.f1
+        watched = monitor_scores(
+            monitors, lambda idx: _val_probs(model, forward, feats, idx, cfg.flip_tta),
+            calibrate_thresholds(probs, y_va, cfg.calibration), names) if monitors else {}
         history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "val_mA": m.mA,
-                        "val_f1": m.f1, "seconds": round(time.time() - t0, 1)})
-        log(f"epoch {epoch + 1}: loss {running / steps_per_epoch:.3f}  val mA {m.mA:.2f}  F1 {m.f1:.2f}")
+                        "val_f1": m.f1, **watched, "seconds": round(time.time() - t0, 1)})
+        log(f"epoch {epoch + 1}: loss {running / steps_per_epoch:.3f}  val mA {m.mA:.2f}  F1 {m.f1:.2f}"
+            + "".join(f"  {k} {v:.2f}" for k, v in watched.items() if not k.endswith("_f1")))
         if score > best:
             best = score
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}

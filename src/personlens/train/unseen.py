@@ -45,6 +45,7 @@ def train_unseen_folds(root: str | Path, out: str | Path, cfg: TrainConfig,
         fcfg = replace(cfg, exclude_subsets=tuple(f.held_out))
         if cfg.teacher:
             fcfg = replace(fcfg, teacher=str(fold_teacher(cfg.teacher, name)))
+        # the held-out cameras' val images are watched every epoch (history only, never chosen on)
         _, summaries[name] = train_par(data["train"], data["val"], everything, fcfg, out_dir=d,
-                                       log=log, resume=resume)
+                                       log=log, resume=resume, monitor={"val_unseen": data["val_unseen"]})
     return summaries

@@ -1,0 +1,61 @@
+"""Monitors score every epoch on extra labelled sets and steer nothing."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from crops_testlib import tiny_par_training, write_crops
+from personlens.data.base import PersonDataset, Sample
+from personlens.train.monitor import NEW_PERSONS, new_persons
+from personlens.train.par import train_par
+
+NAMES = ["personalMale", "carryingBackpack", "accessoryHat"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("par-monitor")
+    tr, va, cfg = tiny_par_training(root, NAMES, epochs=2)
+    # val's first two crops show people of the train split: only the other two are new persons
+    va = PersonDataset([replace(s, pid=tr.samples[i].pid) if i < 2 else s
+                        for i, s in enumerate(va.samples)], va.schema)
+    rng = np.random.default_rng(1)
+    extra = PersonDataset([Sample(p, 100 + i, 1, rng.integers(0, 2, len(NAMES)).astype(np.float32))
+                           for i, p in enumerate(write_crops(root / "extra", 4, start=40))], tr.schema)
+    # a run that builds the feature cache ends a few float ulps away from one that loads it:
+    # build it first, so that the runs compared below both load it
+    train_par(tr, va, tr.paths + va.paths + extra.paths, replace(cfg, epochs=1), log=lambda *_: None)
+    return tr, va, extra, cfg
+
+
+def test_new_persons_are_the_val_images_of_people_train_lacks(data):
+    tr, va, _, _ = data
+    assert [s.pid for s in new_persons(va, tr).samples] == [s.pid for s in va.samples[2:]]
+
+
+@pytest.mark.parametrize("unfreeze_top", [True, False])
+def test_every_epoch_is_scored_on_the_monitors_and_training_is_unchanged(data, unfreeze_top):
+    tr, va, extra, cfg = data
+    cfg = replace(cfg, unfreeze_top=unfreeze_top)
+    paths = tr.paths + va.paths + extra.paths
+    _, watched = train_par(tr, va, paths, cfg, log=lambda *_: None, monitor={"extra": extra})
+    _, plain = train_par(tr, va, paths, cfg, log=lambda *_: None)
+    for h in watched["history"]:
+        for k in (f"{NEW_PERSONS}_mA", f"{NEW_PERSONS}_f1", "extra_mA", "extra_f1", "extra_auc"):
+            assert 0.0 <= h[k] <= 100.0, k
+    assert "extra_mA" not in plain["history"][0]
+    # the same training with or without them (the frozen encoder's tokens of more images are
+    # computed in other batches: a few float ulps apart)
+    for w, p in zip(watched["history"], plain["history"], strict=True):
+        assert (w["epoch"], w["val_mA"], w["val_f1"]) == (p["epoch"], p["val_mA"], p["val_f1"])
+        assert w["loss"] == pytest.approx(p["loss"], rel=1e-6)
+    assert watched["val_calibrated"] == pytest.approx(plain["val_calibrated"])
+
+
+def test_a_monitor_outside_the_feature_cache_is_refused(data, tmp_path):
+    tr, va, extra, cfg = data
+    cfg = replace(cfg, cache_root=str(tmp_path / "cache"))   # a cache of train and val only
+    with pytest.raises(ValueError, match="monitor 'extra': 4 images are not in the feature cache"):
+        train_par(tr, va, tr.paths + va.paths, cfg, log=lambda *_: None, monitor={"extra": extra})
