@@ -11,6 +11,9 @@ unseen images. Rules:
 * ``median``: each attribute's ``balanced`` threshold fitted on every sub-dataset alone, the
   median over those with positives and negatives;
 * ``fixed-0.5``: no calibration;
+* ``new-persons``: ``joint`` calibration on the val images whose person the fold's train split
+  lacks only (PETA's partitions split images, not people: most val images show someone train
+  shows, so val scores favour memorised people);
 * ``shift-global`` / ``shift-attribute`` ("fit them across folds"): today's thresholds moved
   in log-odds by how far the best thresholds moved, for *other* fold models, from the cameras
   they saw (their val split) to the ones they never saw (the val images of their held-out
@@ -18,7 +21,9 @@ unseen images. Rules:
   Only validation images set the shifts, and a fold's own model never sets its own.
 
 The rule is chosen on the **validation fold** (CUHK held out; ``--folds cuhk``) by unseen
-mA + F1; the test folds report it against today's rule, nothing is chosen on them::
+mA + F1, or on the test folds' **val** images of their held-out sub-datasets (``--split val``:
+no test image is loaded); the test folds report it against today's rule, nothing is chosen
+on them::
 
     .venv/bin/python scripts/choose_calibration.py --root ../shared/data/PETA \\
         --models runs/adapt-val --folds cuhk --json docs/results/calibration_validation.json \\
@@ -26,6 +31,8 @@ mA + F1; the test folds report it against today's rule, nothing is chosen on the
     .venv/bin/python scripts/choose_calibration.py --root ../shared/data/PETA \\
         --models runs/unseen-baseline --json docs/results/calibration_unseen_folds.json \\
         --shift-from runs/adapt-val/cuhk runs/unseen-baseline/{grid-mit,viper-prid-sarc3d,ilids-caviar-3dpes}
+    .venv/bin/python scripts/choose_calibration.py --root ../shared/data/PETA --split val \
+        --models runs/unseen-aug2 --json docs/results/calibration_val_unseen_aug2.json
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from personlens.eval.metrics import calibrate_thresholds, par_metrics
+from personlens.eval.metrics import calibrate_thresholds, mean_auc, par_metrics
 from personlens.eval.par import predict_dataset
 from personlens.eval.unseen import FOLDS, fold, fold_datasets
 from personlens.inference.predict import AttributePredictor
@@ -76,10 +83,11 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
-def fold_probs(model_dir: Path, root, name: str, cache: Path) -> dict:
+def fold_probs(model_dir: Path, root, name: str, cache: Path, test: bool = True) -> dict:
     """Probabilities and labels of a fold model on its val split (cameras it saw), on the
     val images of its held-out sub-datasets (cameras it never saw, still validation data)
-    and on its fold's unseen test images."""
+    and, with ``test``, on its fold's unseen test images; which val images show people the
+    fold's train split lacks (``new``)."""
     from personlens.data.peta import PETA
 
     predictor = AttributePredictor(model_dir)
@@ -89,7 +97,9 @@ def fold_probs(model_dir: Path, root, name: str, cache: Path) -> dict:
     key = f"{name}-{predictor.fingerprint[:12]}"
     out = {split: {"probs": _probs(predictor, data[split], cache / f"{key}-{split}.npz"),
                    "labels": data[split].labels, "subsets": data[split].subsets}
-           for split in ("val", "val_unseen", "test_unseen")}
+           for split in ("val", "val_unseen", *(("test_unseen",) if test else ()))}
+    trained = {s.pid for s in data["train"].samples}
+    out["val"]["new"] = np.array([s.pid not in trained for s in data["val"].samples])
     out["names"] = list(data["val"].schema.names)
     return out
 
@@ -119,17 +129,13 @@ def _shifted(shifts: list[np.ndarray], per_attribute: bool):
     return fit
 
 
-def _auc(split: dict) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    y = split["labels"] > 0.5
-    return float(np.mean([roc_auc_score(y[:, i], split["probs"][:, i])
-                          for i in range(y.shape[1]) if 0 < y[:, i].sum() < len(y)]))
-
-
-def score_fold(p: dict, name: str, other_shifts: list[np.ndarray]) -> dict:
-    val, test, names = p["val"], p["test_unseen"], p["names"]
+def score_fold(p: dict, name: str, other_shifts: list[np.ndarray], target: str = "test_unseen") -> dict:
+    """Every rule fitted on ``p``'s val split, scored on ``target`` (``test_unseen``, or
+    ``val_unseen``: the held-out cameras' val images)."""
+    val, test, names = p["val"], p[target], p["names"]
+    new = val["new"]
     rules = dict(RULES)
+    rules["new-persons"] = lambda p, y, g: calibrate_thresholds(p[new], y[new], "joint")
     if other_shifts:
         rules["shift-global"] = _shifted(other_shifts, False)
         rules["shift-attribute"] = _shifted(other_shifts, True)
@@ -147,10 +153,12 @@ def score_fold(p: dict, name: str, other_shifts: list[np.ndarray]) -> dict:
     # rank at all (mean per-attribute ROC AUC), which no threshold changes
     th = calibrate_thresholds(test["probs"], test["labels"], "joint")
     oracle = par_metrics(test["probs"], test["labels"], names, th)
-    auc = {"val": round(_auc(val), 3), "unseen": round(_auc(test), 3)}
+    auc = {"val": round(mean_auc(val["probs"], val["labels"]), 3),
+           "unseen": round(mean_auc(test["probs"], test["labels"]), 3)}
     print(f"{name:>20} oracle bound: unseen mA {oracle.mA:.2f} F1 {oracle.f1:.2f}; mean AUC val "
           f"{auc['val']:.3f} unseen {auc['unseen']:.3f}", flush=True)
-    return {"val_images": len(val["labels"]), "unseen_images": len(test["labels"]),
+    return {"scored_on": target, "val_images": len(val["labels"]), "val_new_persons": int(new.sum()),
+            "unseen_images": len(test["labels"]),
             "oracle_bound": {"unseen_mA": round(oracle.mA, 2), "unseen_F1": round(oracle.f1, 2)},
             "mean_auc": auc,
             "val_unseen_images": len(p["val_unseen"]["labels"]),
@@ -188,22 +196,28 @@ def main():
     ap.add_argument("--shift-from", nargs="*", default=[], metavar="MODELS/FOLD",
                     help="fold models whose camera shift (val seen -> val unseen) the shift rules "
                          "use; a fold scored never uses its own")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="score on the held-out sub-datasets' test images (the validation fold's "
+                         "for choosing) or on their val images (no test image is loaded)")
     ap.add_argument("--cache", default="cache/calibration")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     cache = Path(args.cache)
-    probs = {f: fold_probs(Path(args.models) / f, args.root, f, cache) for f in args.folds}
+    test = args.split == "test"
+    probs = {f: fold_probs(Path(args.models) / f, args.root, f, cache, test) for f in args.folds}
     shifts = {}
     for spec in args.shift_from:
         d = Path(spec)
         shifts[d.name] = camera_shift(probs[d.name] if d.name in probs and d.parent == Path(args.models)
-                                      else fold_probs(d, args.root, d.name, cache))
-    folds = {f: score_fold(probs[f], f, [s for n, s in shifts.items() if n != f]) for f in args.folds}
+                                      else fold_probs(d, args.root, d.name, cache, test=False))
+    target = "test_unseen" if test else "val_unseen"
+    folds = {f: score_fold(probs[f], f, [s for n, s in shifts.items() if n != f], target) for f in args.folds}
     rules = list(next(iter(folds.values()))["rules"])
     mean = {rule: {k: round(float(np.mean([folds[f]["rules"][rule][k] for f in folds])), 2)
                    for k in ("unseen_mA", "unseen_F1", "val_mA", "val_F1")} for rule in rules}
     result = {"command": "python scripts/choose_calibration.py --root ROOT --models " + args.models
-              + " --folds " + " ".join(args.folds) + " --shift-from " + " ".join(args.shift_from),
+              + " --folds " + " ".join(args.folds) + " --split " + args.split
+              + " --shift-from " + " ".join(args.shift_from),
               "folds": folds, "mean": mean,
               "camera_shift": {n: {a: (None if np.isnan(v) else round(float(v), 3))
                                    for a, v in zip(probs.get(n, probs[args.folds[0]])["names"], s)}
