@@ -131,13 +131,16 @@ def _check_head(ctx, param, value):
               help="Weight of the unlabelled crops' loss beside the labelled one.")
 @click.option("--unlabelled-ratio", default=0.5, show_default=True, type=click.FloatRange(0.05, 4),
               help="Unlabelled crops per labelled crop in each batch.")
+@click.option("--person-balance", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Draw training images with probability ∝ (images of their person)^-P: 0 "
+                   "uniform, 1 every person the same weight (PETA's TownCentre repeats 214 people).")
 @_protocol_options
 @click.option("--resume", is_flag=True,
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
                      encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
                      augment_views, mixstyle, average_last, unlabelled, teacher, unlabelled_weight,
-                     unlabelled_ratio, protocol, folds, resume):
+                     unlabelled_ratio, person_balance, protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
@@ -155,8 +158,9 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if bool(unlabelled) != bool(teacher):
         raise click.UsageError("--unlabelled and --teacher go together: the teacher labels the crops")
-    pseudo = dict(unlabelled=str(unlabelled or ""), teacher=str(teacher or ""),
-                  unlabelled_weight=unlabelled_weight, unlabelled_ratio=unlabelled_ratio)
+    recipe = dict(unlabelled=str(unlabelled or ""), teacher=str(teacher or ""),
+                  unlabelled_weight=unlabelled_weight, unlabelled_ratio=unlabelled_ratio,
+                  person_balance=person_balance)
     attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
     excluded = tuple(s.strip() for s in exclude_subsets.split(",") if s.strip())
     if protocol == "unseen-cameras":
@@ -170,7 +174,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
                           loss=replace(LOSS_PRESETS[loss]), cache_root=str(cache), seed=seed,
                           encoder_lr=encoder_lr, calibration=calibration, partition=partition,
                           augment_views=augment_views, mixstyle=mixstyle, average_last=average_last,
-                          **pseudo)
+                          **recipe)
         try:
             summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
                                            log=click.echo)
@@ -188,7 +192,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
                       cache_root=str(cache), seed=seed, dataset=dataset,
                       encoder_lr=encoder_lr, calibration=calibration, partition=partition,
                       exclude_subsets=excluded, augment_views=augment_views, mixstyle=mixstyle,
-                      average_last=average_last, **pseudo)
+                      average_last=average_last, **recipe)
     try:
         _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
                                resume=resume)

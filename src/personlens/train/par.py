@@ -28,6 +28,7 @@ from .losses import LossConfig, par_loss
 from .mixstyle import MixStyleHooks, mix_styles
 from .monitor import NEW_PERSONS, build_monitors, monitor_scores, new_persons
 from .pseudo import PseudoLabelError, load_teacher, prepare_unlabelled, soft_target_loss
+from .sampling import epoch_order, person_balanced_probabilities
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TrainConfig:
     teacher: str = ""        # the attribute model that labels them (train.pseudo)
     unlabelled_ratio: float = 0.5   # unlabelled crops per labelled crop in a batch
     unlabelled_weight: float = 1.0  # weight of their loss beside the labelled one
+    person_balance: float = 0.0     # draw images with probability ∝ (person's images)^-this (train.sampling)
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
@@ -92,7 +94,7 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int):
 
 _SEQUENCE_FIELDS = ("layers", "d_state", "expand", "scan", "tokens")
 _NEWER_FIELDS = {"mixstyle": 0.0, "average_last": 0.0, "unlabelled": "", "teacher": "",
-                 "unlabelled_ratio": 0.5, "unlabelled_weight": 1.0}
+                 "unlabelled_ratio": 0.5, "unlabelled_weight": 1.0, "person_balance": 0.0}
 
 
 def _key_settings(cfg: TrainConfig) -> dict:
@@ -213,6 +215,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     y_va = val_ds.labels
     pos_rate = y_tr.mean(0)
     n_un = 0 if un is None else max(1, round(cfg.unlabelled_ratio * cfg.batch_size))
+    draw = person_balanced_probabilities(train_ds, cfg.person_balance) if cfg.person_balance else None
 
     params = [{"params": model.head.parameters(), "lr": cfg.lr}]
     if cfg.unfreeze_top:
@@ -254,7 +257,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         model.train()
         if not cfg.unfreeze_top:
             enc.eval()  # frozen BatchNorm statistics stay frozen
-        order = rng.permutation(len(tr_idx))
+        order = epoch_order(rng, len(tr_idx), draw)
         running = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False)
         for s in bar:
