@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from personlens.eval.metrics import calibrate_thresholds, mean_auc, par_metrics
+from personlens.eval.metrics import attribute_aucs, calibrate_thresholds, mean_auc, par_metrics
 from personlens.eval.par import predict_dataset
 from personlens.eval.unseen import FOLDS, fold, fold_datasets
 from personlens.inference.predict import AttributePredictor
@@ -129,6 +129,10 @@ def _shifted(shifts: list[np.ndarray], per_attribute: bool):
     return fit
 
 
+def _rounded(v: float) -> float | None:
+    return None if np.isnan(v) else round(float(v), 3)
+
+
 def score_fold(p: dict, name: str, other_shifts: list[np.ndarray], target: str = "test_unseen") -> dict:
     """Every rule fitted on ``p``'s val split, scored on ``target`` (``test_unseen``, or
     ``val_unseen``: the held-out cameras' val images)."""
@@ -155,12 +159,17 @@ def score_fold(p: dict, name: str, other_shifts: list[np.ndarray], target: str =
     oracle = par_metrics(test["probs"], test["labels"], names, th)
     auc = {"val": round(mean_auc(val["probs"], val["labels"]), 3),
            "unseen": round(mean_auc(test["probs"], test["labels"]), 3)}
+    # per attribute: which ones carry over to new cameras at all (0.5: chance)
+    per_auc = {n: {"val": _rounded(v), "unseen": _rounded(u), "unseen_positives": int(k)}
+               for n, v, u, k in zip(names, attribute_aucs(val["probs"], val["labels"]),
+                                     attribute_aucs(test["probs"], test["labels"]),
+                                     (test["labels"] > 0.5).sum(0))}
     print(f"{name:>20} oracle bound: unseen mA {oracle.mA:.2f} F1 {oracle.f1:.2f}; mean AUC val "
           f"{auc['val']:.3f} unseen {auc['unseen']:.3f}", flush=True)
     return {"scored_on": target, "val_images": len(val["labels"]), "val_new_persons": int(new.sum()),
             "unseen_images": len(test["labels"]),
             "oracle_bound": {"unseen_mA": round(oracle.mA, 2), "unseen_F1": round(oracle.f1, 2)},
-            "mean_auc": auc,
+            "mean_auc": auc, "attribute_auc": per_auc,
             "val_unseen_images": len(p["val_unseen"]["labels"]),
             "val_sources": {s: val["subsets"].count(s) for s in sorted(set(val["subsets"]))},
             "rules": out}
@@ -184,6 +193,34 @@ def _plot(result: dict, path: Path) -> None:
     lo = min(r["unseen_mA"] for f in folds for r in result["folds"][f]["rules"].values())
     ax.set_ylim(lo - 3, None)
     ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_attributes(result: dict, path: Path) -> None:
+    """Per attribute, the mean AUC over the folds on the cameras seen (val) and never seen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folds = list(result["folds"].values())
+    names = list(folds[0]["attribute_auc"])
+
+    def mean(n, k):
+        v = [f["attribute_auc"][n][k] for f in folds if f["attribute_auc"][n][k] is not None]
+        return float(np.mean(v)) if v else np.nan
+
+    names.sort(key=lambda n: mean(n, "unseen"))
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(6, 0.22 * len(names) + 1))
+    ax.barh(y + 0.2, [mean(n, "val") for n in names], 0.4, label="cameras seen (val)")
+    ax.barh(y - 0.2, [mean(n, "unseen") for n in names], 0.4, label="cameras never seen")
+    ax.axvline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_yticks(y, names, fontsize=6)
+    ax.set_xlabel("ROC AUC, mean over folds (0.5: chance)")
+    ax.set_xlim(0.3, 1.0)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -226,9 +263,10 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     _plot(result, out.with_suffix(".png"))
+    _plot_attributes(result, out.with_name(out.stem + "_attributes.png"))
     for rule, m in mean.items():
         print(f"mean {rule:>13}: unseen mA {m['unseen_mA']:.2f} F1 {m['unseen_F1']:.2f}")
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"wrote {out}, {out.with_suffix('.png')} and {out.stem}_attributes.png")
 
 
 if __name__ == "__main__":

@@ -127,3 +127,12 @@ def test_mean_auc_counts_ordered_pairs_and_skips_one_class_attributes():
     # positives 0.35 and 0.8 against negatives 0.1 and 0.4: 3 of 4 pairs in order
     assert mean_auc(probs, labels) == pytest.approx(0.75)
     assert np.isnan(mean_auc(probs[:, 1:], labels[:, 1:]))
+
+
+def test_attribute_aucs_are_nan_where_one_class_is_missing():
+    from personlens.eval.metrics import attribute_aucs
+
+    probs = np.array([[0.9, 0.2], [0.1, 0.9], [0.8, 0.5]])
+    labels = np.array([[1, 1], [0, 1], [0, 1]])
+    aucs = attribute_aucs(probs, labels)
+    assert aucs[0] == pytest.approx(1.0) and np.isnan(aucs[1])

@@ -89,20 +89,26 @@ def par_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str],
                       100 * float(rec), 100 * float(f1), int(probs.shape[0]), per)
 
 
-def mean_auc(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean per-attribute ROC AUC (Mann-Whitney U / (positives x negatives), ties counted
-    half) over the attributes that have both positives and negatives; NaN when none has.
-    How well the scores separate the classes, whatever the thresholds."""
+def attribute_aucs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per attribute, the ROC AUC (Mann-Whitney U / (positives x negatives), ties counted
+    half); NaN for an attribute without positives or without negatives. How well the scores
+    separate the classes, whatever the thresholds: 0.5 is chance."""
     from scipy.stats import mannwhitneyu
 
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels) > 0.5
     _check(probs, labels)
-    aucs = []
+    out = np.full(probs.shape[1], np.nan)
     for i in range(probs.shape[1]):
         p, n = probs[labels[:, i], i], probs[~labels[:, i], i]
         if len(p) and len(n):
-            aucs.append(mannwhitneyu(p, n).statistic / (len(p) * len(n)))
-    return float(np.mean(aucs)) if aucs else float("nan")
+            out[i] = mannwhitneyu(p, n).statistic / (len(p) * len(n))
+    return out
+
+
+def mean_auc(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of ``attribute_aucs`` over the attributes that have one; NaN when none has."""
+    aucs = attribute_aucs(probs, labels)
+    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
 
 
 def group_weights(groups, n: int, power: float = 1.0) -> np.ndarray:
