@@ -88,12 +88,10 @@ def fold_probs(model_dir: Path, root, name: str, cache: Path, test: bool = True)
     val images of its held-out sub-datasets (cameras it never saw, still validation data)
     and, with ``test``, on its fold's unseen test images; which val images show people the
     fold's train split lacks (``new``)."""
-    from personlens.data.peta import PETA
 
     predictor = AttributePredictor(model_dir)
     f = fold(name)
     data = fold_datasets(root, f, attributes=list(predictor.names))
-    data["val_unseen"] = PETA(root, "val", only_subsets=f.held_out, attributes=list(predictor.names))
     key = f"{name}-{predictor.fingerprint[:12]}"
     out = {split: {"probs": _probs(predictor, data[split], cache / f"{key}-{split}.npz"),
                    "labels": data[split].labels, "subsets": data[split].subsets}

@@ -1,17 +1,16 @@
 """Smoke test: benchmarks/bench_attributes.py runs end to end on a tiny setting."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from script_testlib import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_attributes.py"
 
 
 def test_bench_attributes_smoke(par_model_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_attributes", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(SCRIPT, "bench_attributes")
     out = tmp_path / "bench.json"
     rc = bench.main(["--weights", str(par_model_dir), "--n", "3", "--runs", "2", "--warmup", "1",
                      "--batch", "2", "--rounds", "1", "--threads", "1", "--json", str(out)])

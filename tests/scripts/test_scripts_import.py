@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_testlib import load_script
 
 SCRIPTS = sorted((Path(__file__).resolve().parents[2] / "scripts").glob("*.py"))
 
@@ -36,9 +36,7 @@ def test_script_uses_only_public_personlens_names(path):
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_script_imports_without_running(path):
-    spec = importlib.util.spec_from_file_location(f"personlens_script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)            # __name__ is not "__main__": main() does not run
+    module = load_script(path)            # __name__ is not "__main__": main() does not run
     assert callable(getattr(module, "main", None)) or module.__doc__
 
 

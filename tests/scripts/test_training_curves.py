@@ -1,21 +1,16 @@
 """scripts/training_curves.py: the val-chosen epoch against each monitor's best."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[2] / "scripts" / "training_curves.py"
+from script_testlib import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("training_curves", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/training_curves.py")
 
 
 def _epoch(e, val, unseen):

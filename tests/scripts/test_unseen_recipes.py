@@ -1,21 +1,17 @@
 """scripts/unseen_recipes.py: recipes compared on the folds they share, gains on the same folds."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[2] / "scripts" / "unseen_recipes.py"
+from script_testlib import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("unseen_recipes", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/unseen_recipes.py")
 
 
 def _report(path: Path, split: str, folds: dict) -> str:

@@ -1,7 +1,7 @@
 """Smoke runs of benchmarks/bench_service.py and fault_service.py on the fake pipeline (tiny)."""
 from __future__ import annotations
 
-import importlib.util
+from script_testlib import load_script
 import json
 from pathlib import Path
 
@@ -9,10 +9,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH / f"{name}.py", name)
 
 
 def test_bench_service_smoke(tmp_path):
