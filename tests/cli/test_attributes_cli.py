@@ -179,6 +179,36 @@ def test_info_table(runner, par_model_dir):
     assert "4 attributes" in r.stdout and "cross_attention head" in r.stdout
 
 
+def test_info_shows_which_attributes_hold_on_new_cameras(runner, par_model_dir, tmp_path):
+    """With new_cameras.json the table names the attributes not to rely on; without it, or
+    with one for other attributes, it says "not measured"; a broken one is named, not fatal."""
+    import shutil
+
+    from personlens.models.transfer import write_transfer
+
+    r = _run(runner, "info", "--weights", par_model_dir)
+    assert "on cameras never seen: not measured" in r.stdout
+    d = tmp_path / "model"
+    shutil.copytree(par_model_dir, d)
+    aucs = {"personalMale": 0.75, "accessoryHat": 0.64, "carryingBackpack": 0.52, "upperBodyBlack": 0.7}
+    write_transfer(d, {"attributes": {n: {"auc_new_cameras": a, "positives": 40} for n, a in aucs.items()}})
+    r = _run(runner, "info", "--weights", d)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert any(ln.strip().startswith("near chance") and "carryingBackpack 0.52" in ln for ln in lines)
+    assert any(ln.strip().startswith("holds") and "personalMale 0.75" in ln and "upperBodyBlack" in ln
+               for ln in lines)
+    data = json.loads(_run(runner, "info", "--json", "--weights", d).stdout)["new_cameras"]
+    assert data["by_rating"]["weak"] == ["accessoryHat"]
+    assert data["attributes"]["carryingBackpack"]["rating"] == "near chance"
+
+    write_transfer(d, {"attributes": {"personalMale": {"auc_new_cameras": 0.75, "positives": 40}}})
+    assert json.loads(_run(runner, "info", "--json", "--weights", d).stdout)["new_cameras"] is None
+    (d / "new_cameras.json").write_text("[1, 2")
+    r = _run(runner, "info", "--weights", d)
+    assert r.exit_code == 0 and "unreadable measurement" in r.stdout
+
+
 # ---------------------------------------------------------------- eval attributes
 
 def test_eval_attributes_on_fake_peta(runner, par_model_dir, fake_peta_root, tmp_path):

@@ -16,11 +16,14 @@ import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 from serve_testlib import TOKEN, FakePipeline, _unit, auth
+
+from personlens.models.transfer import TransferReport
 
 CHROMIUM = os.environ.get("PERSONLENS_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -169,6 +172,11 @@ class PagePipeline(FakePipeline):
     (by crop id); unknown crops (a searched photo) get FakePipeline's values."""
 
     names = ATTRS
+    # how the attributes held on cameras never seen (/v1/attributes; the page marks sunglasses)
+    predictor = SimpleNamespace(transfer=TransferReport.from_dict({"attributes": {
+        "personalMale": {"auc_new_cameras": 0.75, "positives": 300},
+        "accessorySunglasses": {"auc_new_cameras": 0.46, "positives": 40},
+        "footwearSneaker": {"auc_new_cameras": 0.62, "positives": 100}}}))
 
     def __init__(self, persons: list[Person] | None = None, **kw):
         super().__init__(**kw)

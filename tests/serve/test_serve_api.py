@@ -179,6 +179,37 @@ def test_attributes_health_metrics_openapi(client):
     assert page.status_code == 200 and "<title>personlens</title>" in page.text
 
 
+def test_attributes_carry_how_they_hold_on_new_cameras():
+    """/v1/attributes' rows get the model's new_cameras rating where it has one; a pipeline
+    without a predictor, or an unreadable file, gives plain rows (the page still loads)."""
+    from types import SimpleNamespace
+
+    from personlens.models.transfer import TransferReport
+    from personlens.serve.backend import Backend
+
+    names = ["personalMale", "carryingOther", "hairLong"]
+    report = TransferReport.from_dict({"attributes": {
+        "personalMale": {"auc_new_cameras": 0.75, "positives": 300},
+        "carryingOther": {"auc_new_cameras": 0.52, "positives": 90}}})
+    b = Backend()
+    b.store = SimpleNamespace(attribute_names=lambda: names)
+    b.pipeline = SimpleNamespace(names=names, predictor=SimpleNamespace(transfer=report))
+    rows = {a["name"]: a for a in b.attributes()}
+    assert rows["personalMale"]["new_cameras"] == {"auc": 0.75, "rating": "holds"}
+    assert rows["carryingOther"]["new_cameras"] == {"auc": 0.52, "rating": "near chance"}
+    assert "new_cameras" not in rows["hairLong"] and rows["hairLong"]["phrase"]
+
+    class Broken:
+        @property
+        def transfer(self):
+            raise ValueError("new_cameras.json is not readable JSON")
+
+    b.pipeline = SimpleNamespace(names=names, predictor=Broken())
+    assert all("new_cameras" not in a for a in b.attributes())
+    b.pipeline = SimpleNamespace(names=names)
+    assert [a["name"] for a in b.attributes()] == names
+
+
 def test_auth_is_required_except_health_and_page(client):
     for method, path in (("GET", "/v1/search?q=a"), ("GET", "/metrics"), ("GET", "/openapi.json"),
                          ("POST", "/v1/persons"),          # /docs: open, asks for it (test_serve_docs)

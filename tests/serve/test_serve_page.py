@@ -207,6 +207,19 @@ def test_chips_are_grouped_tri_state_buttons(view, site):
             assert not any("carryingBackpack" in p for p in present)
     assert seen == [["carryingBackpack=yes"], ["carryingBackpack=no"], []]
 
+    # an attribute near chance on new cameras is marked, and says why; one that holds is not
+    shades = page.locator(".chip[data-name='accessorySunglasses']")
+    assert shades.get_attribute("data-transfer") == "near chance"
+    assert "near chance on cameras the model never saw: AUC 0.46" in shades.get_attribute("title")
+    assert "(unreliable on new cameras): any" in shades.get_attribute("aria-label")
+    assert page.eval_on_selector(".chip[data-name='accessorySunglasses']",
+                                 "c => getComputedStyle(c).borderTopStyle") == "dashed"
+    for name, rating in (("personalMale", "holds"), ("footwearSneaker", "weak"), ("hairLong", "")):
+        c = page.locator(f".chip[data-name='{name}']")
+        assert c.get_attribute("data-transfer") == rating
+        assert "unreliable" not in c.get_attribute("aria-label")
+        assert ("weaker on cameras" in c.get_attribute("title")) == (rating == "weak")
+
     male = page.locator(".chip[data-name='personalMale']")          # "no" reads "woman"
     v.after(male.click)
     r = v.after(male.click)

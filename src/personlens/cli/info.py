@@ -45,6 +45,7 @@ def info(as_json, weights, db, reid_head):
                              "attributes": m.config.attributes, "encoder_parameters": enc,
                              "head_parameters": head, "total_parameters": enc + head},
         "description_model": describe_info(),
+        "new_cameras": _transfer_info(weights, m.config.attributes),
         # how this machine runs the encoder (PERSONLENS_PRECISION / PERSONLENS_RUNTIME)
         "runtime": {"precision": (p := resolve_precision("auto")),
                     "encoder": resolve_runtime("auto", p)},
@@ -68,6 +69,7 @@ def info(as_json, weights, db, reid_head):
         a = data["attributes_model"]
         click.echo(f"personlens {data['version']}\nattribute model: {a['encoder']} + {a['head']} head, "
                    f"{len(a['attributes'])} attributes, {a['total_parameters']:,} parameters")
+        _print_transfer(data["new_cameras"])
         click.echo(f"encoder runtime here: {data['runtime']['encoder']} "
                    f"({data['runtime']['precision']})")
         click.echo(f"image encoders: {', '.join(data['image_encoders'])}")
@@ -89,6 +91,39 @@ def info(as_json, weights, db, reid_head):
             click.echo(line)
         if "library" in data:
             _print_library(data["library"])
+
+
+def _transfer_info(weights, names) -> dict | None:
+    """The attribute model's ``new_cameras.json`` with its ratings grouped, or None."""
+    from ..models import hub
+    from ..models.transfer import read_transfer
+
+    try:
+        report = read_transfer(hub.resolve(weights, "attributes"), list(names))
+    except (FileNotFoundError, ValueError) as e:
+        return {"error": str(e)}
+    if report is None:
+        return None
+    return {**report.to_dict(), "by_rating": report.by_rating(list(names))}
+
+
+def _print_transfer(t: dict | None) -> None:
+    if t is None:
+        click.echo("on cameras never seen: not measured for this model")
+    elif "error" in t:
+        click.echo(f"on cameras never seen: unreadable measurement ({t['error']})")
+    else:
+        g = t["by_rating"]
+        click.echo("how each attribute holds on cameras never seen (ROC AUC on PETA sub-datasets "
+                   "the recipe did not train on; `info --json`: how it was measured):")
+        for rating, label in (("holds", f"holds (AUC >= {t['cut_offs']['holds']})"),
+                              ("weak", "weak"),
+                              ("near chance", f"near chance (AUC < {t['cut_offs']['near_chance_below']}): "
+                                              "do not rely on these"),
+                              ("too few examples", "too few examples to say")):
+            if g.get(rating):
+                click.echo(f"  {label}: " + ", ".join(
+                    f"{n} {t['attributes'][n]['auc_new_cameras']:.2f}" for n in g[rating]))
 
 
 def _reid_head_info(head: Path) -> dict:

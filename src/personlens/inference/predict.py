@@ -76,6 +76,15 @@ class AttributePredictor:
 
         return score_model_from(hub.read_scores(self.model_dir), self.names)
 
+    @property
+    def transfer(self):
+        """How well each attribute carries over to cameras the recipe never saw
+        (``new_cameras.json``, a ``TransferReport``), or None when the model has no such
+        measurement for its attributes."""
+        from ..models.transfer import read_transfer
+
+        return read_transfer(self.model_dir, self.names)
+
     def set_adaptation(self, entry) -> None:
         """Use one camera's ``CameraAdaptation`` (normalisation statistics and thresholds),
         or the model as trained with ``None``."""

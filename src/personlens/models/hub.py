@@ -7,8 +7,10 @@ Every trained model personlens writes or ships is one directory::
 
 plus, for a describer, ``vocab.json`` and ``par/`` (the attribute model whose tokens it reads),
 and, for an attribute model, ``val_scores.json``: how its scores of negatives and positives
-were distributed on the validation split (``personlens adapt`` moves thresholds from it). It
-sits beside the config, not in it, so that adding it changes no model version.
+were distributed on the validation split (``personlens adapt`` moves thresholds from it), and
+``new_cameras.json``: how well each attribute carries over to cameras the recipe never saw
+(``models/transfer.py``). Both sit beside the config, not in it, so that adding them changes
+no model version.
 This module is the one place that knows those file names, the table of shipped models
 (:data:`SHIPPED`), how a directory is found from ``--model NAME`` / ``--weights DIR``
 (:func:`resolve`), how weights are saved and read back (:func:`save_weights`,
@@ -37,6 +39,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 SCORES_FILE = "val_scores.json"
+TRANSFER_FILE = "new_cameras.json"
 PAR_SUBDIR = "par"   # inside a describer directory: the attribute model it was trained on
 
 # kind -> the ``format`` written in the safetensors metadata
@@ -304,7 +307,7 @@ class TrainedOn:
 
 
 __all__ = ["CONFIG_FILE", "DEFAULT_FOR_KIND", "FORMATS", "KINDS", "PAR_SUBDIR", "SHIPPED",
-           "SCORES_FILE", "ShippedModel", "TrainedOn", "VOCAB_FILE", "WEIGHTS_FILE", "encoder_fingerprint",
+           "SCORES_FILE", "ShippedModel", "TRANSFER_FILE", "TrainedOn", "VOCAB_FILE", "WEIGHTS_FILE", "encoder_fingerprint",
            "file_sha256", "kind_of", "load_state", "module_fingerprint", "read_config", "read_scores",
            "write_scores",
            "read_weights", "resolve", "save_weights", "shipped", "shipped_default", "shipped_dir",

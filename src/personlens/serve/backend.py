@@ -40,7 +40,18 @@ class Backend:
     def attributes(self) -> list[dict]:
         names = self.attribute_names()
         schema = schema_for(names)
-        return [{"name": a.name, "phrase": a.phrase, "group": a.group} for a in schema]
+        out = [{"name": a.name, "phrase": a.phrase, "group": a.group} for a in schema]
+        # how far each attribute can be trusted on new cameras (the page marks the weak ones)
+        try:
+            transfer = self.pipeline.predictor.transfer
+        except (AttributeError, ValueError):   # no predictor here, or an unreadable file: no marks
+            transfer = None
+        if transfer is not None:
+            for a in out:
+                t = transfer.attributes.get(a["name"])
+                if t is not None:
+                    a["new_cameras"] = {"auc": t.auc_new_cameras, "rating": t.rating}
+        return out
 
     def validate_where(self, where: dict | None) -> dict[str, bool]:
         """``where`` checked against the attribute names, values as booleans

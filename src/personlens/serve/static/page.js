@@ -270,9 +270,19 @@ function clearFilters() {
   navigate({ where: {}, cameras: [], after: "", before: "" });
 }
 
+// how an attribute held on cameras the model never saw (/v1/attributes' new_cameras): a user
+// filtering on one that is near chance there should know it may be a guess on their cameras
+function transferNote(a) {
+  const t = a.new_cameras;
+  if (!t) return "";
+  const auc = Number(t.auc).toFixed(2);
+  return { "near chance": ` (near chance on cameras the model never saw: AUC ${auc})`,
+           "weak": ` (weaker on cameras the model never saw: AUC ${auc})` }[t.rating] || "";
+}
 function chipFor(a) {
   const chip = el("button", { type: "button", class: "chip", "data-name": a.name, "data-state": "any",
-                              "data-group": a.group, title: `${a.name}: click for yes, again for no, again for any` });
+                              "data-group": a.group, "data-transfer": a.new_cameras ? a.new_cameras.rating : "",
+                              title: `${a.name}: click for yes, again for no, again for any${transferNote(a)}` });
   chip.addEventListener("click", () => {
     const next = { any: "yes", yes: "no", no: "any" }[chip.dataset.state];
     setWhere(a.name, next);
@@ -287,7 +297,9 @@ function paintChip(chip) {
   chip.setAttribute("aria-pressed", state === "any" ? "false" : "true");
   const words = { any: "any", yes: "yes", no: "no" }[state];
   const neg = state === "no" && NEGATED[name] ? ` (${NEGATED[name]})` : "";
-  chip.setAttribute("aria-label", `${phraseOf(name)}: ${words}${neg}`);
+  const a = app.byName[name];
+  const unsure = a && a.new_cameras && a.new_cameras.rating === "near chance" ? " (unreliable on new cameras)" : "";
+  chip.setAttribute("aria-label", `${phraseOf(name)}${unsure}: ${words}${neg}`);
   chip.replaceChildren(el("span", { class: "mark", "aria-hidden": "true" }, { any: "", yes: "✓", no: "✕" }[state]),
                        stateLabel(name, state));
 }
