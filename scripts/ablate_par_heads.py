@@ -10,6 +10,10 @@ the same cached tokens of one fixed encoder, PETA partition 0, 35 attributes.
 Each (head, seed) run is trained on train, its epoch and thresholds chosen on val, and
 scored on test (``train.token_heads``); its report and weights go to ``OUT/runs/`` and a run
 already there is not trained again, so a killed ablation is re-run with the same command.
+Every run's report is also kept in ``--json`` (``runs``), and a run found there (same
+encoder, loss, epochs and layers) is not trained again either: the committed JSON carries the
+ablation across machines whose ``runs/`` is gone, a few heads or seeds at a time, and the
+summary always covers every head the JSON holds, not only this call's ``--heads``.
 The summary (mean and std over seeds, parameters, ms per crop at batch 1 and crops/s at batch
 32 with the encoder included) goes to ``--json`` and a plot beside it. ``--ship-best DIR``
 writes the Mamba-family head with the best mean val mA + F1 (its best seed on val) on the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,7 @@ from personlens.train.token_heads import METRICS, HeadRun, head_speed, run_head
 
 MAMBA_FAMILY = ("vim", "vim_uni", "vim_text", "hybrid")
 ALL_HEADS = ("linear", "cross_attention", "transformer", "transformer_text") + MAMBA_FAMILY
+SPLITS = ("val_calibrated", "test_fixed", "test_calibrated")
 
 
 def encoder_speed(model, repeats: int = 10) -> dict:
@@ -59,11 +65,50 @@ def encoder_speed(model, repeats: int = 10) -> dict:
 def summarise(reports: list[dict]) -> dict:
     out = {"seeds": len(reports), "parameters": reports[0]["parameters"],
            "train_minutes": float(np.mean([r["train_seconds"] for r in reports]) / 60)}
-    for split in ("val_calibrated", "test_fixed", "test_calibrated"):
+    for split in SPLITS:
         out[split] = {k: {"mean": float(np.mean([r[split][k] for r in reports])),
                           "std": float(np.std([r[split][k] for r in reports], ddof=1)) if len(reports) > 1 else 0.0}
                       for k in METRICS}
     return out
+
+
+def banked_reports(path: Path, settings: dict) -> dict[str, list[dict]]:
+    """The per-seed reports an earlier call wrote into ``path`` with the same ``settings``
+    (encoder, loss, epochs, layers); {} when there is none or it was made otherwise. A JSON
+    written before per-seed reports were kept gives its one-seed heads back from the summary
+    (with one seed, the mean is that seed's number); heads with more seeds there are re-run."""
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    if any(old.get(k) != v for k, v in settings.items()):
+        return {}
+    if "runs" in old:
+        return {k: list(v) for k, v in old["runs"].items()}
+    out = {}
+    for kind, s in old.get("heads", {}).items():
+        if s.get("seeds") != 1:
+            continue
+        run = HeadRun(kind=kind, seed=0, epochs=old["epochs"], layers=old["layers"], loss=old["loss"])
+        out[kind] = [{"run": asdict(run), "head_config": asdict(run.head_config(old["tokens"][0])),
+                      "parameters": s["parameters"], "train_seconds": 60 * s["train_minutes"],
+                      **{sp: {m: v["mean"] for m, v in s[sp].items()} for sp in SPLITS},
+                      "from_summary": True}]
+    return out
+
+
+def collect(heads: list[str], seeds: int, runs: Path, banked: dict[str, list[dict]], train) -> dict:
+    """head -> per-seed reports, in ALL_HEADS' order: each (head, seed) of this call from
+    ``runs/`` if it is there, else from ``banked`` (the JSON), else ``train(head, seed)``;
+    plus every banked head and seed this call does not ask for."""
+    reports = {k: list(v) for k, v in banked.items() if k not in heads}
+    for kind in heads:
+        reps = []
+        for seed in range(seeds):
+            path = runs / f"{kind}-s{seed}.json"
+            kept = [r for r in banked.get(kind, []) if r["run"]["seed"] == seed]
+            reps.append(json.loads(path.read_text()) if path.is_file() else kept[0] if kept else train(kind, seed))
+        reports[kind] = reps + [r for r in banked.get(kind, []) if r["run"]["seed"] >= seeds]
+    return {k: reports[k] for k in sorted(reports, key=lambda k: (ALL_HEADS + (k,)).index(k))}
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -87,10 +132,14 @@ def plot(summary: dict, path: Path) -> None:
 def ship(best_kind: str, reports: dict, model, runs: Path, out_dir: Path, tokens: int, prompts) -> Path:
     seed_reports = reports[best_kind]
     best = max(seed_reports, key=lambda r: r["val_calibrated"]["mA"] + r["val_calibrated"]["f1"])
+    weights = runs / f"{best_kind}-s{best['run']['seed']}.safetensors"
+    if not weights.is_file():     # a run read back from --json: its report travelled, not its weights
+        raise FileNotFoundError(f"{weights} is missing (that run was read back from the JSON): "
+                                f"train it here with --heads {best_kind} --out DIR and a new --json")
     cfg = HeadConfig(**best["head_config"])
     use_prompts, _ = head_needs(cfg.kind)
     head = build_head(model.encoder.dim, prompts if use_prompts else None, len(model.config.attributes), cfg)
-    head.load_state_dict(load_file(runs / f"{best_kind}-s{best['run']['seed']}.safetensors"))
+    head.load_state_dict(load_file(weights))
     config = type(model.config).from_dict(model.config.to_dict())
     config.head, config.thresholds = cfg, best["thresholds"]
     config.notes = {"trained_on": "PETA partition 0 train (cached tokens of the encoder of "
@@ -143,19 +192,19 @@ def main(argv=None) -> int:
     prompts = getattr(model.head, "prompts", None)
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    reports: dict[str, list[dict]] = {}
-    for kind in args.heads:
-        for seed in range(args.seeds):
-            path = runs / f"{kind}-s{seed}.json"
-            if path.is_file():
-                reports.setdefault(kind, []).append(json.loads(path.read_text()))
-                continue
-            run = HeadRun(kind=kind, seed=seed, epochs=args.epochs, layers=args.layers, loss=args.loss)
-            head, rep = run_head(run, data, names, prompts)
-            save_file({k: v.contiguous() for k, v in head.state_dict().items()},
-                      str(runs / f"{kind}-s{seed}.safetensors"))
-            path.write_text(json.dumps(rep, indent=2))
-            reports.setdefault(kind, []).append(rep)
+    source = "EfficientNet-Lite0, ImageNet, frozen" if args.imagenet else (args.par or "par-peta (shipped)")
+    settings = {"encoder": source, "loss": args.loss, "epochs": args.epochs, "layers": args.layers,
+                "tokens": [int(tokens.shape[2]), int(tokens.shape[3])]}
+
+    def train(kind: str, seed: int) -> dict:
+        run = HeadRun(kind=kind, seed=seed, epochs=args.epochs, layers=args.layers, loss=args.loss)
+        head, rep = run_head(run, data, names, prompts)
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()},
+                  str(runs / f"{kind}-s{seed}.safetensors"))
+        (runs / f"{kind}-s{seed}.json").write_text(json.dumps(rep, indent=2))
+        return rep
+
+    reports = collect(args.heads, args.seeds, runs, banked_reports(args.json, settings), train)
     t, c = tokens.shape[2], tokens.shape[3]
     enc_speed = encoder_speed(model)
     summary = {}
@@ -166,11 +215,10 @@ def main(argv=None) -> int:
         summary[kind] = {**summarise(reps), "head_speed": hs,
                          "ms_per_crop_b1": enc_speed["ms_per_crop_b1"] + hs["ms_per_crop_b1"],
                          "crops_per_s_b32": 1 / (1 / enc_speed["crops_per_s_b32"] + 1 / hs["crops_per_s_b32"])}
-    source = "EfficientNet-Lite0, ImageNet, frozen" if args.imagenet else (args.par or "par-peta (shipped)")
-    out = {"dataset": "PETA partition 0, 35 attributes", "encoder": source,
-           "tokens": [int(t), int(c)], "loss": args.loss, "epochs": args.epochs, "layers": args.layers,
+    out = {"dataset": "PETA partition 0, 35 attributes", **settings,
            "encoder_speed": enc_speed, "heads": summary,
-           "command": "python scripts/ablate_par_heads.py " + " ".join(argv or [])}
+           "command": "python scripts/ablate_par_heads.py " + " ".join(argv or []),
+           "runs": reports}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))
     plot(summary, args.json.with_suffix(".png"))
@@ -185,7 +233,10 @@ def main(argv=None) -> int:
         family = [k for k in summary if k in MAMBA_FAMILY]
         best = max(family, key=lambda k: summary[k]["val_calibrated"]["mA"]["mean"]
                    + summary[k]["val_calibrated"]["f1"]["mean"])
-        print(f"shipping {best}: {ship(best, reports, model, runs, args.ship_best, t, prompts)}")
+        try:
+            print(f"shipping {best}: {ship(best, reports, model, runs, args.ship_best, t, prompts)}")
+        except FileNotFoundError as e:
+            ap.error(str(e))
     return 0
 
 
