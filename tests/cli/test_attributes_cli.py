@@ -209,6 +209,31 @@ def test_info_shows_which_attributes_hold_on_new_cameras(runner, par_model_dir, 
     assert r.exit_code == 0 and "unreadable measurement" in r.stdout
 
 
+def test_table_marks_attributes_near_chance_on_new_cameras(runner, par_model_dir, good_images, tmp_path):
+    """personalMale (threshold 0.02: present on every crop) rated near chance is marked with
+    a legend; the JSON output is unchanged; without a measurement nothing is marked."""
+    import shutil
+
+    from personlens.models.transfer import write_transfer
+
+    plain = _run(runner, "attributes", "--weights", par_model_dir, *good_images)
+    assert plain.exit_code == 0 and "(?)" not in plain.stdout
+    d = tmp_path / "model"
+    shutil.copytree(par_model_dir, d)
+    write_transfer(d, {"attributes": {n: {"auc_new_cameras": 0.5 if n == "personalMale" else 0.8,
+                                          "positives": 40} for n in FIXTURE_ATTRIBUTES}})
+    r = _run(runner, "attributes", "--weights", d, *good_images)
+    assert r.exit_code == 0, r.output
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("    ")]
+    assert rows and all("personalMale" in ln and " (?)" in ln for ln in rows)
+    assert r.stdout.count("(?)") == len(rows) + 1 and "near chance on cameras" in r.stdout.splitlines()[-1]
+    j = _run(runner, "attributes", "--json", "--weights", d, *good_images)
+    assert "(?)" not in j.stdout and json.loads(j.stdout)[0]["present"]
+    (d / "new_cameras.json").write_text("{")
+    bad = _run(runner, "attributes", "--weights", d, *good_images)
+    assert bad.exit_code == 0 and "(?)" not in bad.stdout and "not readable JSON" in bad.output
+
+
 # ---------------------------------------------------------------- eval attributes
 
 def test_eval_attributes_on_fake_peta(runner, par_model_dir, fake_peta_root, tmp_path):

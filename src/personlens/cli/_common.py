@@ -106,10 +106,17 @@ def _report_per_image(results, n: int, as_json: bool, show) -> None:
         sys.exit(1)
 
 
-def _print_row(r, top_k: int) -> None:
+UNSURE_MARK = "(?)"
+
+
+def _print_row(r, top_k: int, unsure: frozenset[str] = frozenset()) -> bool:
+    """One image's present attributes, the most probable first; those in ``unsure`` (near
+    chance on cameras the model never saw) carry UNSURE_MARK. True when one was marked."""
     shown = sorted(r.present, key=lambda n: -r.attributes[n])[:top_k]
-    text = ", ".join(f"{n} {r.attributes[n]:.2f}" for n in shown) or "(none above threshold)"
+    text = ", ".join(f"{n} {r.attributes[n]:.2f}" + (f" {UNSURE_MARK}" if n in unsure else "")
+                     for n in shown) or "(none above threshold)"
     click.echo(f"{r.image}\n    {text}")
+    return any(n in unsure for n in shown)
 
 
 def _load_predictor(weights, **kw):

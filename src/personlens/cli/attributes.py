@@ -15,6 +15,7 @@ from ._common import (
     _expand,
     _library_par_dir,
     _load_predictor,
+    UNSURE_MARK,
     _print_row,
     _report_per_image,
     _use_library_adaptation,
@@ -53,8 +54,24 @@ def attributes(images, as_json, weights, batch_size, top_k, flip_tta, db, camera
     predictor = _load_predictor(weights, flip_tta=flip_tta)
     if db is not None:
         _use_library_adaptation(predictor, db, camera)
+    unsure = _near_chance(predictor)
+    marked = []
     _report_per_image(predictor.predict_paths(paths, batch_size=batch_size), len(paths), as_json,
-                      lambda r: _print_row(r, top_k))
+                      lambda r: marked.append(_print_row(r, top_k, unsure)))
+    if any(marked):
+        click.echo(f"{UNSURE_MARK}: near chance on cameras the model never saw; `personlens info` "
+                   "lists how each attribute holds")
+
+
+def _near_chance(predictor) -> frozenset[str]:
+    """The attributes the model's new_cameras.json rates near chance (none without one; an
+    unreadable file costs the marks, not the predictions)."""
+    try:
+        t = predictor.transfer
+    except ValueError as e:
+        _err(f"warning: {e}")
+        return frozenset()
+    return frozenset(t.by_rating(predictor.names)["near chance"]) if t is not None else frozenset()
 
 
 def _protocol_options(f):
