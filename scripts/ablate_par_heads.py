@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -72,15 +73,22 @@ def summarise(reports: list[dict]) -> dict:
     return out
 
 
-def banked_reports(path: Path, settings: dict) -> dict[str, list[dict]]:
-    """The per-seed reports an earlier call wrote into ``path`` with the same ``settings``
-    (encoder, loss, epochs, layers); {} when there is none or it was made otherwise. A JSON
-    written before per-seed reports were kept gives its one-seed heads back from the summary
-    (with one seed, the mean is that seed's number); heads with more seeds there are re-run."""
+def earlier(path: Path, settings: dict) -> dict | None:
+    """What an earlier call wrote into ``path`` with the same ``settings`` (encoder, loss,
+    epochs, layers, tokens), or None."""
     if not path.is_file():
-        return {}
+        return None
     old = json.loads(path.read_text())
-    if any(old.get(k) != v for k, v in settings.items()):
+    return old if all(old.get(k) == v for k, v in settings.items()) else None
+
+
+def banked_reports(path: Path, settings: dict) -> dict[str, list[dict]]:
+    """The per-seed reports an earlier call wrote into ``path`` with the same ``settings``;
+    {} when there is none or it was made otherwise. A JSON written before per-seed reports
+    were kept gives its one-seed heads back from the summary (with one seed, the mean is that
+    seed's number); heads with more seeds there are re-run."""
+    old = earlier(path, settings)
+    if old is None:
         return {}
     if "runs" in old:
         return {k: list(v) for k, v in old["runs"].items()}
@@ -205,6 +213,11 @@ def main(argv=None) -> int:
         return rep
 
     reports = collect(args.heads, args.seeds, runs, banked_reports(args.json, settings), train)
+    # every call that added to this JSON, in order: together they rebuild its table
+    before = earlier(args.json, settings) or {}
+    commands = before.get("commands") or [c for c in [before.get("command", "")] if "--" in c]
+    this = "python scripts/ablate_par_heads.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    commands = commands + [this] if this not in commands else commands
     t, c = tokens.shape[2], tokens.shape[3]
     enc_speed = encoder_speed(model)
     summary = {}
@@ -217,8 +230,7 @@ def main(argv=None) -> int:
                          "crops_per_s_b32": 1 / (1 / enc_speed["crops_per_s_b32"] + 1 / hs["crops_per_s_b32"])}
     out = {"dataset": "PETA partition 0, 35 attributes", **settings,
            "encoder_speed": enc_speed, "heads": summary,
-           "command": "python scripts/ablate_par_heads.py " + " ".join(argv or []),
-           "runs": reports}
+           "commands": commands, "runs": reports}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))
     plot(summary, args.json.with_suffix(".png"))
