@@ -151,13 +151,16 @@ def _check_head(ctx, param, value):
 @click.option("--person-balance", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Draw training images with probability ∝ (images of their person)^-P: 0 "
                    "uniform, 1 every person the same weight (PETA's TownCentre repeats 214 people).")
+@click.option("--select-on", type=click.Choice(["val", "new-persons"]), default="val", show_default=True,
+              help="Keep the epoch with the best mA + F1 on the val split, or on its images of people "
+                   "the train split lacks (PETA splits images, not people; docs/results.md).")
 @_protocol_options
 @click.option("--resume", is_flag=True,
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
                      encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
                      augment_views, mixstyle, average_last, unlabelled, teacher, unlabelled_weight,
-                     unlabelled_ratio, person_balance, protocol, folds, resume):
+                     unlabelled_ratio, person_balance, select_on, protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
@@ -177,7 +180,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
         raise click.UsageError("--unlabelled and --teacher go together: the teacher labels the crops")
     recipe = dict(unlabelled=str(unlabelled or ""), teacher=str(teacher or ""),
                   unlabelled_weight=unlabelled_weight, unlabelled_ratio=unlabelled_ratio,
-                  person_balance=person_balance)
+                  person_balance=person_balance, select_on=select_on)
     attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
     excluded = tuple(s.strip() for s in exclude_subsets.split(",") if s.strip())
     if protocol == "unseen-cameras":

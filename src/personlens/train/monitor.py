@@ -4,8 +4,10 @@ The epoch is chosen on the val split, whose people are mostly also in the train 
 partitions split images, not identities: 57 % of partition 0's val images show someone the
 train split shows). A curve of the same epochs on people never trained on, and, in the
 unseen-cameras protocol, on cameras never trained on, says whether that choice favours
-memorising PETA's people and cameras. Monitors are written to the run's history only: no
-epoch, threshold or setting is picked from them, so they cannot leak into a choice.
+memorising PETA's people and cameras. Monitors are written to the run's history; the only
+one that may pick anything is ``val_new_persons``, and only when asked (``train attributes
+--select-on new-persons`` keeps its best epoch): it is part of PETA's val split. The held-out
+cameras' images never pick an epoch, threshold or setting, so they cannot leak into a choice.
 """
 from __future__ import annotations
 

@@ -56,6 +56,7 @@ class TrainConfig:
     unlabelled_ratio: float = 0.5   # unlabelled crops per labelled crop in a batch
     unlabelled_weight: float = 1.0  # weight of their loss beside the labelled one
     person_balance: float = 0.0     # draw images with probability ∝ (person's images)^-this (train.sampling)
+    select_on: str = "val"   # the epoch kept: best mA + F1 on val, or on val's new people (SELECTION)
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
@@ -94,7 +95,15 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int):
 
 _SEQUENCE_FIELDS = ("layers", "d_state", "expand", "scan", "tokens")
 _NEWER_FIELDS = {"mixstyle": 0.0, "average_last": 0.0, "unlabelled": "", "teacher": "",
-                 "unlabelled_ratio": 0.5, "unlabelled_weight": 1.0, "person_balance": 0.0}
+                 "unlabelled_ratio": 0.5, "unlabelled_weight": 1.0, "person_balance": 0.0,
+                 "select_on": "val"}
+
+# --select-on: whose mA + F1 picks the epoch. "val" is the whole val split, whose people are
+# mostly trained on (PETA splits images, not people), so it rewards memorising them;
+# "new-persons" is the val images of people the train split lacks (``train.monitor``): still
+# PETA's cameras and labels, no held-out image, but it stops where new people stop gaining.
+# Thresholds are fitted on the whole val split either way.
+SELECTION = {"val": None, "new-persons": NEW_PERSONS}
 
 
 def _key_settings(cfg: TrainConfig) -> dict:
@@ -195,7 +204,12 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     un = _unlabelled(enc, cfg, names, log) if cfg.unlabelled else None
     tr_idx = np.array([pos[str(p.resolve())] for p in train_ds.paths])
     va_idx = np.array([pos[str(p.resolve())] for p in val_ds.paths])
+    if cfg.select_on not in SELECTION:
+        raise ValueError(f"unknown --select-on {cfg.select_on!r}; choose from {', '.join(SELECTION)}")
     monitors = build_monitors({NEW_PERSONS: new_persons(val_ds, train_ds), **(monitor or {})}, pos)
+    if SELECTION[cfg.select_on] and all(m.name != SELECTION[cfg.select_on] for m in monitors):
+        raise ValueError(f"--select-on {cfg.select_on}: the val split has no image of a person the "
+                         "train split lacks (or no person ids); choose on val")
     forward = model.forward_from_stage
     if not cfg.unfreeze_top and (aug is not None or cfg.mixstyle or un is not None):
         raise ValueError("augmented views, MixStyle and unlabelled crops train the encoder's top: "
@@ -296,6 +310,8 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
                         "val_f1": m.f1, **watched, "seconds": round(time.time() - t0, 1)})
         log(f"epoch {epoch + 1}: loss {running / steps_per_epoch:.3f}  val mA {m.mA:.2f}  F1 {m.f1:.2f}"
             + "".join(f"  {k} {v:.2f}" for k, v in watched.items() if not k.endswith("_f1")))
+        if SELECTION[cfg.select_on] is not None:
+            score = watched[f"{SELECTION[cfg.select_on]}_mA"] + watched[f"{SELECTION[cfg.select_on]}_f1"]
         if score > best:
             best = score
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
@@ -341,7 +357,9 @@ def _finish(model: PARModel, probs: np.ndarray, y_va: np.ndarray, cfg: TrainConf
     summary = {"train_config": asdict(cfg), "history": history,
                "val_fixed": {k: getattr(val_fixed, k) for k in keys},
                "val_calibrated": {k: getattr(val_cal, k) for k in keys}, **extra}
-    model.config.notes = {"best_epoch": int(np.argmax([h["val_mA"] + h["val_f1"] for h in history]) + 1),
+    on = SELECTION[cfg.select_on] or "val"
+    model.config.notes = {"best_epoch": int(np.argmax([h[f"{on}_mA"] + h[f"{on}_f1"] for h in history]) + 1),
+                          "selected_on": cfg.select_on,
                           "val_fixed": summary["val_fixed"], "val_calibrated": summary["val_calibrated"],
                           "training_data": {"dataset": cfg.dataset, "partition": cfg.partition,
                                             "exclude_subsets": list(cfg.exclude_subsets)}}
