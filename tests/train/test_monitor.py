@@ -86,3 +86,38 @@ def test_select_on_is_checked(data):
     known = PersonDataset([replace(s, pid=tr.samples[0].pid) for s in va.samples], va.schema)
     with pytest.raises(ValueError, match="no image of a person the train split lacks"):
         train_par(tr, known, tr.paths + va.paths, replace(cfg, select_on="new-persons"), log=lambda *_: None)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_the_other_rules_epoch_is_kept_beside_and_survives_a_resume(data, tmp_path):
+    """One run saves both models: OUT (chosen on val) and OUT/selected-new-persons, each the
+    epoch its rule picks; a run killed and resumed saves the same two."""
+    import torch
+
+    from personlens.models.io import load_par
+
+    tr, va, extra, cfg = data
+    cfg = replace(cfg, epochs=4)
+    paths = tr.paths + va.paths + extra.paths
+    _, full = train_par(tr, va, paths, cfg, out_dir=tmp_path / "full", log=lambda *_: None)
+    h = full["history"]
+    new_best = max(range(len(h)), key=lambda i: h[i][f"{NEW_PERSONS}_mA"] + h[i][f"{NEW_PERSONS}_f1"])
+    main, alt = load_par(tmp_path / "full"), load_par(tmp_path / "full" / "selected-new-persons")
+    assert main.config.notes["selected_on"] == "val" and alt.config.notes["selected_on"] == "new-persons"
+    assert alt.config.notes["best_epoch"] == new_best + 1 != main.config.notes["best_epoch"]
+    assert (tmp_path / "full" / "selected-new-persons" / "val_scores.json").is_file()
+
+    def killed_in_epoch_3(msg):
+        if msg.startswith("epoch 3:"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_par(tr, va, paths, cfg, out_dir=tmp_path / "cut", log=killed_in_epoch_3)
+    train_par(tr, va, paths, cfg, out_dir=tmp_path / "cut", log=lambda *_: None, resume=True)
+    again = load_par(tmp_path / "cut" / "selected-new-persons")
+    assert again.config.notes["best_epoch"] == new_best + 1
+    for k, v in alt.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v, atol=2e-3, rtol=0)

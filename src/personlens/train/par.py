@@ -248,6 +248,11 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     styles = MixStyleHooks(enc.early_upper_modules(cfg.stage), cfg.mixstyle) if cfg.mixstyle else None
 
     best, best_state, best_probs, history = -1.0, None, None, []
+    # the other --select-on rule's epoch is kept too (OUT/selected-<rule>): the trajectory is the
+    # same, so one run gives both models to compare on held-out data
+    other = next((r for r, mon in SELECTION.items() if r != cfg.select_on
+                  and (mon is None or any(m.name == mon for m in monitors))), None)
+    alt = {"best": -1.0, "state": None, "probs": None}
     key = settings_key({"config": _key_settings(cfg), "train": [str(p) for p in train_ds.paths],
                         "val": [str(p) for p in val_ds.paths], **_teacher_key(cfg)})
     start = 0
@@ -260,6 +265,8 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
         torch.set_rng_state(ckpt["torch_rng"])
         best, best_state, history = ckpt["best"], ckpt["best_state"], ckpt["history"]
         best_probs = ckpt["best_probs"].numpy()
+        if ckpt.get("alt"):         # written since both rules' epochs are kept
+            alt = {**ckpt["alt"], "probs": None if ckpt["alt"]["probs"] is None else ckpt["alt"]["probs"].numpy()}
         average, averaged = ckpt.get("average"), ckpt.get("averaged", 0)
         start = int(ckpt["epoch"])
         log(f"resuming after epoch {start} of {cfg.epochs} (best val mA + F1 {best:.2f})")
@@ -302,7 +309,6 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
             bar.set_postfix(loss=f"{running / (s + 1):.3f}")
         probs = _val_probs(model, forward, feats, va_idx, cfg.flip_tta)
         m = par_metrics(probs, y_va, names)
-        score = m.mA + m.f1
         watched = monitor_scores(
             monitors, lambda idx: _val_probs(model, forward, feats, idx, cfg.flip_tta),
             calibrate_thresholds(probs, y_va, cfg.calibration), names) if monitors else {}
@@ -310,24 +316,31 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
                         "val_f1": m.f1, **watched, "seconds": round(time.time() - t0, 1)})
         log(f"epoch {epoch + 1}: loss {running / steps_per_epoch:.3f}  val mA {m.mA:.2f}  F1 {m.f1:.2f}"
             + "".join(f"  {k} {v:.2f}" for k, v in watched.items() if not k.endswith("_f1")))
-        if SELECTION[cfg.select_on] is not None:
-            score = watched[f"{SELECTION[cfg.select_on]}_mA"] + watched[f"{SELECTION[cfg.select_on]}_f1"]
+        score = _selection_score(history[-1], cfg.select_on)
         if score > best:
             best = score
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
             best_probs = probs
+        if other is not None and _selection_score(history[-1], other) > alt["best"]:
+            alt = {"best": _selection_score(history[-1], other), "probs": probs,
+                   "state": {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}}
         if out_dir is not None:
             save_checkpoint(out_dir, {
                 "settings_key": key, "epoch": epoch + 1, "model": model.trainable_state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": rng_state(rng), "torch_rng": torch.get_rng_state(), "best": best,
                 "best_state": best_state, "best_probs": torch.from_numpy(best_probs),
-                "history": history, "average": average, "averaged": averaged})
+                "history": history, "average": average, "averaged": averaged,
+                "alt": {**alt, "probs": None if alt["probs"] is None else torch.from_numpy(alt["probs"])}})
     if styles is not None:
         styles.remove()
-    model.load_state_dict(_full_state(model, best_state))
     sizes = {"train_images": len(tr_idx), "val_images": len(va_idx),
              **({"unlabelled_images": len(un)} if un is not None else {})}
+    if other is not None and out_dir is not None and alt["state"] is not None:
+        model.load_state_dict(_full_state(model, alt["state"]))
+        _finish(model, alt["probs"], y_va, replace(cfg, select_on=other), history, sizes,
+                Path(out_dir) / f"selected-{other}")
+    model.load_state_dict(_full_state(model, best_state))
     if average is None:
         summary = _finish(model, best_probs, y_va, cfg, history, sizes, out_dir)
     else:
@@ -357,8 +370,7 @@ def _finish(model: PARModel, probs: np.ndarray, y_va: np.ndarray, cfg: TrainConf
     summary = {"train_config": asdict(cfg), "history": history,
                "val_fixed": {k: getattr(val_fixed, k) for k in keys},
                "val_calibrated": {k: getattr(val_cal, k) for k in keys}, **extra}
-    on = SELECTION[cfg.select_on] or "val"
-    model.config.notes = {"best_epoch": int(np.argmax([h[f"{on}_mA"] + h[f"{on}_f1"] for h in history]) + 1),
+    model.config.notes = {"best_epoch": int(np.argmax([_selection_score(h, cfg.select_on) for h in history]) + 1),
                           "selected_on": cfg.select_on,
                           "val_fixed": summary["val_fixed"], "val_calibrated": summary["val_calibrated"],
                           "training_data": {"dataset": cfg.dataset, "partition": cfg.partition,
@@ -373,6 +385,12 @@ def _finish(model: PARModel, probs: np.ndarray, y_va: np.ndarray, cfg: TrainConf
         write_scores(out_dir, score_statistics(probs, y_va, names, "val"))
         (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _selection_score(epoch: dict, rule: str) -> float:
+    """mA + F1 of one history row on the set ``--select-on rule`` chooses on."""
+    on = SELECTION[rule] or "val"
+    return epoch[f"{on}_mA"] + epoch[f"{on}_f1"]
 
 
 def _val_probs(model: PARModel, forward, feats: np.ndarray, va_idx: np.ndarray, flip_tta: bool) -> np.ndarray:
