@@ -118,3 +118,23 @@ def test_core_mA_averages_the_six_attributes_that_can_be_scored():
     # a fold without the six (older metrics): no mean of them, the rest as before
     s = summarise({**per_fold, "ilids-caviar-3dpes": {"test_unseen": _metrics(70, 60)}})
     assert "mA_core" not in s["mean"]["test_unseen"] and s["mean"]["test_unseen"]["mA"] == 63.33
+
+
+def test_the_fold_model_kept_on_a_rule_is_found_or_refused(tmp_path):
+    import json as _json
+
+    from personlens.eval.unseen import fold_model_dir
+
+    def model(d, notes):
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(_json.dumps({"notes": notes}))
+        return d
+
+    run = model(tmp_path / "new" / "grid-mit", {"selected_on": "val"})
+    alt = model(run / "selected-new-persons", {"selected_on": "new-persons"})
+    assert fold_model_dir(run, None) == run and fold_model_dir(run, "val") == run
+    assert fold_model_dir(run, "new-persons") == alt
+    old = model(tmp_path / "old" / "grid-mit", {"best_epoch": 10})        # before the rules: val
+    assert fold_model_dir(old, "val") == old
+    with pytest.raises(FileNotFoundError, match="no model whose epoch was kept on 'new-persons'"):
+        fold_model_dir(old, "new-persons")

@@ -292,9 +292,12 @@ def calibrate_attributes(dataset, root, partition, split, weights, objective, sc
                    "adapt` on its unseen cameras' test images (labels unused).")
 @click.option("--normalisation/--no-normalisation", default=False, show_default=True,
               help="With --adapt: also re-estimate the normalisation statistics (AdaBN).")
+@click.option("--selected-on", type=click.Choice(["val", "new-persons"]), default=None,
+              help="With --protocol unseen-cameras: score each fold's model whose epoch this "
+                   "`train attributes --select-on` rule kept (a run keeps both; default: its main one).")
 @needs_extra("eval")
 def eval_attributes(dataset, root, partition, split, weights, attr_set, precision, flip_tta, out,
-                    protocol, folds, seen, adapt, normalisation):
+                    protocol, folds, seen, adapt, normalisation, selected_on):
     """mA, instance accuracy/precision/recall/F1 and per-attribute results (JSON + PNG plot).
 
     With --protocol unseen-cameras, --weights is the folder of fold models written by `train
@@ -314,11 +317,12 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
             summary = evaluate_unseen(weights, root, list(folds) or None, precision, log=click.echo,
                                       seen=seen, adapt=adapt,
                                       adapt_settings=AdaptSettings(normalisation=normalisation),
-                                      split=split)
+                                      split=split, selected_on=selected_on)
         except (FileNotFoundError, KeyError, ValueError) as e:
             _err(e.args[0] if isinstance(e, KeyError) else str(e))
             sys.exit(2)
-        plot = write_unseen_report(summary, out, {"weights": str(weights), "precision": precision,
+        plot = write_unseen_report(summary, out, {"weights": str(weights), "selected_on": selected_on,
+                                                  "precision": precision,
                                                   "adapt": adapt and {"normalisation": normalisation},
                                                   "title": "PETA p0, cameras never seen"})
         m, sd = summary["mean"][f"{split}_unseen"], summary["std"][f"{split}_unseen"]

@@ -185,16 +185,34 @@ def adapt_to(predictor, dataset, settings=None, log=print):
     return seconds
 
 
+def fold_model_dir(d: Path, selected_on: str | None) -> Path:
+    """The model of run folder ``d`` whose epoch the ``selected_on`` rule kept: ``d`` itself
+    when it was chosen that way (runs from before the rules existed were chosen on val), else
+    the one kept beside it (``d/selected-<rule>``)."""
+    if selected_on is None:
+        return d
+    notes = json.loads((d / "config.json").read_text()).get("notes") or {}
+    if notes.get("selected_on", "val") == selected_on:
+        return d
+    if (d / f"selected-{selected_on}" / "config.json").is_file():
+        return d / f"selected-{selected_on}"
+    raise FileNotFoundError(f"{d} holds no model whose epoch was kept on {selected_on!r} (trained "
+                            "before both rules' epochs were kept: train it again)")
+
+
 def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] | None = None,
                     precision: str = "auto", batch_size: int = 32, log=print,
-                    seen: bool = True, adapt: bool = False, adapt_settings=None, split: str = "test") -> dict:
+                    seen: bool = True, adapt: bool = False, adapt_settings=None, split: str = "test",
+                    selected_on: str | None = None) -> dict:
     """Score the fold models in ``models_dir/<fold>`` (``personlens train attributes
     --protocol unseen-cameras``) on their unseen and seen test cameras; ``summarise``d.
 
     ``adapt``: also score each on its unseen cameras after ``personlens adapt`` on those
     cameras' test images, without their labels (``test_unseen_adapted``). ``split="val"``: the
     same on the folds' validation images (``val_unseen``: the held-out sub-datasets' val
-    images; ``val_seen``: the fold's own val split), for choosing recipes on every fold."""
+    images; ``val_seen``: the fold's own val split), for choosing recipes on every fold.
+    ``selected_on``: the fold model whose epoch that ``--select-on`` rule kept (a run keeps
+    both rules' models: ``fold_model_dir``); None: each fold's main model."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     from ..inference.predict import AttributePredictor
@@ -205,6 +223,7 @@ def evaluate_unseen(models_dir: str | Path, root: str | Path, folds: list[str] |
         f, d = fold(name), Path(models_dir) / name
         if not (d / "config.json").is_file():
             raise FileNotFoundError(f"no model for fold {name} in {d}: train it first")
+        d = fold_model_dir(d, selected_on)
         predictor = AttributePredictor(d, precision=precision)
         data = fold_datasets(root, f, attributes=list(predictor.names))
         per_fold[name] = {}
