@@ -11,14 +11,15 @@ import click
 from ._common import (
     DATASETS,
     INPUT_PATHS,
+    UNSURE_MARK,
     _err,
     _expand,
     _library_par_dir,
     _load_predictor,
-    UNSURE_MARK,
     _print_row,
     _report_per_image,
     _use_library_adaptation,
+    _warn,
     deprecated_alias,
     model_option,
     needs_extra,
@@ -69,7 +70,7 @@ def _near_chance(predictor) -> frozenset[str]:
     try:
         t = predictor.transfer
     except ValueError as e:
-        _err(f"warning: {e}")
+        _warn(str(e))
         return frozenset()
     return frozenset(t.by_rating(predictor.names)["near chance"]) if t is not None else frozenset()
 
