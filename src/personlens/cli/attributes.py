@@ -166,11 +166,11 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
     OUT/<fold> (finished folds are skipped, a cut one resumes)."""
+    from dataclasses import replace
+
     import torch
 
     from ..data import create_dataset
-    from dataclasses import replace
-
     from ..models.par import HeadConfig
     from ..train.losses import LOSS_PRESETS
     from ..train.par import TrainConfig, train_par
