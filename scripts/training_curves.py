@@ -19,6 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
+from personlens.train.par import SELECTION
+
 
 def monitors_of(history: list[dict]) -> list[str]:
     """The monitors a history has on every epoch (``<name>_mA`` beside the val split's ``val_mA``)."""
@@ -26,9 +28,8 @@ def monitors_of(history: list[dict]) -> list[str]:
     return sorted(k[:-3] for k in keys if k.endswith("_mA") and k != "val_mA")
 
 
-# train attributes --select-on: the epoch maximising mA + F1 on val, or on the val images of
-# people the train split lacks (train.par.SELECTION)
-RULES = {"val": "val", "new-persons": "val_new_persons"}
+# train attributes --select-on: rule -> the history's prefix whose mA + F1 picks the epoch
+RULES = {rule: mon or "val" for rule, mon in SELECTION.items()}
 
 
 def histories(path: Path) -> list[tuple[str, list[dict]]]:

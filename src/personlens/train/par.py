@@ -321,8 +321,9 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
             best = score
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
             best_probs = probs
-        if other is not None and _selection_score(history[-1], other) > alt["best"]:
-            alt = {"best": _selection_score(history[-1], other), "probs": probs,
+        other_score = _selection_score(history[-1], other) if other is not None else -1.0
+        if other_score > alt["best"]:
+            alt = {"best": other_score, "probs": probs,
                    "state": {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}}
         if out_dir is not None:
             save_checkpoint(out_dir, {
