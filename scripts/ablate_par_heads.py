@@ -6,6 +6,11 @@ the same cached tokens of one fixed encoder, PETA partition 0, 35 attributes.
     # the same on the frozen ImageNet encoder's tokens (no PAR training in the features):
     .venv/bin/python scripts/ablate_par_heads.py --imagenet --root ../shared/data/PETA \\
         --out runs/heads-imagenet --json docs/results/par_heads_ablation_imagenet.json
+    # on an unseen-cameras fold (train and choose without its sub-datasets, test on theirs):
+    .venv/bin/python scripts/ablate_par_heads.py --imagenet --fold grid-mit ... \\
+        --json docs/results/par_heads_ablation_imagenet_grid-mit.json
+    # the folds side by side, mean and std over folds per head:
+    .venv/bin/python scripts/ablate_par_heads.py --fold-table FOLD_JSON... --json OUT.json
 
 Each (head, seed) run is trained on train, its epoch and thresholds chosen on val, and
 scored on test (``train.token_heads``); its report and weights go to ``OUT/runs/`` and a run
@@ -18,6 +23,12 @@ The summary (mean and std over seeds, parameters, ms per crop at batch 1 and cro
 32 with the encoder included) goes to ``--json`` and a plot beside it. ``--ship-best DIR``
 writes the Mamba-family head with the best mean val mA + F1 (its best seed on val) on the
 same encoder as an attribute model directory.
+
+``--fold NAME`` runs the same ablation on an unseen-cameras fold (``eval.unseen``): heads
+train and are chosen on PETA p0 train / val without the fold's sub-datasets and are tested on
+those sub-datasets' test images only. Only an encoder that never saw them makes that fair:
+the frozen ImageNet one (``--imagenet``) or a fold model (``--par runs/.../FOLD``); the
+shipped encoder trained on every PETA camera and is refused.
 """
 from __future__ import annotations
 
@@ -33,6 +44,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from personlens.data import create_dataset
+from personlens.eval.unseen import FOLDS, VALIDATION_FOLD, fold, fold_datasets
 from personlens.inference.encode import EncoderPass
 from personlens.inference.tokens import token_features
 from personlens.models.factory import build_head, head_needs
@@ -119,7 +131,49 @@ def collect(heads: list[str], seeds: int, runs: Path, banked: dict[str, list[dic
     return {k: reports[k] for k in sorted(reports, key=lambda k: (ALL_HEADS + (k,)).index(k))}
 
 
-def plot(summary: dict, path: Path) -> None:
+def split_datasets(root: str, fold_name: str | None) -> dict:
+    """train / val / test: PETA p0's splits, or an unseen-cameras fold's (test: the held-out
+    sub-datasets' test images, "test_unseen" in ``eval.unseen``)."""
+    if fold_name is None:
+        return {s: create_dataset("peta", root, s, partition=0, attributes="standard")
+                for s in ("train", "val", "test")}
+    d = fold_datasets(root, fold(fold_name))
+    return {"train": d["train"], "val": d["val"], "test": d["test_unseen"]}
+
+
+def rows_of(tokens: np.ndarray, all_paths: list[str], paths: list[str]) -> np.ndarray:
+    """The rows of ``tokens`` (one per path of ``all_paths``) for ``paths``, in their order and
+    in memory: a fold's images are a subset of p0's, so every fold shares p0's token cache."""
+    where = {p: i for i, p in enumerate(all_paths)}
+    missing = [p for p in paths if p not in where]
+    if missing:
+        raise KeyError(f"{len(missing)} images have no cached tokens, e.g. {missing[0]}")
+    return np.asarray(tokens[np.array([where[p] for p in paths], dtype=np.int64)])
+
+
+def fold_table(paths: list[Path]) -> dict:
+    """Per head: test mA / F1 (calibrated) on each fold's held-out cameras, then the mean and
+    sample std over the folds every head of the table has."""
+    by_fold = {}
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        if not d.get("fold"):
+            raise ValueError(f"{path} is not a fold ablation (made without --fold)")
+        by_fold[d["fold"]] = d
+    kinds = [k for k in ALL_HEADS if all(k in d["heads"] for d in by_fold.values())]
+    heads = {}
+    for kind in kinds:
+        per = {f: {m: round(d["heads"][kind]["test_calibrated"][m]["mean"], 2) for m in ("mA", "f1")}
+               for f, d in by_fold.items()}
+        heads[kind] = {"folds": per, **{
+            stat: {m: round(float(fn([v[m] for v in per.values()])), 2) for m in ("mA", "f1")}
+            for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else 0.0))}}
+    first = next(iter(by_fold.values()))
+    return {"protocol": "unseen-cameras", "encoder": first["encoder"], "epochs": first["epochs"],
+            "folds": list(by_fold), "heads": heads, "sources": [str(p) for p in paths]}
+
+
+def plot(summary: dict, path: Path, where: str = "PETA p0") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -131,7 +185,7 @@ def plot(summary: dict, path: Path) -> None:
     ax.bar(kinds, ma, yerr=sd, capsize=4, color=["#c44" if k in MAMBA_FAMILY else "#48a" for k in kinds])
     ax.set_ylim(min(ma) - 5, max(ma) + 3)
     ax.set_ylabel("test mA (calibrated)")
-    ax.set_title("PETA p0, same encoder tokens; red: Mamba family (mean ± std over seeds)")
+    ax.set_title(f"{where}, same encoder tokens; red: Mamba family (mean ± std over seeds)")
     plt.setp(ax.get_xticklabels(), rotation=20)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -173,8 +227,31 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--loss", default="wce", choices=["wce", "ce_focal"])
     ap.add_argument("--ship-best", type=Path, default=None)
+    ap.add_argument("--fold", default=None, choices=[*FOLDS, VALIDATION_FOLD.name],
+                    help="an unseen-cameras fold: train without its sub-datasets, test on theirs "
+                         "(needs --imagenet or a fold model as --par)")
+    ap.add_argument("--fold-table", nargs="+", type=Path, default=None, metavar="FOLD_JSON",
+                    help="only tabulate fold ablations (their --json files) into --json")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.fold_table:
+        try:
+            table = fold_table(args.fold_table)
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--fold-table: {e}")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(table, indent=2))
+        print("| head | " + " | ".join(table["folds"]) + " | mean ± std |")
+        print("|---|" + "---|" * (len(table["folds"]) + 1))
+        for kind, h in table["heads"].items():
+            print(f"| {kind} | " + " | ".join(f"{h['folds'][f]['mA']:.2f}" for f in table["folds"])
+                  + f" | {h['mean']['mA']:.2f} ± {h['std']['mA']:.2f} |")
+        return 0
+    if args.fold and not (args.imagenet or args.par):
+        ap.error("--fold needs an encoder that never saw the fold's cameras: --imagenet, or --par "
+                 "with that fold's model (the shipped par-peta trained on every PETA camera)")
+    if args.fold and args.ship_best:
+        ap.error("--ship-best ships a model trained on all of PETA: not with --fold")
 
     if args.imagenet:
         if args.ship_best or args.par:
@@ -188,21 +265,26 @@ def main(argv=None) -> int:
     else:
         model = load_par(args.par)
     names = list(model.config.attributes)
-    splits = {s: create_dataset("peta", args.root, s, partition=0, attributes="standard")
-              for s in ("train", "val", "test")}
-    paths = [p for s in ("train", "val", "test") for p in splits[s].paths]
-    tokens = token_features(model, paths)
+    p0 = split_datasets(args.root, None)
+    paths = [str(p) for s in ("train", "val", "test") for p in p0[s].paths]
+    tokens = token_features(model, paths)        # always p0's images: one cache for every fold
     data, start = {}, 0
-    for s in ("train", "val", "test"):
-        n = len(splits[s])
-        data[s] = (tokens[start:start + n], splits[s].labels)
-        start += n
+    if args.fold is None:
+        for s in ("train", "val", "test"):
+            n = len(p0[s])
+            data[s] = (tokens[start:start + n], p0[s].labels)
+            start += n
+    else:
+        for s, ds in split_datasets(args.root, args.fold).items():
+            data[s] = (rows_of(tokens, paths, [str(p) for p in ds.paths]), ds.labels)
     prompts = getattr(model.head, "prompts", None)
-    runs = args.out / "runs"
+    runs = (args.out / args.fold if args.fold else args.out) / "runs"    # a fold's runs apart
     runs.mkdir(parents=True, exist_ok=True)
     source = "EfficientNet-Lite0, ImageNet, frozen" if args.imagenet else (args.par or "par-peta (shipped)")
     settings = {"encoder": source, "loss": args.loss, "epochs": args.epochs, "layers": args.layers,
                 "tokens": [int(tokens.shape[2]), int(tokens.shape[3])]}
+    if args.fold:
+        settings["fold"] = args.fold
 
     def train(kind: str, seed: int) -> dict:
         run = HeadRun(kind=kind, seed=seed, epochs=args.epochs, layers=args.layers, loss=args.loss)
@@ -228,12 +310,17 @@ def main(argv=None) -> int:
         summary[kind] = {**summarise(reps), "head_speed": hs,
                          "ms_per_crop_b1": enc_speed["ms_per_crop_b1"] + hs["ms_per_crop_b1"],
                          "crops_per_s_b32": 1 / (1 / enc_speed["crops_per_s_b32"] + 1 / hs["crops_per_s_b32"])}
-    out = {"dataset": "PETA partition 0, 35 attributes", **settings,
+    dataset = "PETA partition 0, 35 attributes"
+    if args.fold:
+        dataset += (f"; unseen-cameras fold {args.fold}: trained and chosen without "
+                    f"{', '.join(fold(args.fold).held_out)}, tested on their test images only")
+    out = {"dataset": dataset, **settings,
            "encoder_speed": enc_speed, "heads": summary,
            "commands": commands, "runs": reports}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))
-    plot(summary, args.json.with_suffix(".png"))
+    plot(summary, args.json.with_suffix(".png"),
+         f"fold {args.fold}, held-out cameras" if args.fold else "PETA p0")
     print("| head | seeds | params | test mA (cal.) | test F1 (cal.) | test mA @0.5 | ms/crop b1 | crops/s b32 |")
     print("|---|---|---|---|---|---|---|---|")
     for kind, s in summary.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from script_testlib import REPO, load_script
 
@@ -57,3 +58,56 @@ def test_collect_trains_only_what_neither_runs_nor_the_json_holds(tmp_path):
     assert list(got) == ["linear", "vim", "hybrid"]                  # ALL_HEADS' order
     assert [r["test_calibrated"]["mA"] for r in got["vim"]] == [80.0, 70.0, 82.0]   # runs/ wins; seed 2 kept
     assert got["linear"] == banked["linear"]                          # not asked for, not dropped
+
+
+def test_a_fold_trains_without_its_cameras_and_tests_on_theirs(tmp_path):
+    from heads_testlib import fake_peta
+
+    root = fake_peta(tmp_path / "peta")          # images 1-10 VIPeR, 11-16 CUHK
+    p0 = script.split_datasets(str(root), None)
+    cuhk = script.split_datasets(str(root), "cuhk")
+    stems = {s: [int(p.stem) for p in d.paths] for s, d in cuhk.items()}
+    assert stems == {"train": list(range(1, 9)), "val": [9, 10], "test": list(range(12, 17))}
+    # the fold's rows come out of p0's token cache, in the fold's order, with their labels
+    all_paths = [str(p) for s in ("train", "val", "test") for p in p0[s].paths]
+    tokens = np.arange(len(all_paths), dtype=np.float16)[:, None, None, None] * np.ones((1, 2, 3, 4), np.float16)
+    got = script.rows_of(tokens, all_paths, [str(p) for p in cuhk["test"].paths])
+    assert got.shape == (5, 2, 3, 4) and list(got[:, 0, 0, 0]) == [11, 12, 13, 14, 15]
+    assert np.array_equal(cuhk["test"].labels, p0["test"].labels)
+    val = script.rows_of(tokens, all_paths, [str(p) for p in cuhk["val"].paths])
+    assert list(val[:, 1, 2, 3]) == [8, 9] and np.array_equal(cuhk["val"].labels, p0["val"].labels[:2])
+    with pytest.raises(KeyError, match="no cached tokens"):
+        script.rows_of(tokens, all_paths[:-1], all_paths)
+
+
+def test_a_fold_needs_an_encoder_that_never_saw_its_cameras(capsys):
+    for argv in (["--root", "x", "--fold", "grid-mit"],                       # the shipped par-peta
+                 ["--root", "x", "--fold", "grid-mit", "--imagenet", "--ship-best", "d"],
+                 ["--root", "x", "--fold", "nowhere", "--imagenet"]):
+        with pytest.raises(SystemExit) as e:
+            script.main(argv)
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "never saw the fold's cameras" in err and "grid-mit" in err and "invalid choice" in err
+
+
+def _fold_json(path, name, mas):
+    path.write_text(json.dumps({"fold": name, "encoder": "frozen", "epochs": 6, "heads": {
+        k: {"test_calibrated": {"mA": {"mean": ma}, "f1": {"mean": ma - 2}}} for k, ma in mas.items()}}))
+    return path
+
+
+def test_the_fold_table_keeps_heads_every_fold_has(tmp_path, capsys):
+    a = _fold_json(tmp_path / "a.json", "grid-mit", {"linear": 50.0, "vim": 56.0, "hybrid": 60.0})
+    b = _fold_json(tmp_path / "b.json", "viper-prid-sarc3d", {"linear": 54.0, "vim": 58.0})
+    out = tmp_path / "t.json"
+    assert script.main(["--root", "x", "--fold-table", str(a), str(b), "--json", str(out)]) == 0
+    t = json.loads(out.read_text())
+    assert t["folds"] == ["grid-mit", "viper-prid-sarc3d"] and list(t["heads"]) == ["linear", "vim"]
+    assert t["heads"]["linear"]["mean"] == {"mA": 52.0, "f1": 50.0}
+    assert t["heads"]["vim"]["std"]["mA"] == pytest.approx(1.41, abs=0.01)      # sample std
+    assert "| vim | 56.00 | 58.00 | 57.00 ± 1.41 |" in capsys.readouterr().out
+    whole = tmp_path / "whole.json"
+    whole.write_text(json.dumps({"heads": {}}))
+    with pytest.raises(SystemExit):
+        script.main(["--root", "x", "--fold-table", str(whole), "--json", str(out)])
