@@ -220,7 +220,9 @@ def main(argv=None) -> int:
                     help="tokens of the frozen ImageNet encoder instead (no PAR training at all: the "
                          "heads differ most there); --ship-best is then refused")
     ap.add_argument("--out", type=Path, default=Path("runs/heads"))
-    ap.add_argument("--json", type=Path, default=Path("docs/results/par_heads_ablation.json"))
+    ap.add_argument("--json", type=Path, default=None,
+                    help="summary JSON (default docs/results/par_heads_ablation.json); runs already "
+                         "in it are read back, and one made with other settings is refused")
     ap.add_argument("--heads", nargs="+", default=list(ALL_HEADS))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=12)
@@ -235,6 +237,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.fold_table:
+        if args.json is None:
+            ap.error("--fold-table needs --json OUT (where the table goes)")
         try:
             table = fold_table(args.fold_table)
         except (OSError, ValueError, KeyError) as e:
@@ -247,11 +251,19 @@ def main(argv=None) -> int:
             print(f"| {kind} | " + " | ".join(f"{h['folds'][f]['mA']:.2f}" for f in table["folds"])
                   + f" | {h['mean']['mA']:.2f} ± {h['std']['mA']:.2f} |")
         return 0
+    args.json = args.json or Path("docs/results/par_heads_ablation.json")
     if args.fold and not (args.imagenet or args.par):
         ap.error("--fold needs an encoder that never saw the fold's cameras: --imagenet, or --par "
                  "with that fold's model (the shipped par-peta trained on every PETA camera)")
     if args.fold and args.ship_best:
         ap.error("--ship-best ships a model trained on all of PETA: not with --fold")
+    source = "EfficientNet-Lite0, ImageNet, frozen" if args.imagenet else (args.par or "par-peta (shipped)")
+    settings = {"encoder": source, "loss": args.loss, "epochs": args.epochs, "layers": args.layers,
+                "fold": args.fold}
+    if args.json.is_file() and earlier(args.json, settings) is None:
+        # its runs would not be read back, and this call would write over them
+        ap.error(f"{args.json} holds an ablation made otherwise (not {settings}): "
+                 "give this one its own --json")
 
     if args.imagenet:
         if args.ship_best or args.par:
@@ -280,11 +292,7 @@ def main(argv=None) -> int:
     prompts = getattr(model.head, "prompts", None)
     runs = (args.out / args.fold if args.fold else args.out) / "runs"    # a fold's runs apart
     runs.mkdir(parents=True, exist_ok=True)
-    source = "EfficientNet-Lite0, ImageNet, frozen" if args.imagenet else (args.par or "par-peta (shipped)")
-    settings = {"encoder": source, "loss": args.loss, "epochs": args.epochs, "layers": args.layers,
-                "tokens": [int(tokens.shape[2]), int(tokens.shape[3])]}
-    if args.fold:
-        settings["fold"] = args.fold
+    settings["tokens"] = [int(tokens.shape[2]), int(tokens.shape[3])]
 
     def train(kind: str, seed: int) -> dict:
         run = HeadRun(kind=kind, seed=seed, epochs=args.epochs, layers=args.layers, loss=args.loss)

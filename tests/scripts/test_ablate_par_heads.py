@@ -111,3 +111,17 @@ def test_the_fold_table_keeps_heads_every_fold_has(tmp_path, capsys):
     whole.write_text(json.dumps({"heads": {}}))
     with pytest.raises(SystemExit):
         script.main(["--root", "x", "--fold-table", str(whole), "--json", str(out)])
+
+
+def test_a_json_made_otherwise_is_refused_before_any_work(tmp_path, capsys):
+    path = tmp_path / "a.json"
+    shutil.copy(COMMITTED, path)
+    before = path.read_text()
+    for extra in (["--epochs", "7"], ["--imagenet", "--fold", "grid-mit"]):
+        with pytest.raises(SystemExit) as e:
+            script.main(["--root", "x", "--json", str(path), *extra])
+        assert e.value.code == 2
+    assert "made otherwise" in capsys.readouterr().err and path.read_text() == before
+    with pytest.raises(SystemExit):                       # a table needs to be told where it goes
+        script.main(["--root", "x", "--fold-table", str(path)])
+    assert "--fold-table needs --json" in capsys.readouterr().err
