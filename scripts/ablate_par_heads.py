@@ -75,12 +75,17 @@ def encoder_speed(model, repeats: int = 10) -> dict:
     return out
 
 
+def sample_std(values: list[float]) -> float:
+    """The sample std (seeds and folds are samples); 0 for a single value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def summarise(reports: list[dict]) -> dict:
     out = {"seeds": len(reports), "parameters": reports[0]["parameters"],
            "train_minutes": float(np.mean([r["train_seconds"] for r in reports]) / 60)}
     for split in SPLITS:
         out[split] = {k: {"mean": float(np.mean([r[split][k] for r in reports])),
-                          "std": float(np.std([r[split][k] for r in reports], ddof=1)) if len(reports) > 1 else 0.0}
+                          "std": sample_std([r[split][k] for r in reports])}
                       for k in METRICS}
     return out
 
@@ -167,7 +172,7 @@ def fold_table(paths: list[Path]) -> dict:
                for f, d in by_fold.items()}
         heads[kind] = {"folds": per, **{
             stat: {m: round(float(fn([v[m] for v in per.values()])), 2) for m in ("mA", "f1")}
-            for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else 0.0))}}
+            for stat, fn in (("mean", np.mean), ("std", sample_std))}}
     first = next(iter(by_fold.values()))
     return {"protocol": "unseen-cameras", "encoder": first["encoder"], "epochs": first["epochs"],
             "folds": list(by_fold), "heads": heads, "sources": [str(p) for p in paths]}
