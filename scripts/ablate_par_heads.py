@@ -55,6 +55,12 @@ from personlens.train.token_heads import METRICS, HeadRun, head_speed, run_head
 MAMBA_FAMILY = ("vim", "vim_uni", "vim_text", "hybrid")
 ALL_HEADS = ("linear", "cross_attention", "transformer", "transformer_text") + MAMBA_FAMILY
 SPLITS = ("val_calibrated", "test_fixed", "test_calibrated")
+# the study's questions, each a (head, against) pair: does the mixer beat the probe, is Mamba
+# better than its Transformer control, what do bidirectionality, text tokens and the hybrid add
+COMPARISONS = tuple((k, "linear") for k in MAMBA_FAMILY) + (
+    ("vim", "transformer"), ("vim", "vim_uni"), ("vim_text", "vim"),
+    ("transformer_text", "transformer"), ("vim_text", "transformer_text"),
+    ("hybrid", "transformer"), ("hybrid", "vim"))
 
 
 def encoder_speed(model, repeats: int = 10) -> dict:
@@ -87,6 +93,24 @@ def summarise(reports: list[dict]) -> dict:
         out[split] = {k: {"mean": float(np.mean([r[split][k] for r in reports])),
                           "std": sample_std([r[split][k] for r in reports])}
                       for k in METRICS}
+    return out
+
+
+def compare(summary: dict, split: str = "test_calibrated", metric: str = "mA") -> list[dict]:
+    """Each of COMPARISONS whose two heads are in ``summary``: the difference of their means
+    and whether it is real by the issue's rule, beyond two standard deviations. The std is
+    that of one seed's difference, sqrt(std_a^2 + std_b^2) (conservative: not divided by the
+    number of seeds); with fewer than 2 seeds of either head nothing can be called real."""
+    out = []
+    for a, b in COMPARISONS:
+        if a not in summary or b not in summary:
+            continue
+        sa, sb = summary[a][split][metric], summary[b][split][metric]
+        diff, std = sa["mean"] - sb["mean"], float(np.hypot(sa["std"], sb["std"]))
+        seeds = min(summary[a]["seeds"], summary[b]["seeds"])
+        out.append({"head": a, "against": b, "split": split, "metric": metric, "seeds": seeds,
+                    "difference": round(diff, 2), "std": round(std, 2),
+                    "real": bool(seeds >= 2 and abs(diff) > 2 * std)})
     return out
 
 
@@ -328,7 +352,7 @@ def main(argv=None) -> int:
         dataset += (f"; unseen-cameras fold {args.fold}: trained and chosen without "
                     f"{', '.join(fold(args.fold).held_out)}, tested on their test images only")
     out = {"dataset": dataset, **settings,
-           "encoder_speed": enc_speed, "heads": summary,
+           "encoder_speed": enc_speed, "heads": summary, "comparisons": compare(summary),
            "commands": commands, "runs": reports}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))
@@ -341,6 +365,9 @@ def main(argv=None) -> int:
         print(f"| {kind} | {s['seeds']} | {s['parameters']:,} | {tc['mA']['mean']:.2f} ± {tc['mA']['std']:.2f} | "
               f"{tc['f1']['mean']:.2f} ± {tc['f1']['std']:.2f} | {tf['mA']['mean']:.2f} | "
               f"{s['ms_per_crop_b1']:.1f} | {s['crops_per_s_b32']:.1f} |")
+    for c in out["comparisons"]:
+        print(f"{c['head']} - {c['against']}: {c['difference']:+.2f} ± {c['std']:.2f} test mA over "
+              f"{c['seeds']} seed(s): {'real' if c['real'] else 'not called real'}")
     if args.ship_best:
         family = [k for k in summary if k in MAMBA_FAMILY]
         best = max(family, key=lambda k: summary[k]["val_calibrated"]["mA"]["mean"]

@@ -125,3 +125,22 @@ def test_a_json_made_otherwise_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):                       # a table needs to be told where it goes
         script.main(["--root", "x", "--fold-table", str(path)])
     assert "--fold-table needs --json" in capsys.readouterr().err
+
+
+def _summary(kind_to_mas: dict) -> dict:
+    return {k: script.summarise([_report(k, i, ma) for i, ma in enumerate(mas)])
+            for k, mas in kind_to_mas.items()}
+
+
+def test_a_difference_is_called_real_only_beyond_two_standard_deviations():
+    got = {(c["head"], c["against"]): c for c in script.compare(_summary({
+        "linear": [70.0, 70.2, 69.8], "vim": [77.0, 77.4, 76.6],
+        "transformer": [77.5, 76.7, 77.9], "hybrid": [78.5]}))}
+    assert set(got) == {("vim", "linear"), ("vim", "transformer"), ("hybrid", "linear"),
+                        ("hybrid", "transformer"), ("hybrid", "vim")}   # pairs whose heads ran
+    gain = got[("vim", "linear")]
+    assert gain["difference"] == pytest.approx(7.0) and gain["std"] == pytest.approx(np.hypot(0.2, 0.4), abs=0.01)
+    assert gain["real"] and gain["seeds"] == 3
+    assert not got[("vim", "transformer")]["real"]                   # -0.37 within 2 x 0.72
+    assert not got[("hybrid", "linear")]["real"]                     # +8.5, but one seed of hybrid
+    assert got[("hybrid", "linear")]["seeds"] == 1
