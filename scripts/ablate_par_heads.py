@@ -20,7 +20,9 @@ encoder, loss, epochs and layers) is not trained again either: the committed JSO
 ablation across machines whose ``runs/`` is gone, a few heads or seeds at a time, and the
 summary always covers every head the JSON holds, not only this call's ``--heads``.
 The summary (mean and std over seeds, parameters, ms per crop at batch 1 and crops/s at batch
-32 with the encoder included) goes to ``--json`` and a plot beside it. ``--ship-best DIR``
+32 with the encoder included) goes to ``--json`` and a plot beside it, with ``comparisons``:
+the study's questions (COMPARISONS) as differences of test mA, each called real only beyond
+two standard deviations, the issue's rule. ``--ship-best DIR``
 writes the Mamba-family head with the best mean val mA + F1 (its best seed on val) on the
 same encoder as an attribute model directory.
 
