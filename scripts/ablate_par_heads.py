@@ -57,6 +57,7 @@ from personlens.train.token_heads import METRICS, HeadRun, head_speed, run_head
 MAMBA_FAMILY = ("vim", "vim_uni", "vim_text", "hybrid")
 ALL_HEADS = ("linear", "cross_attention", "transformer", "transformer_text") + MAMBA_FAMILY
 SPLITS = ("val_calibrated", "test_fixed", "test_calibrated")
+DEFAULT_JSON = Path("docs/results/par_heads_ablation.json")   # the shipped encoder's ablation
 # the study's questions, each a (head, against) pair: does the mixer beat the probe, is Mamba
 # better than its Transformer control, what do bidirectionality, text tokens and the hybrid add
 COMPARISONS = tuple((k, "linear") for k in MAMBA_FAMILY) + (
@@ -252,7 +253,7 @@ def main(argv=None) -> int:
                          "heads differ most there); --ship-best is then refused")
     ap.add_argument("--out", type=Path, default=Path("runs/heads"))
     ap.add_argument("--json", type=Path, default=None,
-                    help="summary JSON (default docs/results/par_heads_ablation.json); runs already "
+                    help=f"summary JSON (default {DEFAULT_JSON}); runs already "
                          "in it are read back, and one made with other settings is refused")
     ap.add_argument("--heads", nargs="+", default=list(ALL_HEADS))
     ap.add_argument("--seeds", type=int, default=3)
@@ -282,7 +283,7 @@ def main(argv=None) -> int:
             print(f"| {kind} | " + " | ".join(f"{h['folds'][f]['mA']:.2f}" for f in table["folds"])
                   + f" | {h['mean']['mA']:.2f} ± {h['std']['mA']:.2f} |")
         return 0
-    args.json = args.json or Path("docs/results/par_heads_ablation.json")
+    args.json = args.json or DEFAULT_JSON
     if args.fold and not (args.imagenet or args.par):
         ap.error("--fold needs an encoder that never saw the fold's cameras: --imagenet, or --par "
                  "with that fold's model (the shipped par-peta trained on every PETA camera)")
