@@ -76,3 +76,42 @@ def test_ilids_trials():
     assert ilids_trials(PETA, n_trials=1)[0].query == trials[0].query   # trial t is fixed
     with pytest.raises(ValueError, match="n_test"):
         ilids_trials(PETA, n_test=500)
+
+
+@real
+@pytest.mark.parametrize("name", SEEN_DOMAINS)
+def test_validation_split_holds_out_training_persons_and_never_a_test_person(name):
+    test = load_domain(name, PETA, CUHK03)
+    val = load_domain(name, PETA, CUHK03, split="val")
+    t = val.trials[0]
+    val_ids = {it.pid for it in (*t.query, *t.gallery)}
+    train_ids = {it.pid for it in test.train}
+    assert val_ids <= train_ids                                   # taken from the training persons
+    assert not val_ids & {it.pid for it in val.train}            # and no longer trained on
+    assert {it.pid for it in val.train} | val_ids == train_ids   # nobody lost
+    test_paths = {it.path for it in (*test.trials[0].query, *test.trials[0].gallery)}
+    assert not test_paths & {it.path for it in (*val.train, *t.query, *t.gallery)}
+    for q in t.query:                                            # every query has a true match
+        assert any(g.pid == q.pid and g.camid != q.camid for g in t.gallery), q
+    assert len(t.query) >= 10
+    assert load_domain(name, PETA, CUHK03, split="val").trials[0].query == t.query   # fixed
+
+
+def test_validation_split_is_for_seen_domains_only():
+    with pytest.raises(ValueError, match="only seen domains"):
+        load_domain("viper", PETA, CUHK03, split="val")
+    with pytest.raises(ValueError, match="split must be one of test, val"):
+        load_domain("caviar", PETA, CUHK03, split="train")
+
+
+def test_validation_split_of_a_tiny_domain_is_refused():
+    from personlens.data.reid import ReidItem
+    from personlens.data.reid_domains import Domain, validation_domain
+
+    items = [ReidItem(Path(f"{p}_{c}.jpg"), p, c) for p in range(3) for c in (1, 2)]
+    with pytest.raises(ValueError, match="too few for a validation split"):
+        validation_domain(Domain("caviar", items, []))
+    four = [ReidItem(Path(f"{p}_{c}.jpg"), p, c) for p in range(4) for c in (1, 2)]
+    d = validation_domain(Domain("caviar", four, []))
+    assert len(d.trials[0].query) == 2 and len({it.pid for it in d.train}) == 2
+    assert all(q.camid == 1 for q in d.trials[0].query)           # CAVIAR's query camera

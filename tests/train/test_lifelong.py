@@ -201,6 +201,7 @@ class _Protocol:
         from personlens.data.reid_domains import Domain, SEEN_DOMAINS, UNSEEN_DOMAINS
 
         self.encoder, self.stage, self.seed = encoder, 14, 0
+        self.split, self.unseen = "test", UNSEEN_DOMAINS
         self.features, self.texts = _Features(200), _Texts(200)
         self.domains, row = {}, 0
         for name in (*SEEN_DOMAINS, *UNSEEN_DOMAINS):
@@ -263,6 +264,21 @@ def test_protocol_run_resumes_after_a_killed_step(encoder, tmp_path, monkeypatch
     # a finished run is read back, not trained again
     monkeypatch.setattr(Learner, "learn", dies_at_step_3)
     assert lp.run_strategy(proto, "vladr", "large-to-small", cfg, tmp_path)["matrix"] == r["matrix"]
+
+
+def test_the_validation_protocol_scores_seen_domains_only_in_its_own_runs(encoder, tmp_path):
+    from personlens.train import lifelong_protocol as lp
+
+    proto = _Protocol(encoder)
+    cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1)
+    test = lp.run_strategy(proto, "finetune", "small-to-large", cfg, tmp_path, log=lambda *a: None)
+    proto.split, proto.unseen = "val", ()
+    val = lp.run_strategy(proto, "finetune", "small-to-large", cfg, tmp_path, log=lambda *a: None)
+    assert val["split"] == "val" and test["split"] == "test"
+    assert val["domains"] == ["caviar", "3dpes", "towncentre", "cuhk03"]
+    assert "viper" not in val["matrix"][-1] and "unseen_avg_mAP" not in val["summary"]
+    assert (tmp_path / "small-to-large-s0-val" / "finetune.json").exists()
+    assert (tmp_path / "small-to-large-s0" / "finetune.json").exists()   # not overwritten
 
 
 def test_joint_is_one_step_on_every_seen_domain(encoder, tmp_path):

@@ -24,6 +24,13 @@ sorted eligible identities (``seed`` 0 by default), so the split is the same in 
   camera-1 image, gallery: all their images; same-camera images do not count). The other 25
   and the 22 persons of one camera train.
 
+The **validation protocol** (``split="val"``, :func:`validation_domain`) is for choosing a
+strategy's settings without touching any test person: a quarter of each seen domain's
+*training* persons that have a cross-camera pair (``VAL_SHARE``; at least 10 where half of
+them is as many) become val
+persons, scored with the domain's own query rule (``QUERY_CAMERA``); the rest train. The test
+persons are left out entirely, and no unseen domain is scored.
+
 Unseen domains never train: ``viper``, ``prid``, ``grid`` use the 10-trial protocols of
 :mod:`personlens.data.reid`; ``ilids`` (PETA's i-LIDS, 119 persons, no camera labels) draws
 60 test persons per trial, one random query image each, the rest of their images the gallery.
@@ -44,14 +51,19 @@ import numpy as np
 from .reid import (CUHK03Subset, ReidItem, ReidTrial, _identity_rows, grid_trials, prid_trials,
                    viper_trials)
 
-__all__ = ["Domain", "TOWNCENTRE_FRAMES", "SEEN_DOMAINS", "UNSEEN_DOMAINS", "ORDERS", "load_domain",
-           "ilids_trials", "domain_order", "user_domain"]
+__all__ = ["Domain", "TOWNCENTRE_FRAMES", "SEEN_DOMAINS", "UNSEEN_DOMAINS", "ORDERS", "SPLITS",
+           "QUERY_CAMERA", "VAL_SHARE", "load_domain", "validation_domain", "ilids_trials",
+           "domain_order", "user_domain"]
 
 TOWNCENTRE_FRAMES = 10
 SEEN_DOMAINS = ("cuhk03", "towncentre", "3dpes", "caviar")
 UNSEEN_DOMAINS = ("viper", "prid", "grid", "ilids")
 # the two orders of the protocol: by number of training identities, and the reverse
 ORDERS = {"large-to-small": SEEN_DOMAINS, "small-to-large": tuple(reversed(SEEN_DOMAINS))}
+SPLITS = ("test", "val")
+# the camera queries come from in each seen domain (None: any camera with a match elsewhere)
+QUERY_CAMERA = {"cuhk03": 1, "towncentre": 1, "3dpes": None, "caviar": 1}
+VAL_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -228,9 +240,41 @@ def ilids_trials(peta_root, n_trials: int = 10, seed: int = 0,
     return trials
 
 
+def validation_domain(domain: Domain, seed: int = 0, share: float = VAL_SHARE) -> Domain:
+    """The validation protocol of a seen domain: ``share`` of its training persons with images
+    in two cameras (at least 2 persons) are held out and scored like the test persons; the rest
+    train. The domain's test persons do not appear at all."""
+    if domain.name not in QUERY_CAMERA:
+        raise ValueError(f"{domain.name!r} is not a seen domain: only seen domains have a validation split")
+    qcam = QUERY_CAMERA[domain.name]
+    cams: dict[int, set] = defaultdict(set)
+    for it in domain.train:
+        cams[it.pid].add(it.camid)
+    eligible = [p for p, c in cams.items() if len(c) >= 2 and (qcam is None or qcam in c)]
+    # at least 10 persons where the domain can spare them: fewer queries say little
+    n_val = max(min(10, len(eligible) // 2), round(share * len(eligible)))
+    if n_val < 2:
+        raise ValueError(f"{domain.name}: {len(eligible)} training persons in two cameras, too few "
+                         "for a validation split")
+    eligible = sorted(eligible)
+    perm = np.random.default_rng([seed, 2]).permutation(len(eligible))
+    val = {eligible[i] for i in perm[:n_val]}
+    return Domain(domain.name, [it for it in domain.train if it.pid not in val],
+                  [_query_gallery(domain.train, val, seed, query_cam=qcam)],
+                  f"validation split of {domain.name}: {n_val} of its training persons held out",
+                  {**domain.meta, "split": "val"})
+
+
 def load_domain(name: str, peta_root=None, cuhk03_root=None, seed: int = 0,
-                n_trials: int = 10) -> Domain:
-    """A seen domain (its split) or an unseen one (its trials, no training list)."""
+                n_trials: int = 10, split: str = "test") -> Domain:
+    """A seen domain (its split) or an unseen one (its trials, no training list).
+    ``split="val"``: a seen domain's validation protocol (:func:`validation_domain`)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "val":
+        if name not in SEEN_DOMAINS:
+            raise ValueError(f"{name!r} is not a seen domain: only seen domains have a validation split")
+        return validation_domain(load_domain(name, peta_root, cuhk03_root, seed, n_trials), seed)
     need_peta = name != "cuhk03"
     root = peta_root if need_peta else cuhk03_root
     if name not in SEEN_DOMAINS + UNSEEN_DOMAINS:

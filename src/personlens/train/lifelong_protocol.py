@@ -6,7 +6,12 @@ Starting point: the ImageNet EfficientNet-Lite0 (it never saw any of these peopl
 seen or unseen). Its lower stages are frozen and cached; its top (``LifelongReidConfig.stage``
 on) learns. Row 0 of every matrix ("encoder") is the starting encoder's own mean-pooled tokens.
 
-Outputs per run (``out/<order>-s<seed>/<strategy>.json``): the domains, the steps, the matrix
+``split="val"`` runs the validation protocol instead (``data.reid_domains.validation_domain``):
+each seen domain trains without a quarter of its training persons and is scored on them; no
+test person and no unseen domain is used, so settings are chosen there. The feature and
+description caches are the test protocol's (the same images).
+
+Outputs per run (``out/<order>-s<seed>[-val]/<strategy>.json``): the domains, the steps, the matrix
 (mAP / R1 per domain after each step), the training records and the summary
 (``eval.lifelong.summarize``). A killed run re-run goes on from its last finished step.
 """
@@ -19,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.reid_domains import SEEN_DOMAINS, UNSEEN_DOMAINS, domain_order, load_domain
+from ..data.reid_domains import (SEEN_DOMAINS, SPLITS, UNSEEN_DOMAINS, domain_order, load_domain,
+                                 validation_domain)
 from ..eval.lifelong import score_domain, summarize
 from ..models.lifelong import LifelongReid, LifelongReidConfig
 from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint, settings_key
@@ -32,19 +38,26 @@ class Protocol:
     """Domains, cached features and texts shared by every strategy of one seed."""
 
     def __init__(self, peta_root, cuhk03_root, cache_root="cache", seed: int = 0,
-                 stage: int | None = None, trials: int = 10, need_text: bool = True, progress: bool = True):
+                 stage: int | None = None, trials: int = 10, need_text: bool = True, progress: bool = True,
+                 split: str = "test"):
         from ..models.factory import create_image_encoder
         from .lifelong_data import LowerFeatures, TextStates, describe_crops
 
-        self.seed = seed
-        self.domains = {n: load_domain(n, peta_root, cuhk03_root, seed=0, n_trials=trials)
-                        for n in (*SEEN_DOMAINS, *UNSEEN_DOMAINS)}
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self.seed, self.split = seed, split
+        # the test protocol's domains fix the caches' image lists in both splits
+        full = {n: load_domain(n, peta_root, cuhk03_root, seed=0, n_trials=trials)
+                for n in (*SEEN_DOMAINS, *UNSEEN_DOMAINS)}
         self.encoder = create_image_encoder("efficientnet_lite0", pretrained=True).freeze()
         self.stage = LifelongReidConfig.stage if stage is None else int(stage)
-        paths = list(dict.fromkeys(p for d in self.domains.values() for p in d.images()))
+        paths = list(dict.fromkeys(p for d in full.values() for p in d.images()))
         cache_root = Path(cache_root)
         self.features = LowerFeatures(self.encoder, paths, self.stage, cache_root / "features")
-        self.train_paths = [it.path for n in SEEN_DOMAINS for it in self.domains[n].train]
+        self.train_paths = [it.path for n in SEEN_DOMAINS for it in full[n].train]
+        # what is trained and scored: the test protocol, or the validation one (seen domains only)
+        self.domains = full if split == "test" else {n: validation_domain(full[n]) for n in SEEN_DOMAINS}
+        self.unseen = UNSEEN_DOMAINS if split == "test" else ()
         self.text_row = {p: i for i, p in enumerate(self.train_paths)}
         self.texts = None
         if need_text:
@@ -86,17 +99,19 @@ def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig,
     steps = [seen] if strat.joint else [[d] for d in seen]
     if strat.joint:
         cfg = LifelongConfig(**{**cfg.to_dict(), "iterations": cfg.iterations * len(seen)})
-    run_dir = Path(out_dir) / f"{order}-s{cfg.seed}" / name
+    split = protocol.split
+    run_dir = Path(out_dir) / f"{order}-s{cfg.seed}{'' if split == 'test' else '-' + split}" / name
     result_path = run_dir.with_suffix(".json")
     if result_path.exists():
         done = json.loads(result_path.read_text())
-        if done.get("config") != cfg.to_dict() or done.get("stage", 12) != protocol.stage:
+        if (done.get("config") != cfg.to_dict() or done.get("stage", 12) != protocol.stage
+                or done.get("split", "test") != split):
             raise ValueError(f"{result_path} was made with other settings; use another --out")
         return done
     model = protocol.new_model(strat.text_split)
     learner = Learner(model, strat, cfg, protocol.features, protocol.texts, log)
     key = settings_key({"strategy": name, "order": order, "cfg": cfg.to_dict(),
-                        "stage": protocol.stage})
+                        "stage": protocol.stage, **({} if split == "test" else {"split": split})})
     state = load_checkpoint(run_dir, key)
     matrix, train, done = [], [], 0
     if state is not None:
@@ -107,18 +122,19 @@ def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig,
         rec = learner.learn(protocol.step_data(names))
         # the unseen domains after the last step only (and in the encoder row): cheaper
         last = i == len(steps) - 1
-        row = protocol.score(model.embed, None if last else seen)
+        row = protocol.score(model.embed, [*seen, *protocol.unseen] if last else seen)
         matrix.append(row)
         train.append(rec)
         log(f"{name} step {i + 1} ({'+'.join(names)}): mAP " + ", ".join(
             f"{d} {m['mAP']:.1f}" for d, m in row.items()))
         save_checkpoint(run_dir, {"settings_key": key, "step": i + 1, "learner": learner.state(),
                                   "matrix": json.dumps(matrix), "train": json.dumps(train)})
-    domains = [*seen, *UNSEEN_DOMAINS]
-    result = {"strategy": name, "order": order, "seed": cfg.seed, "domains": domains,
+    unseen = list(protocol.unseen)
+    domains = [*seen, *unseen]
+    result = {"strategy": name, "order": order, "seed": cfg.seed, "split": split, "domains": domains,
               "steps": ["+".join(s) for s in steps], "matrix": matrix, "train": train,
               "config": cfg.to_dict(), "stage": protocol.stage, "stores_images": strat.stores_images,
-              "summary": summarize(matrix, seen, list(UNSEEN_DOMAINS))}
+              "summary": summarize(matrix, seen, unseen)}
     if encoder_row is not None:
         result["encoder"] = encoder_row
     result_path.parent.mkdir(parents=True, exist_ok=True)
