@@ -4,7 +4,7 @@
         --cuhk03-root ../shared/data/CUHK03-subset --out runs/lifelong \\
         --json docs/results/lifelong_reid.json [--orders large-to-small small-to-large] \\
         [--seeds 0 1] [--strategies finetune lwf vladr ...] [--iterations 300] [--stage 14]
-        [--split val]
+        [--split val] [--set attr_pull_weight=0 kd_weight=2 ...]
 
 ``--split val`` runs the validation protocol (a quarter of each seen domain's training persons
 held out and scored; no test person, no unseen domain): choose settings there, then run the
@@ -37,6 +37,20 @@ from personlens.train.lifelong_protocol import Protocol, run_strategy
 DEFAULT = ("finetune", "joint", "lwf", "rehearsal_distill", "weight_average", "vladr",
            "vladr_no_xdomain", "vladr_global", "vladr_random_split")
 KEYS = ("seen_avg_mAP", "seen_avg_R1", "unseen_avg_mAP", "unseen_avg_R1", "forgetting_mAP")
+
+
+def config_overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> LifelongConfig fields, each cast to its default's type."""
+    default = LifelongConfig().__dict__
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or k not in default or k in ("iterations", "seed"):
+            raise SystemExit(f"--set {item!r}: give KEY=VALUE with KEY one of "
+                             + ", ".join(f for f in default if f not in ("iterations", "seed"))
+                             + " (--iterations and --seeds have their own options)")
+        out[k] = type(default[k])(v)
+    return out
 
 
 def aggregate(runs: dict) -> dict:
@@ -92,9 +106,12 @@ def main():
                     help="first encoder block that learns (the lower ones are cached)")
     ap.add_argument("--split", default="test", choices=list(SPLITS),
                     help="test: the protocol; val: its validation protocol, for choosing settings")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="training settings other than the defaults (LifelongConfig fields)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    overrides = config_overrides(args.set)
     need_text = any(STRATEGIES[s].uses_text for s in args.strategies)
     runs, encoder_rows, t0 = {}, {}, time.time()
     for seed in args.seeds:
@@ -109,7 +126,7 @@ def main():
             enc_path.write_text(json.dumps(encoder_rows[seed], indent=1))
         for order in args.orders:
             for name in args.strategies:
-                cfg = LifelongConfig(iterations=args.iterations, seed=seed)
+                cfg = LifelongConfig(**{**overrides, "iterations": args.iterations, "seed": seed})
                 runs.setdefault((order, seed), {})[name] = run_strategy(
                     protocol, name, order, cfg, args.out, encoder_rows[seed])
                 print(f"[{time.time() - t0:.0f}s] {order} seed {seed} {name}: "

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from personlens.eval.lifelong import gap_closure, summarize
-from personlens.models.lifelong import (LifelongReid, LifelongReidConfig, PrototypeMemory,
-                                        TextAttributeSplit)
+from personlens.models.lifelong import (ATTRIBUTE_NAMES, LifelongReid, LifelongReidConfig,
+                                        PrototypeMemory, TextAttributeSplit, load_lifelong,
+                                        save_lifelong)
 from personlens.train.lifelong import STRATEGIES, Learner, LifelongConfig, StepData, strategy
-from personlens.train.lifelong_losses import (cross_modal_alignment, logit_distillation,
+from personlens.train.lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
                                               prototype_alignment, relation_distillation)
 
 
@@ -57,7 +58,33 @@ def test_prototype_alignment():
     assert empty.item() == 0.0
 
 
+def test_attribute_pull_moves_a_batch_towards_earlier_attribute_prototypes():
+    protos = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])      # attribute 0 and attribute 2
+    proto_attr = torch.tensor([0, 2])
+    attrs = torch.tensor([[True, False, False], [True, False, False]])
+    at = torch.tensor([[2.0, 0, 0], [1.0, 0, 0]])          # the crops with attribute 0 sit on it
+    assert attribute_pull(at, attrs, protos, proto_attr).item() == pytest.approx(0.0, abs=1e-6)
+    off = torch.tensor([[0.0, 0, 1.0], [0.0, 0, 1.0]], requires_grad=True)
+    loss = attribute_pull(off, attrs, protos, proto_attr)
+    assert loss.item() == pytest.approx(1.0)
+    loss.backward()
+    assert off.grad[:, 0].lt(0).all()                        # the gradient points at the prototype
+    # attributes the memory lacks (1) or the batch lacks (2) do not count; none shared: 0
+    only_new = torch.tensor([[False, True, False]])
+    assert attribute_pull(torch.randn(1, 3), only_new, protos, proto_attr).item() == 0.0
+    assert attribute_pull(torch.randn(2, 3), attrs, torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)).item() == 0.0
+
+
 # ---------------------------------------------------------------- memory and text split
+
+def test_the_attributes_a_description_states():
+    from personlens.train.lifelong_data import stated_attributes
+
+    t = stated_attributes(["a woman in a red coat carrying a backpack", "a man in shorts", ""])
+    on = [{ATTRIBUTE_NAMES[j] for j in np.flatnonzero(row)} for row in t]
+    assert {"personalFemale", "upperBodyRed", "upperBodyJacket", "carryingBackpack"} <= on[0]
+    assert "personalMale" not in on[0] and "lowerBodyShorts" in on[1] and on[2] == set()
+
 
 def test_prototype_memory_ema_and_domains():
     mem = PrototypeMemory(k=2, dim=4, momentum=0.5)
@@ -71,6 +98,30 @@ def test_prototype_memory_ema_and_domains():
     assert mem.old("b").shape == (1, 2, 4)                    # b has no update yet
     with pytest.raises(ValueError, match="already"):
         mem.start("a")
+
+
+def test_attribute_memory_updates_only_the_attributes_a_batch_shows():
+    mem = PrototypeMemory(k=3, dim=2, momentum=0.5)
+    mem.start("a")
+    f = torch.tensor([[1.0, 0], [0, 1.0]])[:, None].expand(-1, 3, -1)
+    mem.update("a", f, torch.tensor([[True, False, False], [True, True, False]]))
+    torch.testing.assert_close(mem.prototypes[0, 0], torch.tensor([0.5, 0.5]))   # both crops
+    torch.testing.assert_close(mem.prototypes[0, 1], torch.tensor([0.0, 1.0]))   # the second
+    assert mem.counts[0].tolist() == [1, 1, 0]                                   # 2: never shown
+    mem.update("a", f, torch.tensor([[False, True, False], [False, False, False]]))
+    torch.testing.assert_close(mem.prototypes[0, 1], torch.tensor([0.5, 0.5]))   # EMA, m = 0.5
+    torch.testing.assert_close(mem.prototypes[0, 0], torch.tensor([0.5, 0.5]))   # untouched
+    mem.start("b")
+    mem.update("b", f, torch.tensor([[False, False, True], [False, False, False]]))
+    rows, which = mem.valid("b")
+    assert which.tolist() == [0, 1] and torch.allclose(rows.norm(dim=-1), torch.ones(2))
+    assert mem.valid()[1].tolist() == [0, 1, 2]
+    # a memory saved before per-attribute counts (one count per domain) still loads
+    old = PrototypeMemory(k=3, dim=2)
+    old.load(["a"], torch.ones(1, 3, 2), torch.tensor([4.0]))
+    assert old.counts.tolist() == [[4, 4, 4]]
+    with pytest.raises(ValueError, match="does not match"):
+        old.load(["a", "b"], torch.ones(1, 3, 2), torch.tensor([4.0]))
 
 
 @pytest.mark.parametrize("split", ["learned", "random"])
@@ -104,9 +155,13 @@ class _Texts:
     def __init__(self, n):
         g = torch.Generator().manual_seed(1)
         self.s = torch.randn(n, 5, 384, generator=g)
+        self.a = torch.rand(n, len(ATTRIBUTE_NAMES), generator=g) < 0.3
 
     def batch(self, rows):
         return self.s[torch.as_tensor(rows)], torch.ones(len(rows), 5, dtype=torch.long)
+
+    def attributes(self, rows):
+        return self.a[torch.as_tensor(rows)]
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +196,8 @@ def test_every_strategy_learns_two_domains(encoder, name):
     assert ("align" in r2["losses"]) == s.text_align
     assert ("xdomain" in r2["losses"]) == (s.xdomain is not None)
     assert ("replay_id" in r2["losses"]) == s.rehearsal
+    assert ("attr_pull" in r2["losses"]) == (s.xdomain == "attributes")
+    assert bool(learner.attribute_memory.counts.any()) == (s.xdomain == "attributes")
     assert (len(learner.buffer_rows) > 0) == s.rehearsal
     assert learner.memory.names == ["a", "b"]
     emb = model.embed(_Features(40).batch(np.arange(3), np.zeros(3, int)))
@@ -159,6 +216,34 @@ def test_learner_state_round_trip(encoder):
     x = _Features(40).batch(np.arange(4), np.zeros(4, int))
     assert torch.allclose(a.model.embed(x), b.model.embed(x))
     assert np.array_equal(a.buffer_rows, b.buffer_rows) and b.memory.names == ["a"]
+
+
+def test_the_attribute_memory_survives_a_checkpoint_and_the_saved_head(encoder, tmp_path):
+    torch.manual_seed(0)
+    cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
+    mk = lambda: Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+                         strategy("vladr_attributes"), cfg, _Features(40), _Texts(40), log=lambda *a: None)
+    a = mk()
+    a.learn(_domain("a", 0))
+    assert a.attribute_memory.counts.sum() > 0
+    b = mk()
+    b.load_state(a.state())
+    torch.testing.assert_close(b.attribute_memory.prototypes, a.attribute_memory.prototypes)
+    assert torch.equal(b.attribute_memory.counts, a.attribute_memory.counts)
+    save_lifelong(tmp_path / "head", a.model, a.splitter, a.memory, a.global_memory,
+                  {"strategy": "vladr_attributes"}, a.attribute_memory)
+    head = load_lifelong(tmp_path / "head", encoder)
+    assert head.attribute_memory.names == ["a"] and head.config["strategy"] == "vladr_attributes"
+    torch.testing.assert_close(head.attribute_memory.prototypes, a.attribute_memory.prototypes)
+    # a head whose strategy kept no attribute prototypes saves none, and loads an empty memory
+    save_lifelong(tmp_path / "plain", a.model, a.splitter, a.memory, a.global_memory, {},
+                  PrototypeMemory(len(ATTRIBUTE_NAMES), 16))
+    assert len(load_lifelong(tmp_path / "plain", encoder).attribute_memory) == 0
+
+
+def test_settings_added_later_enter_a_runs_record_only_when_set():
+    assert "attr_pull_weight" not in LifelongConfig().to_dict()      # records of earlier runs match
+    assert LifelongConfig(attr_pull_weight=0.0).to_dict()["attr_pull_weight"] == 0.0
 
 
 def test_a_domain_twice_or_with_one_person_is_refused(encoder):

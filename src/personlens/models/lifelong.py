@@ -15,7 +15,11 @@ could not forget much), and training stays cheap on a CPU.
   attribute disentanglement. ``split="random"`` instead averages a fixed random partition of
   the tokens (the ablation).
 * ``PrototypeMemory``: one prototype per attribute group per learned domain, an EMA of the
-  part features of that domain's images; kept beside the weights instead of old images.
+  part features of that domain's images; kept beside the weights instead of old images. The
+  same class holds the *attribute* memory (``ATTRIBUTE_NAMES``): per domain, one prototype per
+  PETA attribute in the retrieval embedding's space, the EMA of the embeddings of the crops whose
+  description states that attribute (``update(..., mask=)``); an attribute a domain never
+  showed has no prototype there (``valid``).
 * Identity classifiers, one per learned domain (training only, kept for distillation).
 """
 from __future__ import annotations
@@ -24,17 +28,22 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PART_NAMES", "RETRIEVAL_VIEWS", "LifelongReidConfig", "LifelongReid", "LifelongEmbedder", "TextAttributeSplit",
+from ..data.schema import PETA_SCHEMA
+
+__all__ = ["PART_NAMES", "ATTRIBUTE_NAMES", "RETRIEVAL_VIEWS", "LoadedLifelong", "LifelongReidConfig", "LifelongReid", "LifelongEmbedder", "TextAttributeSplit",
            "PrototypeMemory", "save_lifelong", "load_lifelong", "load_lifelong_embedder"]
 
 # the attribute groups: the whole person, then the body regions and what is carried
 PART_NAMES = ("global", "head", "upper", "lower", "shoes", "carried")
 RETRIEVAL_VIEWS = ("global", "parts", "global+parts")
+# the attribute memory's rows: every PETA attribute a description can state
+ATTRIBUTE_NAMES = tuple(PETA_SCHEMA.names)
 
 
 @dataclass
@@ -190,13 +199,14 @@ class TextAttributeSplit(nn.Module):
 
 
 class PrototypeMemory(nn.Module):
-    """(domains, K, P) prototypes and the domain names; EMA updates of the current domain."""
+    """(domains, K, P) prototypes and the domain names; EMA updates of the current domain.
+    ``counts`` (domains, K): updates each prototype has had (0: none yet, not ``valid``)."""
 
     def __init__(self, k: int, dim: int, momentum: float = 0.9):
         super().__init__()
         self.k, self.dim, self.momentum = k, dim, momentum
         self.register_buffer("prototypes", torch.zeros(0, k, dim))
-        self.register_buffer("counts", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("counts", torch.zeros(0, k, dtype=torch.long))
         self.names: list[str] = []
 
     def __len__(self) -> int:
@@ -207,21 +217,45 @@ class PrototypeMemory(nn.Module):
             raise ValueError(f"domain {name!r} already has prototypes")
         self.names.append(name)
         self.prototypes = torch.cat([self.prototypes, torch.zeros(1, self.k, self.dim)])
-        self.counts = torch.cat([self.counts, torch.zeros(1, dtype=torch.long)])
+        self.counts = torch.cat([self.counts, torch.zeros(1, self.k, dtype=torch.long)])
+
+    def load(self, names, prototypes: torch.Tensor, counts: torch.Tensor) -> None:
+        """Restore a saved memory. Memories saved before session 17 count per domain: (D,)."""
+        counts = counts.long()
+        if counts.ndim == 1:
+            counts = counts[:, None].expand(-1, self.k).clone()
+        if len(names) != len(prototypes) or counts.shape != prototypes.shape[:2]:
+            raise ValueError("the prototype memory does not match its domain list")
+        self.names, self.prototypes, self.counts = list(names), prototypes, counts
 
     @torch.no_grad()
-    def update(self, name: str, feats: torch.Tensor) -> None:
-        """EMA of the batch mean of unit part features (B, K, P) for domain ``name``."""
+    def update(self, name: str, feats: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """EMA of the batch mean of unit features (B, K, P) for domain ``name``. With ``mask``
+        (B, K) bool, prototype k takes the mean over the rows where ``mask[:, k]`` only, and
+        one no row shows is left as it is."""
         i = self.names.index(name)
-        mean = F.normalize(feats.detach(), dim=-1).mean(0)
-        m = self.momentum if self.counts[i] > 0 else 0.0
-        self.prototypes[i] = m * self.prototypes[i] + (1 - m) * mean
-        self.counts[i] += 1
+        unit = F.normalize(feats.detach(), dim=-1)
+        if mask is None:
+            mask = torch.ones(unit.shape[:2], dtype=torch.bool)
+        n = mask.sum(0)                                           # (K,)
+        mean = (unit * mask[..., None]).sum(0) / n.clamp(min=1)[:, None]
+        seen = n > 0
+        m = torch.where(self.counts[i] > 0, self.momentum, 0.0)[:, None]
+        new = m * self.prototypes[i] + (1 - m) * mean
+        self.prototypes[i] = torch.where(seen[:, None], new, self.prototypes[i])
+        self.counts[i] += seen.long()
 
     def old(self, exclude: str | None = None) -> torch.Tensor:
-        """Unit prototypes of every domain but ``exclude``: (D, K, P)."""
-        keep = [i for i, n in enumerate(self.names) if n != exclude and self.counts[i] > 0]
+        """Unit prototypes of every domain but ``exclude`` that has been updated: (D, K, P)."""
+        keep = [i for i, n in enumerate(self.names) if n != exclude and bool(self.counts[i].any())]
         return F.normalize(self.prototypes[keep], dim=-1)
+
+    def valid(self, exclude: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every updated prototype of every domain but ``exclude``: unit rows (M, P) and the
+        index k of each (M,)."""
+        keep = torch.tensor([n != exclude for n in self.names], dtype=torch.bool)
+        ok = (self.counts > 0) & keep[:, None]
+        return F.normalize(self.prototypes[ok], dim=-1), ok.nonzero()[:, 1]
 
 
 class LifelongEmbedder(nn.Module):
@@ -256,7 +290,8 @@ class LifelongEmbedder(nn.Module):
 # --------------------------------------------------------------------------- files
 
 def save_lifelong(out_dir, model: LifelongReid, splitter: TextAttributeSplit,
-                  memory: PrototypeMemory, global_memory: PrototypeMemory, extra: dict) -> Path:
+                  memory: PrototypeMemory, global_memory: PrototypeMemory, extra: dict,
+                  attribute_memory: PrototypeMemory | None = None) -> Path:
     """A lifelong re-ID head: its weights, text splitter and prototype memories in
     ``model.safetensors`` (no image is stored), its config (learned domains, strategy) in
     ``config.json``."""
@@ -264,18 +299,32 @@ def save_lifelong(out_dir, model: LifelongReid, splitter: TextAttributeSplit,
 
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     state.update({f"splitter.{k}": v for k, v in splitter.state_dict().items()})
-    for name, mem in (("memory", memory), ("global_memory", global_memory)):
+    memories = {"memory": memory, "global_memory": global_memory}
+    if attribute_memory is not None and bool(attribute_memory.counts.any()):
+        memories["attribute_memory"] = attribute_memory
+    for name, mem in memories.items():
         state[f"{name}.prototypes"] = mem.prototypes
         state[f"{name}.counts"] = mem.counts.float()
     config = {**model.config.to_dict(), **extra, "kind": "lifelong-reid",
               "memory_names": list(memory.names),
               "classifiers": [[n, c.out_features] for n, c in model.classifiers.items()]}
+    if "attribute_memory" in memories:
+        config["attribute_memory_names"] = list(attribute_memory.names)
     return hub.save_weights(out_dir, state, config, "lifelong-reid")
 
 
-def load_lifelong(model_dir, encoder=None):
-    """(model, splitter, memory, global memory, config dict) of a saved lifelong head.
-    ``encoder``: the ImageNet encoder whose top the model copies (built when None)."""
+class LoadedLifelong(NamedTuple):
+    model: LifelongReid
+    splitter: TextAttributeSplit
+    memory: PrototypeMemory              # attribute groups x part features
+    global_memory: PrototypeMemory       # one global prototype per domain
+    attribute_memory: PrototypeMemory    # PETA attributes x retrieval embedding (may be empty)
+    config: dict
+
+
+def load_lifelong(model_dir, encoder=None) -> LoadedLifelong:
+    """A saved lifelong head with its splitter and memories. ``encoder``: the ImageNet encoder
+    whose top the model copies (built when None)."""
     from . import hub
 
     model_dir = Path(model_dir)
@@ -297,16 +346,18 @@ def load_lifelong(model_dir, encoder=None):
                                   config.text_split)
     splitter.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("splitter.")})
     memories = []
-    for name, k, dim in (("memory", len(config.parts), config.part_dim),
-                         ("global_memory", 1, config.embed_dim)):
+    for name, k, dim, names_key in (("memory", len(config.parts), config.part_dim, "memory_names"),
+                                    ("global_memory", 1, config.embed_dim, "memory_names"),
+                                    ("attribute_memory", len(ATTRIBUTE_NAMES), config.embed_dim,
+                                     "attribute_memory_names")):
         mem = PrototypeMemory(k, dim)
-        mem.names = list(cfg_dict.get("memory_names", []))
-        mem.prototypes = state[f"{name}.prototypes"]
-        mem.counts = state[f"{name}.counts"].long()
-        if len(mem.names) != len(mem.prototypes):
-            raise ValueError(f"{model_dir}: the prototype memory does not match its domain list")
+        if f"{name}.prototypes" in state:
+            try:
+                mem.load(cfg_dict.get(names_key, []), state[f"{name}.prototypes"], state[f"{name}.counts"])
+            except ValueError as e:
+                raise ValueError(f"{model_dir}: {e}") from None
         memories.append(mem)
-    return model.eval(), splitter, memories[0], memories[1], cfg_dict
+    return LoadedLifelong(model.eval(), splitter, *memories, cfg_dict)
 
 
 def load_lifelong_embedder(model_dir) -> LifelongEmbedder:
@@ -316,5 +367,5 @@ def load_lifelong_embedder(model_dir) -> LifelongEmbedder:
 
     cfg = LifelongReidConfig.from_dict(hub.read_config(model_dir))
     encoder = create_image_encoder(cfg.encoder, pretrained=True)
-    model = load_lifelong(model_dir, encoder)[0]
+    model = load_lifelong(model_dir, encoder).model
     return LifelongEmbedder(model, encoder)

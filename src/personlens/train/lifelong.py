@@ -18,6 +18,13 @@ A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of n
 ``vladr_random_split``    ablation: a fixed random split of the description instead of prompts
 ``vladr_lwf``             ``vladr`` + LwF's logit distillation: the attribute losses shape the
                           part features, the distillation holds the global embedding retrieval uses
+``vladr_attributes``      VLADR with its prototype memory in the space retrieval searches
+                          (session 17): one prototype per PETA attribute per domain (the EMA of
+                          the embeddings of the crops whose description states it); a new
+                          domain's crops keep the old model's distribution over the earlier
+                          domains' attribute prototypes (KL), and its crops with attribute a
+                          are pulled to the earlier prototype of a. The attribute prototypes are
+                          shared meaning across cameras; identity classifiers are not
 ========================  ===================================================================
 
 Each step trains for ``iterations`` PK batches (P persons x K images, each image or its
@@ -34,9 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.lifelong import LifelongReid, PrototypeMemory, TextAttributeSplit
-from .lifelong_losses import (cross_modal_alignment, logit_distillation, prototype_alignment,
-                              relation_distillation)
+from ..models.lifelong import ATTRIBUTE_NAMES, LifelongReid, PrototypeMemory, TextAttributeSplit
+from .lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
+                              prototype_alignment, relation_distillation)
 from .par import warmup_cosine
 from .reid import PKSampler, batch_hard_triplet
 
@@ -50,7 +57,9 @@ class Strategy:
     relation: bool = False         # distil the old model's batch similarity structure
     rehearsal: bool = False        # keep 2 images of <= 250 persons per domain and replay them
     text_align: bool = False       # cross-modal attribute alignment
-    xdomain: str | None = None     # cross-domain alignment: "parts" (attribute) or "global"
+    # cross-domain alignment: "parts" (attribute groups x part features), "global" (one
+    # prototype per domain) or "attributes" (PETA attributes x the retrieval embedding)
+    xdomain: str | None = None
     text_split: str = "learned"    # how the description is split: "learned" or "random"
     average: bool = False          # average the weights with the model before the step
     joint: bool = False            # all seen domains in one step (upper bound)
@@ -61,8 +70,8 @@ class Strategy:
         return self.lwf or self.relation or self.xdomain is not None
 
     @property
-    def uses_text(self) -> bool:
-        return self.text_align
+    def uses_text(self) -> bool:   # the attribute memory reads what each crop's text states
+        return self.text_align or self.xdomain == "attributes"
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -76,6 +85,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("vladr_global", text_align=True, xdomain="global"),
     Strategy("vladr_random_split", text_align=True, xdomain="parts", text_split="random"),
     Strategy("vladr_lwf", text_align=True, xdomain="parts", lwf=True),
+    Strategy("vladr_attributes", text_align=True, xdomain="attributes"),
 )}
 
 
@@ -107,9 +117,18 @@ class LifelongConfig:
     rehearsal_batch: int = 32
     average_weight: float = 0.5    # share of the old model in weight averaging
     seed: int = 0
+    attr_pull_weight: float = 0.5  # vladr_attributes: the pull towards earlier attribute prototypes
+
+    # fields added after the first runs appear in a run's record only when set, so that runs
+    # recorded before them still match their settings
+    _LATER = {"attr_pull_weight": 0.5}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for k, default in self._LATER.items():
+            if d[k] == default:
+                del d[k]
+        return d
 
 
 @dataclass
@@ -149,6 +168,7 @@ class Learner:
                                            seed=cfg.seed)
         self.memory = PrototypeMemory(len(c.parts), c.part_dim)
         self.global_memory = PrototypeMemory(1, c.embed_dim)
+        self.attribute_memory = PrototypeMemory(len(ATTRIBUTE_NAMES), c.embed_dim)
         self.buffer_rows = np.zeros(0, np.int64)
         self.buffer_labels = np.zeros(0, np.int64)     # in the concatenated old classifiers
 
@@ -169,6 +189,7 @@ class Learner:
         clf = model.add_domain(data.name, data.num_ids)
         self.memory.start(data.name)
         self.global_memory.start(data.name)
+        self.attribute_memory.start(data.name)
         params = [p for p in (*model.parameters(), *self.splitter.parameters()) if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
         rest = [p for p in params if p.ndim <= 1]
@@ -208,6 +229,9 @@ class Learner:
                 yb = torch.from_numpy(self.buffer_labels[rb])
                 losses["replay_id"] = F.cross_entropy(model.old_logits(out["bn"][n_new:], data.name), yb,
                                                       label_smoothing=cfg.label_smoothing)
+            attrs = None
+            if strat.xdomain == "attributes":
+                attrs = self.texts.attributes(data.text_rows[b])
             if old is not None and strat.needs_old:
                 with torch.no_grad():
                     ref = old(x)
@@ -224,6 +248,13 @@ class Learner:
                     losses["xdomain"] = cfg.xdomain_weight * prototype_alignment(
                         out["emb"][:n_new, None], ref["emb"][:n_new, None],
                         self.global_memory.old(data.name), cfg.proto_tau)
+                if strat.xdomain == "attributes" and len(self.attribute_memory) > 1:
+                    protos, proto_attr = self.attribute_memory.valid(data.name)
+                    losses["xdomain"] = cfg.xdomain_weight * prototype_alignment(
+                        out["emb"][:n_new, None], ref["emb"][:n_new, None], protos[:, None], cfg.proto_tau)
+                    if cfg.attr_pull_weight > 0:
+                        losses["attr_pull"] = cfg.attr_pull_weight * attribute_pull(
+                            out["emb"][:n_new], attrs, protos, proto_attr)
             if strat.text_align:
                 states, mask = self.texts.batch(data.text_rows[b])
                 text = self.splitter(states, mask)
@@ -231,6 +262,9 @@ class Learner:
                     out["parts"][:n_new], text, y, cfg.align_tau)
             self.memory.update(data.name, out["parts"][:n_new])
             self.global_memory.update(data.name, out["emb"][:n_new, None])
+            if attrs is not None:
+                self.attribute_memory.update(data.name, out["emb"][:n_new, None].expand(-1, attrs.shape[1], -1),
+                                             attrs)
             loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -279,6 +313,7 @@ class Learner:
         return {"model": self.model.state_dict(), "splitter": self.splitter.state_dict(),
                 "memory": self.memory.state_dict(), "memory_names": list(self.memory.names),
                 "global_memory": self.global_memory.state_dict(),
+                "attribute_memory": self.attribute_memory.state_dict(),
                 "domains": [[n, c.out_features] for n, c in self.model.classifiers.items()],
                 "buffer_rows": torch.from_numpy(self.buffer_rows),
                 "buffer_labels": torch.from_numpy(self.buffer_labels)}
@@ -288,12 +323,10 @@ class Learner:
             self.model.add_domain(name, int(n))
         self.model.load_state_dict(state["model"])
         self.splitter.load_state_dict(state["splitter"])
-        for mem in (self.memory, self.global_memory):
-            mem.names = list(state["memory_names"])
-        self.memory.prototypes = state["memory"]["prototypes"]
-        self.memory.counts = state["memory"]["counts"]
-        self.global_memory.prototypes = state["global_memory"]["prototypes"]
-        self.global_memory.counts = state["global_memory"]["counts"]
+        for name in ("memory", "global_memory", "attribute_memory"):
+            if name in state:          # checkpoints before session 17 have no attribute memory
+                getattr(self, name).load(state["memory_names"], state[name]["prototypes"],
+                                         state[name]["counts"])
         self.buffer_rows = state["buffer_rows"].numpy()
         self.buffer_labels = state["buffer_labels"].numpy()
         self.model.eval()

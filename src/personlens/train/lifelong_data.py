@@ -7,7 +7,9 @@ descriptions of the training crops as MiniLM token states (for VLADR's text side
   and description models), so domains without attribute labels (CUHK03) get texts too.
   Cached as JSON by the list of paths.
 * ``TextStates``: MiniLM's last hidden states of each distinct description, padded to the
-  longest, with masks; a crop's text is a row index.
+  longest, with masks; a crop's text is a row index. ``attributes`` reads back which PETA
+  attributes each description states (``text.consistency.asserted_attributes``), for the
+  attribute prototype memory.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch
 
 from ..data.cache import key
 
-__all__ = ["LowerFeatures", "describe_crops", "TextStates"]
+__all__ = ["LowerFeatures", "describe_crops", "TextStates", "stated_attributes"]
 
 
 class LowerFeatures:
@@ -91,6 +93,8 @@ class TextStates:
     def __init__(self, texts: list[str], cache_root: Path, text_encoder: str = "minilm",
                  batch_size: int = 128):
         uniq = sorted(set(texts))
+        self.texts = uniq
+        self._attributes: np.ndarray | None = None
         where = {t: i for i, t in enumerate(uniq)}
         self.index = np.array([where[t] for t in texts], dtype=np.int64)
         path = Path(cache_root) / f"text-states-{text_encoder}-{key(uniq, digest_size=6)}.npz"
@@ -118,3 +122,24 @@ class TextStates:
         i = self.index[crop_rows]
         return (torch.from_numpy(self.states[i].astype(np.float32)),
                 torch.from_numpy(self.mask[i].astype(np.int64)))
+
+    def attributes(self, crop_rows: np.ndarray) -> torch.Tensor:
+        """(B, len(ATTRIBUTE_NAMES)) bool: the attributes each crop's description states."""
+        if self._attributes is None:
+            self._attributes = stated_attributes(self.texts)
+        return torch.from_numpy(self._attributes[self.index[crop_rows]])
+
+
+def stated_attributes(texts: list[str]) -> np.ndarray:
+    """(len(texts), len(ATTRIBUTE_NAMES)) bool: the PETA attributes each text says a person
+    has (read back as the description metrics do; what a text rules out stays False)."""
+    from ..models.lifelong import ATTRIBUTE_NAMES
+    from ..text.consistency import asserted_attributes
+
+    col = {a: j for j, a in enumerate(ATTRIBUTE_NAMES)}
+    table = np.zeros((len(texts), len(col)), bool)
+    for i, t in enumerate(texts):
+        for a, yes in asserted_attributes(t).items():
+            if yes and a in col:
+                table[i, col[a]] = True
+    return table

@@ -13,6 +13,10 @@ tiny inputs.
   its distribution over those prototypes must stay what the old model gave, so the attribute
   space the old domains were learned in does not drift, without any old image. With one
   global prototype per domain it is the "global" ablation.
+* ``attribute_pull``: the other half of the cross-domain attribute alignment, in the retrieval
+  embedding's space. The new domain's crops that state attribute a (their descriptions) are,
+  on average, pulled towards the earlier domains' prototype of a: "a man in a red coat" keeps
+  one place in the embedding whichever cameras taught it.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["logit_distillation", "relation_distillation", "cross_modal_alignment",
-           "prototype_alignment"]
+           "prototype_alignment", "attribute_pull"]
 
 
 def logit_distillation(new: torch.Tensor, old: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
@@ -66,3 +70,26 @@ def prototype_alignment(new: torch.Tensor, old: torch.Tensor, prototypes: torch.
     sn = F.normalize(new, dim=-1) @ protos.T / tau                      # (B, K, D*K)
     so = F.normalize(old, dim=-1) @ protos.T / tau
     return _row_kl(sn.flatten(0, 1), so.flatten(0, 1))
+
+
+def attribute_pull(emb: torch.Tensor, attrs: torch.Tensor, prototypes: torch.Tensor,
+                   proto_attr: torch.Tensor) -> torch.Tensor:
+    """``emb`` (B, D) embeddings of the new domain's crops, ``attrs`` (B, A) bool: what each
+    crop's description states; ``prototypes`` (M, D) unit prototypes of earlier domains and
+    ``proto_attr`` (M,) the attribute of each. Mean over the attributes that both the batch
+    and the memory hold of 1 - cos(mean unit embedding of the batch's crops with the
+    attribute, mean of its earlier prototypes); 0 when they share none."""
+    n_attr = attrs.shape[1]
+    if prototypes.numel() == 0:
+        return emb.sum() * 0.0
+    target = torch.zeros(n_attr, prototypes.shape[1], dtype=emb.dtype)
+    target.index_add_(0, proto_attr, prototypes.to(emb.dtype))
+    has_proto = torch.bincount(proto_attr, minlength=n_attr) > 0
+    a = attrs.to(emb.dtype)
+    count = a.sum(0)
+    both = (count > 0) & has_proto
+    if not bool(both.any()):
+        return emb.sum() * 0.0
+    centre = a.T @ F.normalize(emb, dim=-1)                           # (A, D) sums
+    cos = F.cosine_similarity(centre[both], target[both], dim=-1)
+    return (1 - cos).mean()

@@ -63,12 +63,14 @@ def train_lifelong(out_dir, domains: list[tuple[str, str]], from_dir=None, strat
         raise ValueError("give at least one --domain NAME=PATH")
     encoder = create_image_encoder("efficientnet_lite0", pretrained=True).freeze()
     if from_dir is not None:
-        model, splitter, memory, global_memory, old_cfg = load_lifelong(from_dir, encoder)
-        if old_cfg.get("strategy") not in (None, strategy_name):
-            log(f"note: {from_dir} was trained with {old_cfg['strategy']}; going on with {strategy_name}")
+        loaded_head = load_lifelong(from_dir, encoder)
+        model = loaded_head.model
+        old_strategy = loaded_head.config.get("strategy")
+        if old_strategy not in (None, strategy_name):
+            log(f"note: {from_dir} was trained with {old_strategy}; going on with {strategy_name}")
     else:
         model = LifelongReid(encoder, LifelongReidConfig(text_split=strat.text_split))
-        splitter = memory = global_memory = None
+        loaded_head = None
     loaded = _check_domains(domains, list(model.config.domains))
     paths = [it.path for _, items, _ in loaded for it in items]
     features = LowerFeatures(encoder, paths, model.config.stage, Path(cache_root) / "features",
@@ -78,9 +80,10 @@ def train_lifelong(out_dir, domains: list[tuple[str, str]], from_dir=None, strat
         texts = TextStates(describe_crops(paths, Path(cache_root) / "lifelong", progress),
                            Path(cache_root) / "lifelong")
     learner = Learner(model, strat, cfg, features, texts, log)
-    if splitter is not None:
-        learner.splitter.load_state_dict(splitter.state_dict())
-        learner.memory, learner.global_memory = memory, global_memory
+    if loaded_head is not None:
+        learner.splitter.load_state_dict(loaded_head.splitter.state_dict())
+        learner.memory, learner.global_memory = loaded_head.memory, loaded_head.global_memory
+        learner.attribute_memory = loaded_head.attribute_memory
     records, start = [], 0
     for name, items, persons in loaded:
         rows = features.rows([it.path for it in items])
@@ -91,7 +94,7 @@ def train_lifelong(out_dir, domains: list[tuple[str, str]], from_dir=None, strat
         log(f"learned {name}: {data.num_ids} persons, {len(items)} images "
             f"({records[-1]['seconds']:.0f}s)")
     save_lifelong(out_dir, model, learner.splitter, learner.memory, learner.global_memory,
-                  {"strategy": strategy_name, "training": cfg.to_dict()})
+                  {"strategy": strategy_name, "training": cfg.to_dict()}, learner.attribute_memory)
     (out_dir / "training.json").write_text(json.dumps({"from": str(from_dir) if from_dir else None,
                                                        "steps": records}, indent=2))
     return {"out": str(out_dir), "domains": [d["name"] for d in model.config.domains],
@@ -108,7 +111,8 @@ def evaluate_head(head_dir, peta_root=None, cuhk03_root=None, trials: int = 10,
     from .lifelong_data import LowerFeatures
 
     encoder = create_image_encoder("efficientnet_lite0", pretrained=True).freeze()
-    model, _, _, _, cfg = load_lifelong(head_dir, encoder)
+    head = load_lifelong(head_dir, encoder)
+    model, cfg = head.model, head.config
     learned = [d["name"] for d in cfg.get("domains", [])]
     names = [n for n in SEEN_DOMAINS if n in learned] + list(UNSEEN_DOMAINS)
     names = [n for n in names if (cuhk03_root if n == "cuhk03" else peta_root) is not None]
