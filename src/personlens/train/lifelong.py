@@ -250,11 +250,12 @@ class Learner:
                         self.global_memory.old(data.name), cfg.proto_tau)
                 if strat.xdomain == "attributes" and len(self.attribute_memory) > 1:
                     protos, proto_attr = self.attribute_memory.valid(data.name)
+                    # in the BNNeck output's space: what retrieval compares (by cosine)
                     losses["xdomain"] = cfg.xdomain_weight * prototype_alignment(
-                        out["emb"][:n_new, None], ref["emb"][:n_new, None], protos[:, None], cfg.proto_tau)
+                        out["bn"][:n_new, None], ref["bn"][:n_new, None], protos[:, None], cfg.proto_tau)
                     if cfg.attr_pull_weight > 0:
                         losses["attr_pull"] = cfg.attr_pull_weight * attribute_pull(
-                            out["emb"][:n_new], attrs, protos, proto_attr)
+                            out["bn"][:n_new], attrs, protos, proto_attr)
             if strat.text_align:
                 states, mask = self.texts.batch(data.text_rows[b])
                 text = self.splitter(states, mask)
@@ -263,7 +264,7 @@ class Learner:
             self.memory.update(data.name, out["parts"][:n_new])
             self.global_memory.update(data.name, out["emb"][:n_new, None])
             if attrs is not None:
-                self.attribute_memory.update(data.name, out["emb"][:n_new, None].expand(-1, attrs.shape[1], -1),
+                self.attribute_memory.update(data.name, out["bn"][:n_new, None].expand(-1, attrs.shape[1], -1),
                                              attrs)
             loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
