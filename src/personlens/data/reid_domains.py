@@ -27,9 +27,9 @@ sorted eligible identities (``seed`` 0 by default), so the split is the same in 
 The **validation protocol** (``split="val"``, :func:`validation_domain`) is for choosing a
 strategy's settings without touching any test person: a quarter of each seen domain's
 *training* persons that have a cross-camera pair (``VAL_SHARE``; at least 10 where half of
-them is as many) become val
-persons, scored with the domain's own query rule (``QUERY_CAMERA``); the rest train. The test
-persons are left out entirely, and no unseen domain is scored.
+them is as many) become val persons, scored with the domain's own query rule
+(``QUERY_CAMERA``); the rest train. The test persons are left out entirely, and no unseen
+domain is scored.
 
 Unseen domains never train: ``viper``, ``prid``, ``grid`` use the 10-trial protocols of
 :mod:`personlens.data.reid`; ``ilids`` (PETA's i-LIDS, 119 persons, no camera labels) draws
@@ -242,8 +242,9 @@ def ilids_trials(peta_root, n_trials: int = 10, seed: int = 0,
 
 def validation_domain(domain: Domain, seed: int = 0, share: float = VAL_SHARE) -> Domain:
     """The validation protocol of a seen domain: ``share`` of its training persons with images
-    in two cameras (at least 2 persons) are held out and scored like the test persons; the rest
-    train. The domain's test persons do not appear at all."""
+    in two cameras (at least 10 where half of them is as many; fewer than 2 is refused) are
+    held out and scored like the test persons; the rest train. The domain's test persons do
+    not appear at all."""
     if domain.name not in QUERY_CAMERA:
         raise ValueError(f"{domain.name!r} is not a seen domain: only seen domains have a validation split")
     qcam = QUERY_CAMERA[domain.name]
