@@ -230,15 +230,17 @@ class PrototypeMemory(nn.Module):
 
     @torch.no_grad()
     def update(self, name: str, feats: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """EMA of the batch mean of unit features (B, K, P) for domain ``name``. With ``mask``
-        (B, K) bool, prototype k takes the mean over the rows where ``mask[:, k]`` only, and
-        one no row shows is left as it is."""
+        """EMA of the batch mean of unit features (B, K, P), or (B, 1, P) shared by every k,
+        for domain ``name``. With ``mask`` (B, K) bool, prototype k takes the mean over the
+        rows where ``mask[:, k]`` only, and one no row shows is left as it is."""
         i = self.names.index(name)
         unit = F.normalize(feats.detach(), dim=-1)
         if mask is None:
-            mask = torch.ones(unit.shape[:2], dtype=torch.bool)
+            mask = torch.ones(len(unit), self.k, dtype=torch.bool)
         n = mask.sum(0)                                           # (K,)
-        mean = (unit * mask[..., None]).sum(0) / n.clamp(min=1)[:, None]
+        # one feature per row (the attribute memory): a (K, B) x (B, P) product, no B x K x P copy
+        sums = mask.float().T @ unit[:, 0] if unit.shape[1] == 1 else (unit * mask[..., None]).sum(0)
+        mean = sums / n.clamp(min=1)[:, None]
         seen = n > 0
         m = torch.where(self.counts[i] > 0, self.momentum, 0.0)[:, None]
         new = m * self.prototypes[i] + (1 - m) * mean

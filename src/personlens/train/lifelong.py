@@ -264,8 +264,7 @@ class Learner:
             self.memory.update(data.name, out["parts"][:n_new])
             self.global_memory.update(data.name, out["emb"][:n_new, None])
             if attrs is not None:
-                self.attribute_memory.update(data.name, out["bn"][:n_new, None].expand(-1, attrs.shape[1], -1),
-                                             attrs)
+                self.attribute_memory.update(data.name, out["bn"][:n_new, None], attrs)
             loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
