@@ -25,6 +25,10 @@ A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of n
                           domains' attribute prototypes (KL), and its crops with attribute a
                           are pulled to the earlier prototype of a. The attribute prototypes are
                           shared meaning across cameras; identity classifiers are not
+``vladr_attributes_lwf``  ``vladr_attributes`` on LwF's logit distillation (session 18)
+``lwf_average``           LwF during the step, weight averaging after it: the two no-image
+                          baselines that forget least, together (LSTKC's short- and long-term
+                          consolidation in their simplest form); the base VLADR must beat
 ========================  ===================================================================
 
 Each step trains for ``iterations`` PK batches (P persons x K images, each image or its
@@ -86,6 +90,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("vladr_random_split", text_align=True, xdomain="parts", text_split="random"),
     Strategy("vladr_lwf", text_align=True, xdomain="parts", lwf=True),
     Strategy("vladr_attributes", text_align=True, xdomain="attributes"),
+    Strategy("vladr_attributes_lwf", text_align=True, xdomain="attributes", lwf=True),
+    Strategy("lwf_average", lwf=True, average=True),
 )}
 
 
