@@ -244,6 +244,32 @@ def ship(best_kind: str, reports: dict, model, runs: Path, out_dir: Path, tokens
     return save_par(PARModel(model.encoder, head.eval(), config), out_dir)
 
 
+def _pm(m: dict) -> str:
+    return f"{m['mean']:.2f} ± {m['std']:.2f}"
+
+
+def print_tables(out: dict) -> None:
+    """The markdown tables of a finished ablation (its JSON): the summary, the instance
+    metrics at 0.5 and calibrated on test, and the comparisons."""
+    heads = out["heads"]
+    print("| head | seeds | params | test mA (cal.) | test F1 (cal.) | test mA @0.5 | ms/crop b1 | crops/s b32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, s in heads.items():
+        tc, tf = s["test_calibrated"], s["test_fixed"]
+        print(f"| {kind} | {s['seeds']} | {s['parameters']:,} | {_pm(tc['mA'])} | {_pm(tc['f1'])} | "
+              f"{tf['mA']['mean']:.2f} | {s['ms_per_crop_b1']:.1f} | {s['crops_per_s_b32']:.1f} |")
+    instance = ("accuracy", "precision", "recall", "f1")
+    print("\n| head | @0.5: " + " | ".join(instance) + " | calibrated: " + " | ".join(instance) + " |")
+    print("|---|" + "---|" * 2 * len(instance))
+    for kind, s in heads.items():
+        print(f"| {kind} | " + " | ".join(_pm(s[split][k]) for split in ("test_fixed", "test_calibrated")
+                                          for k in instance) + " |")
+    print()
+    for c in out["comparisons"]:
+        print(f"{c['head']} - {c['against']}: {c['difference']:+.2f} ± {c['std']:.2f} test mA over "
+              f"{c['seeds']} seed(s): {'real' if c['real'] else 'not called real'}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", required=True, help="PETA folder")
@@ -266,7 +292,15 @@ def main(argv=None) -> int:
                          "(needs --imagenet or a fold model as --par)")
     ap.add_argument("--fold-table", nargs="+", type=Path, default=None, metavar="FOLD_JSON",
                     help="only tabulate fold ablations (their --json files) into --json")
+    ap.add_argument("--table", type=Path, default=None, metavar="ABLATION_JSON",
+                    help="only print the tables of a finished ablation (its --json), no work")
     args = ap.parse_args(argv)
+    if args.table:
+        try:
+            print_tables(json.loads(args.table.read_text()))
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--table: {e}")
+        return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.fold_table:
         if args.json is None:
@@ -361,16 +395,7 @@ def main(argv=None) -> int:
     args.json.write_text(json.dumps(out, indent=2))
     plot(summary, args.json.with_suffix(".png"),
          f"fold {args.fold}, held-out cameras" if args.fold else "PETA p0")
-    print("| head | seeds | params | test mA (cal.) | test F1 (cal.) | test mA @0.5 | ms/crop b1 | crops/s b32 |")
-    print("|---|---|---|---|---|---|---|---|")
-    for kind, s in summary.items():
-        tc, tf = s["test_calibrated"], s["test_fixed"]
-        print(f"| {kind} | {s['seeds']} | {s['parameters']:,} | {tc['mA']['mean']:.2f} ± {tc['mA']['std']:.2f} | "
-              f"{tc['f1']['mean']:.2f} ± {tc['f1']['std']:.2f} | {tf['mA']['mean']:.2f} | "
-              f"{s['ms_per_crop_b1']:.1f} | {s['crops_per_s_b32']:.1f} |")
-    for c in out["comparisons"]:
-        print(f"{c['head']} - {c['against']}: {c['difference']:+.2f} ± {c['std']:.2f} test mA over "
-              f"{c['seeds']} seed(s): {'real' if c['real'] else 'not called real'}")
+    print_tables(out)
     if args.ship_best:
         family = [k for k in summary if k in MAMBA_FAMILY]
         best = max(family, key=lambda k: summary[k]["val_calibrated"]["mA"]["mean"]

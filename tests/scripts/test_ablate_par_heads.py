@@ -144,3 +144,17 @@ def test_a_difference_is_called_real_only_beyond_two_standard_deviations():
     assert not got[("vim", "transformer")]["real"]                   # -0.37 within 2 x 0.72
     assert not got[("hybrid", "linear")]["real"]                     # +8.5, but one seed of hybrid
     assert got[("hybrid", "linear")]["seeds"] == 1
+
+
+def test_the_table_of_a_finished_ablation_prints_its_instance_metrics(tmp_path, capsys):
+    path = REPO / "docs/results/par_heads_ablation_imagenet.json"
+    hybrid = json.loads(path.read_text())["heads"]["hybrid"]
+    assert script.main(["--root", str(tmp_path), "--table", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("| hybrid |") and line.count("±") == 8)
+    cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+    want = [hybrid[s][k] for s in ("test_fixed", "test_calibrated") for k in ("accuracy", "precision", "recall", "f1")]
+    assert cells == [f"{m['mean']:.2f} ± {m['std']:.2f}" for m in want]
+    with pytest.raises(SystemExit):
+        script.main(["--root", str(tmp_path), "--table", str(tmp_path / "missing.json")])
+    assert "--table" in capsys.readouterr().err
