@@ -320,7 +320,7 @@ def test_train_attributes_unlabelled_crops_need_a_teacher(monkeypatch, tmp_path)
 
     def fake_train(root, out, cfg, folds, attributes, resume, log):
         seen.update(cfg=cfg)
-        unseen.fold_teacher(cfg.teacher, folds[0])   # what the real run checks first
+        unseen.fold_model(cfg.teacher, folds[0])   # what the real run checks first
         return {}
 
     monkeypatch.setattr(unseen, "train_unseen_folds", fake_train)
@@ -336,3 +336,27 @@ def test_train_attributes_unlabelled_crops_need_a_teacher(monkeypatch, tmp_path)
     cfg = seen["cfg"]
     assert (cfg.unlabelled, cfg.teacher, cfg.unlabelled_weight) == \
         (str(tmp_path / "crops"), str(tmp_path / "teacher"), 0.5)
+
+
+def test_train_attributes_init_head_reaches_each_fold_as_its_own_model(monkeypatch, tmp_path):
+    """--init-head (LP-FT) reaches the TrainConfig; with --protocol unseen-cameras a folder
+    without the fold's model is a usage error, not a traceback."""
+    import personlens.train.unseen as unseen
+    from cli_testlib import make_runner
+    from personlens.cli import main
+    from personlens.train.warm_start import WarmStartError
+
+    seen = {}
+
+    def fake_train(root, out, cfg, folds, attributes, resume, log):
+        seen.update(cfg=cfg)
+        unseen.fold_model(cfg.init_head, folds[0], "head to start from", WarmStartError)
+        return {}
+
+    monkeypatch.setattr(unseen, "train_unseen_folds", fake_train)
+    (tmp_path / "probe").mkdir()
+    r = make_runner().invoke(main, ["train", "attributes", "--protocol", "unseen-cameras", "--root",
+                                    str(tmp_path), "--out", str(tmp_path / "o"), "--fold", "cuhk",
+                                    "--init-head", str(tmp_path / "probe")])
+    assert r.exit_code == 2 and "fold cuhk: the head to start from must be the fold's own model" in r.output
+    assert seen["cfg"].init_head == str(tmp_path / "probe")

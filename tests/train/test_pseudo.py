@@ -15,7 +15,7 @@ from personlens.train.losses import imbalance_weights
 from personlens.train.par import train_par
 from personlens.train.pseudo import (PseudoLabelError, check_teacher, load_teacher, soft_target_loss,
                                      teacher_targets, unlabelled_images)
-from personlens.train.unseen import fold_teacher
+from personlens.train.unseen import fold_model
 
 NAMES = ["personalMale", "carryingBackpack", "accessoryHat"]
 
@@ -91,8 +91,8 @@ def test_a_teacher_that_cannot_label_the_students_cache_is_refused(trained):
     with pytest.raises(PseudoLabelError, match="not an attribute model"):
         load_teacher(root / "unlabelled", enc, 14, NAMES)
     with pytest.raises(PseudoLabelError, match="fold grid-mit: the teacher must be the fold's own model"):
-        fold_teacher(root, "grid-mit")
-    assert fold_teacher(root, "teacher") == root / "teacher"
+        fold_model(root, "grid-mit")
+    assert fold_model(root, "teacher") == root / "teacher"
 
 
 def test_a_student_trains_on_labelled_and_unlabelled_crops(trained):

@@ -155,13 +155,17 @@ def _check_head(ctx, param, value):
 @click.option("--select-on", type=click.Choice(["val", "new-persons"]), default="val", show_default=True,
               help="Keep the epoch with the best mA + F1 on the val split, or on its images of people "
                    "the train split lacks (PETA splits images, not people; docs/results.md).")
+@click.option("--init-head", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Start the head from this attribute model's (same head, attributes and encoder), "
+                   "e.g. one trained --frozen: linear probing, then fine-tuning (LP-FT); with "
+                   "--protocol unseen-cameras, an earlier run's --out (each fold its own model).")
 @_protocol_options
 @click.option("--resume", is_flag=True,
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
                      encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
                      augment_views, mixstyle, average_last, unlabelled, teacher, unlabelled_weight,
-                     unlabelled_ratio, person_balance, select_on, protocol, folds, resume):
+                     unlabelled_ratio, person_balance, select_on, init_head, protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to
@@ -175,13 +179,14 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
     from ..train.losses import LOSS_PRESETS
     from ..train.par import TrainConfig, train_par
     from ..train.pseudo import PseudoLabelError
+    from ..train.warm_start import WarmStartError
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if bool(unlabelled) != bool(teacher):
         raise click.UsageError("--unlabelled and --teacher go together: the teacher labels the crops")
     recipe = dict(unlabelled=str(unlabelled or ""), teacher=str(teacher or ""),
                   unlabelled_weight=unlabelled_weight, unlabelled_ratio=unlabelled_ratio,
-                  person_balance=person_balance, select_on=select_on)
+                  person_balance=person_balance, select_on=select_on, init_head=str(init_head or ""))
     attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
     excluded = tuple(s.strip() for s in exclude_subsets.split(",") if s.strip())
     if protocol == "unseen-cameras":
@@ -199,7 +204,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
         try:
             summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
                                            log=click.echo)
-        except PseudoLabelError as e:
+        except (PseudoLabelError, WarmStartError) as e:
             raise click.UsageError(str(e)) from None
         click.echo(json.dumps({f: s["val_calibrated"] for f, s in summaries.items()}, indent=2))
         return
@@ -217,7 +222,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
     try:
         _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
                                resume=resume)
-    except PseudoLabelError as e:
+    except (PseudoLabelError, WarmStartError) as e:
         raise click.UsageError(str(e)) from None
     click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
                           indent=2))

@@ -29,6 +29,7 @@ from .mixstyle import MixStyleHooks, mix_styles
 from .monitor import NEW_PERSONS, build_monitors, monitor_scores, new_persons
 from .pseudo import PseudoLabelError, load_teacher, prepare_unlabelled, soft_target_loss
 from .sampling import epoch_order, person_balanced_probabilities
+from .warm_start import warm_start_head
 
 
 @dataclass
@@ -57,6 +58,7 @@ class TrainConfig:
     unlabelled_weight: float = 1.0  # weight of their loss beside the labelled one
     person_balance: float = 0.0     # draw images with probability ∝ (person's images)^-this (train.sampling)
     select_on: str = "val"   # the epoch kept: best mA + F1 on val, or on val's new people (SELECTION)
+    init_head: str = ""      # an attribute model whose head this run's starts from (LP-FT, train.warm_start)
     seed: int = 0
     cache_root: str = "cache/features"
     dataset: str = "peta"
@@ -96,7 +98,7 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int):
 _SEQUENCE_FIELDS = ("layers", "d_state", "expand", "scan", "tokens")
 _NEWER_FIELDS = {"mixstyle": 0.0, "average_last": 0.0, "unlabelled": "", "teacher": "",
                  "unlabelled_ratio": 0.5, "unlabelled_weight": 1.0, "person_balance": 0.0,
-                 "select_on": "val"}
+                 "select_on": "val", "init_head": ""}
 
 # --select-on: whose mA + F1 picks the epoch. "val" is the whole val split, whose people are
 # mostly trained on (PETA splits images, not people), so it rewards memorising them;
@@ -165,12 +167,12 @@ def _unlabelled(enc, cfg: "TrainConfig", names: list[str], log):
 
 
 def _teacher_key(cfg: "TrainConfig") -> dict:
-    """A retrained teacher at the same path gives other targets: its weights key the run too."""
-    if not cfg.teacher:
-        return {}
+    """A retrained teacher (or starting head) at the same path gives another run: its weights
+    key the run too."""
     from ..models.hub import WEIGHTS_FILE, file_sha256
 
-    return {"teacher_weights": file_sha256(Path(cfg.teacher) / WEIGHTS_FILE)}
+    models = {"teacher_weights": cfg.teacher, "init_head_weights": cfg.init_head}
+    return {k: file_sha256(Path(v) / WEIGHTS_FILE) for k, v in models.items() if v}
 
 
 def _train_batch(feats: np.ndarray, aug: np.ndarray | None, tr_idx: np.ndarray, b: np.ndarray,
@@ -195,6 +197,9 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
     rng = np.random.default_rng(cfg.seed)
     names = train_ds.schema.names
     model = build_model(cfg, names, train_ds.schema)
+    if cfg.init_head:
+        warm_start_head(model, cfg.init_head)
+        log(f"head starts from {cfg.init_head} (LP-FT)")
     enc = model.encoder
     cache = build_cache(enc, all_paths, cfg.stage, cache_dir_for(Path(cfg.cache_root), enc, cfg.stage))
     feats, meta = load_cache(cache)

@@ -13,15 +13,18 @@ from ..models.hub import CONFIG_FILE
 from .checkpoint import CHECKPOINT_FILE
 from .par import TrainConfig, train_par
 from .pseudo import PseudoLabelError
+from .warm_start import WarmStartError
 
 
-def fold_teacher(teacher: str | Path, name: str) -> Path:
-    """The teacher of fold ``name`` (``train.pseudo``): the fold's own model ``<teacher>/<name>``.
-    A model trained on all of PETA saw the held-out cameras' people, so it is refused."""
-    t = Path(teacher) / name
+def fold_model(base: str | Path, name: str, role: str = "teacher",
+               error: type[ValueError] = PseudoLabelError) -> Path:
+    """The model fold ``name`` learns from (a teacher, ``train.pseudo``, or a head to start
+    from, ``train.warm_start``): the fold's own model ``<base>/<name>``. A model trained on all
+    of PETA saw the held-out cameras' people, so it is refused."""
+    t = Path(base) / name
     if not (t / CONFIG_FILE).is_file():
-        raise PseudoLabelError(f"fold {name}: the teacher must be the fold's own model, {t} is not one "
-                         f"(pass the --out folder of an unseen-cameras run)")
+        raise error(f"fold {name}: the {role} must be the fold's own model, {t} is not one "
+                    f"(pass the --out folder of an unseen-cameras run)")
     return t
 
 
@@ -44,7 +47,10 @@ def train_unseen_folds(root: str | Path, out: str | Path, cfg: TrainConfig,
             f"val {len(data['val'])} images")
         fcfg = replace(cfg, exclude_subsets=tuple(f.held_out))
         if cfg.teacher:
-            fcfg = replace(fcfg, teacher=str(fold_teacher(cfg.teacher, name)))
+            fcfg = replace(fcfg, teacher=str(fold_model(cfg.teacher, name)))
+        if cfg.init_head:
+            fcfg = replace(fcfg, init_head=str(fold_model(cfg.init_head, name, "head to start from",
+                                                          WarmStartError)))
         # the held-out cameras' val images are watched every epoch (history only, never chosen on)
         _, summaries[name] = train_par(data["train"], data["val"], everything, fcfg, out_dir=d,
                                        log=log, resume=resume, monitor={"val_unseen": data["val_unseen"]})
