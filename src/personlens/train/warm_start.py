@@ -14,11 +14,27 @@ from pathlib import Path
 
 from ..models.par import PARModel
 
-__all__ = ["WarmStartError", "warm_start_head"]
+__all__ = ["WarmStartError", "check_same_layout", "warm_start_head"]
 
 
 class WarmStartError(ValueError):
     """A model whose head cannot start this run's head (a user's error)."""
+
+
+def check_same_layout(got, want, label: str) -> None:
+    """Refuse the model config ``got`` where its head could not stand for ``want``'s: another
+    encoder or input size, other attributes or order, another head kind. (Widths and depths
+    are checked when the weights are loaded.)"""
+    if got.encoder != want.encoder or got.preprocess != want.preprocess:
+        raise WarmStartError(f"{label}: its head reads {got.encoder} tokens at "
+                             f"{got.preprocess.get('height')}x{got.preprocess.get('width')}, "
+                             f"this run's {want.encoder} at {want.preprocess.get('height')}x"
+                             f"{want.preprocess.get('width')}")
+    if list(got.attributes) != list(want.attributes):
+        raise WarmStartError(f"{label}: it predicts other attributes ({len(got.attributes)} "
+                             f"against this run's {len(want.attributes)}, or in another order)")
+    if got.head.kind != want.head.kind:
+        raise WarmStartError(f"{label}: its head is {got.head.kind}, this run's {want.head.kind}")
 
 
 def warm_start_head(model: PARModel, path: str | Path) -> None:
@@ -34,20 +50,9 @@ def warm_start_head(model: PARModel, path: str | Path) -> None:
         src = load_par(path)
     except (FileNotFoundError, KeyError, ValueError) as e:
         raise WarmStartError(f"--init-head {path}: not an attribute model ({e})") from None
-    want, got = model.config, src.config
-    if got.encoder != want.encoder or got.preprocess != want.preprocess:
-        raise WarmStartError(f"--init-head {path}: its head reads {got.encoder} tokens at "
-                             f"{got.preprocess.get('height')}x{got.preprocess.get('width')}, "
-                             f"this run's {want.encoder} at {want.preprocess.get('height')}x"
-                             f"{want.preprocess.get('width')}")
-    if list(got.attributes) != list(want.attributes):
-        raise WarmStartError(f"--init-head {path}: it predicts other attributes ({len(got.attributes)} "
-                             f"against this run's {len(want.attributes)}, or in another order)")
-    if got.head.kind != want.head.kind:
-        raise WarmStartError(f"--init-head {path}: its head is {got.head.kind}, this run's "
-                             f"{want.head.kind}")
+    check_same_layout(src.config, model.config, f"--init-head {path}")
     try:
         model.head.load_state_dict(src.head.state_dict())
     except RuntimeError:   # same kind, other layers or widths
-        raise WarmStartError(f"--init-head {path}: its {got.head.kind} head has another layout "
+        raise WarmStartError(f"--init-head {path}: its {src.config.head.kind} head has another layout "
                              "(layers or widths) than this run's") from None
