@@ -166,7 +166,7 @@ def _unlabelled(enc, cfg: "TrainConfig", names: list[str], log):
                               PixelAugment(**cfg.augment), cfg.augment_views, cfg.seed, log)
 
 
-def _teacher_key(cfg: "TrainConfig") -> dict:
+def _source_models_key(cfg: "TrainConfig") -> dict:
     """A retrained teacher (or starting head) at the same path gives another run: its weights
     key the run too."""
     from ..models.hub import WEIGHTS_FILE, file_sha256
@@ -259,7 +259,7 @@ def train_par(train_ds: PersonDataset, val_ds: PersonDataset, all_paths: list[Pa
                   and (mon is None or any(m.name == mon for m in monitors))), None)
     alt = {"best": -1.0, "state": None, "probs": None}
     key = settings_key({"config": _key_settings(cfg), "train": [str(p) for p in train_ds.paths],
-                        "val": [str(p) for p in val_ds.paths], **_teacher_key(cfg)})
+                        "val": [str(p) for p in val_ds.paths], **_source_models_key(cfg)})
     start = 0
     ckpt = load_checkpoint(out_dir, key) if resume and out_dir is not None else None
     if ckpt is not None:
