@@ -22,14 +22,15 @@ from personlens.eval.par import predict_dataset
 from personlens.eval.unseen import FOLDS, core_mA, fold, fold_datasets
 from personlens.inference.predict import AttributePredictor
 from personlens.models.io import load_par, save_par, set_thresholds
+from personlens.models.par import PARModel
 from personlens.train.wise_ft import wise_ft
 
 
-def mix_fold(probe_dir: Path, tuned_dir: Path, out_dir: Path, alpha: float, data: dict,
+def mix_fold(probe: PARModel, tuned: PARModel, out_dir: Path, alpha: float, data: dict,
              objective: str) -> dict:
     """Write the alpha-mix of one fold's models to ``out_dir``, fit its thresholds on the
     fold's val split and score the held-out cameras' val images; returns both scores."""
-    save_par(wise_ft(load_par(probe_dir), load_par(tuned_dir), alpha), out_dir)
+    save_par(wise_ft(probe, tuned, alpha), out_dir)
     predictor = AttributePredictor(out_dir, precision="fp32")
     val, unseen = data["val"], data["val_unseen"]
     p_val, p_unseen = predict_dataset(predictor, val), predict_dataset(predictor, unseen)
@@ -81,10 +82,10 @@ def main(argv=None) -> None:
               "chosen_on": "val_unseen (the held-out cameras' val images)", "folds": {}}
     for name in args.fold:
         data = fold_datasets(args.root, fold(name))
+        probe, tuned = load_par(args.probe / name), load_par(args.tuned / name)   # once per fold
         rows = []
         for a in args.alphas:
-            r = mix_fold(args.probe / name, args.tuned / name, args.out / f"a{a:.2f}" / name, a, data,
-                         args.objective)
+            r = mix_fold(probe, tuned, args.out / f"a{a:.2f}" / name, a, data, args.objective)
             print(f"{name} alpha {a:.2f}: held-out val mA {r['val_unseen']['mA']:.2f} "
                   f"F1 {r['val_unseen']['f1']:.2f} | fold val mA {r['val_seen']['mA']:.2f}", flush=True)
             rows.append(r)

@@ -60,9 +60,9 @@ def test_the_ends_of_the_mix_are_the_two_models_and_the_middle_neither(ends):
 
 
 def test_the_script_writes_each_mix_with_thresholds_fitted_on_val(ends, tmp_path):
-    _, va, root, _, _ = ends
+    _, va, _, probe, tuned = ends
     script = load_script("scripts/wise_ft.py")
-    r = script.mix_fold(root / "probe", root / "tuned", tmp_path / "a0.50", 0.5,
+    r = script.mix_fold(probe, tuned, tmp_path / "a0.50", 0.5,
                         {"val": va, "val_unseen": va}, "ma")
     cfg = read_config(tmp_path / "a0.50")
     assert cfg["notes"]["calibration"]["wise_ft_alpha"] == 0.5 and len(cfg["thresholds"]) == 3
