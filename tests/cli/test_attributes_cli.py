@@ -309,6 +309,37 @@ def test_train_attributes_passes_the_generalisation_settings(monkeypatch, tmp_pa
     assert r.exit_code == 2 and "1.5" in r.output
 
 
+def test_eval_unseen_prints_the_fold_spread_only_for_several_folds(monkeypatch, tmp_path):
+    """The printed line and the JSON of `eval attributes --protocol unseen-cameras`: mean ± std
+    over folds; one fold scored says so instead of showing a std of 0."""
+    import personlens.eval.unseen as unseen
+    from cli_testlib import make_runner
+    from personlens.cli import main
+    from personlens.eval.metrics import PARMetrics
+
+    def metrics(ma, f1):
+        return PARMetrics(mA=ma, accuracy=40.0, precision=f1, recall=f1, f1=f1, num_images=9,
+                          per_attribute=())
+
+    folds = {"grid-mit": {"val_unseen": metrics(60.0, 50.0)},
+             "viper-prid-sarc3d": {"val_unseen": metrics(57.84, 55.2)}}
+
+    def fake_evaluate(weights, root, names, precision, log, **kw):
+        return unseen.summarise({n: folds[n] for n in names})
+
+    monkeypatch.setattr(unseen, "evaluate_unseen", fake_evaluate)
+    base = ["eval", "attributes", "--protocol", "unseen-cameras", "--split", "val", "--root",
+            str(tmp_path), "--weights", str(tmp_path), "--no-seen"]
+    r = make_runner().invoke(main, [*base, "--fold", "viper-prid-sarc3d", "--out", str(tmp_path / "one.json")])
+    assert r.exit_code == 0, r.output
+    assert "unseen cameras (val): mA 57.84 (one fold)  F1 55.20 (one fold)" in r.output
+    assert json.loads((tmp_path / "one.json").read_text())["mean"]["val_unseen"]["mA"] == 57.84
+    r = make_runner().invoke(main, [*base, "--fold", "grid-mit", "--fold", "viper-prid-sarc3d",
+                                    "--out", str(tmp_path / "two.json")])
+    assert r.exit_code == 0, r.output
+    assert "unseen cameras (val): mA 58.92 ± 1.53  F1 52.60 ± 3.68" in r.output
+
+
 def test_train_attributes_unlabelled_crops_need_a_teacher(monkeypatch, tmp_path):
     """--unlabelled and --teacher reach the TrainConfig together; one without the other, or a
     fold teacher that is not a fold model, is a usage error."""

@@ -9,7 +9,7 @@ import pytest
 
 from personlens.eval.metrics import AttributeResult, PARMetrics
 from personlens.eval.unseen import (CORE_ATTRIBUTES, FOLDS, VALIDATION_FOLD, core_mA, fold,
-                                    fold_datasets, summarise, write_unseen_report)
+                                    fold_datasets, mean_text, summarise, write_unseen_report)
 
 PETA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "PETA"
 
@@ -56,6 +56,14 @@ def test_summary_has_mean_std_and_the_gap(tmp_path):
     assert s["folds"]["grid-mit"]["held_out"] == ["GRID", "MIT"]
     plot = write_unseen_report(s, tmp_path / "r.json", {"title": "t"})
     assert plot.is_file() and json.loads((tmp_path / "r.json").read_text())["protocol"] == "unseen-cameras"
+    assert mean_text(s, "test_unseen") == "65.00 ± 7.07"
+    assert mean_text(s, "test_seen", "f1", digits=1) == "73.0 ± 4.2"
+
+
+def test_one_fold_is_not_given_a_std_of_zero():
+    s = summarise({"viper-prid-sarc3d": {"val_unseen": _metrics(57.84, 55.27)}})
+    assert mean_text(s, "val_unseen") == "57.84 (one fold)"
+    assert mean_text(s, "val_unseen", "f1") == "55.27 (one fold)"
 
 
 def test_evaluate_unseen_scores_each_fold_model(tmp_path, par_model_dir, monkeypatch):

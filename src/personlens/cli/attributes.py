@@ -313,7 +313,7 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
     from ..eval.par import evaluate_par, write_report
 
     if protocol == "unseen-cameras":
-        from ..eval.unseen import evaluate_unseen, write_unseen_report
+        from ..eval.unseen import evaluate_unseen, mean_text, write_unseen_report
 
         if weights is None:
             raise click.UsageError("--protocol unseen-cameras needs --weights DIR (the fold models)")
@@ -331,9 +331,8 @@ def eval_attributes(dataset, root, partition, split, weights, attr_set, precisio
                                                   "precision": precision,
                                                   "adapt": adapt and {"normalisation": normalisation},
                                                   "title": "PETA p0, cameras never seen"})
-        m, sd = summary["mean"][f"{split}_unseen"], summary["std"][f"{split}_unseen"]
-        click.echo(f"unseen cameras ({split}): mA {m['mA']:.2f} +- {sd['mA']:.2f}  "
-                   f"F1 {m['f1']:.2f} +- {sd['f1']:.2f}")
+        click.echo(f"unseen cameras ({split}): mA {mean_text(summary, f'{split}_unseen')}  "
+                   f"F1 {mean_text(summary, f'{split}_unseen', 'f1')}")
         if "adapt_gain_mA" in summary["mean"]:
             click.echo(f"after adapt: mA {summary['mean'][f'{split}_unseen_adapted']['mA']:.2f} "
                        f"(gain {summary['mean']['adapt_gain_mA']:+.2f}, worst fold "

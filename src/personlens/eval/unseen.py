@@ -112,6 +112,15 @@ def summarise(per_fold: dict[str, dict[str, PARMetrics]]) -> dict:
     return out
 
 
+def mean_text(summary: dict, split: str, metric: str = "mA", digits: int = 2) -> str:
+    """``"65.00 ± 7.07"``: the mean over folds of ``metric`` on ``split`` and its std; with a
+    single fold scored, ``"57.84 (one fold)"``, as a std of one value says nothing."""
+    mean = summary["mean"][split][metric]
+    n = sum(split in f for f in summary["folds"].values())
+    spread = f" ± {summary['std'][split][metric]:.{digits}f}" if n > 1 else " (one fold)"
+    return f"{mean:.{digits}f}{spread}"
+
+
 def _prefix(per_fold: dict) -> str:
     """"val" when the folds were scored on validation images (``--split val``), else "test"."""
     return "val" if any(k.startswith("val_") for res in per_fold.values() for k in res) else "test"
@@ -143,7 +152,7 @@ def write_unseen_report(summary: dict, json_path: str | Path, meta: dict) -> Pat
     ax.set_ylim(50, 100)
     mean = summary["mean"].get(f"{p}_unseen", {}).get("mA")
     ax.set_title(f"{meta.get('title', 'PETA, cameras never seen')}"
-                 + (f": unseen mA {mean:.1f} ± {summary['std'][f'{p}_unseen']['mA']:.1f}" if mean else ""))
+                 + (f": unseen mA {mean_text(summary, f'{p}_unseen', digits=1)}" if mean else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     plot = json_path.with_suffix(".png")
