@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from personlens.eval.lifelong import gap_closure, summarize
-from personlens.models.lifelong import (ATTRIBUTE_NAMES, LifelongReid, LifelongReidConfig,
-                                        PrototypeMemory, TextAttributeSplit, load_lifelong,
-                                        save_lifelong)
+from personlens.models.lifelong import (ATTRIBUTE_NAMES, STYLE_KEYS, LifelongReid,
+                                        LifelongReidConfig, PrototypeMemory, TextAttributeSplit,
+                                        channel_style, load_lifelong, restyle, save_lifelong)
 from personlens.train.lifelong import STRATEGIES, Learner, LifelongConfig, StepData, strategy
 from personlens.train.lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
                                               prototype_alignment, relation_distillation)
@@ -124,6 +124,29 @@ def test_attribute_memory_updates_only_the_attributes_a_batch_shows():
         old.load(["a", "b"], torch.ones(1, 3, 2), torch.tensor([4.0]))
 
 
+def test_restyle_gives_the_style_and_keeps_the_content():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 6) * 2 + 1
+    target = torch.cat([torch.randn(3, 4), torch.rand(3, 4) + 0.5], 1)     # means, stds
+    y = restyle(x, target)
+    torch.testing.assert_close(channel_style(y), target, atol=1e-4, rtol=1e-4)
+    # what the map shows is kept: the same normalised pattern, channel by channel
+    norm = lambda t: (t - t.mean((2, 3), keepdim=True)) / t.std((2, 3), keepdim=True)
+    torch.testing.assert_close(norm(y), norm(x), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(restyle(x, channel_style(x)), x, atol=1e-4, rtol=1e-4)
+
+
+def test_a_raw_memory_keeps_the_statistics_as_they_are():
+    mem = PrototypeMemory(k=2, dim=2, unit=False)
+    mem.start("a")
+    mem.update("a", torch.tensor([[[3.0, 4.0]], [[1.0, 0.0]]]), torch.tensor([[True, True], [True, False]]))
+    table, ok = mem.table()
+    torch.testing.assert_close(table[0], torch.tensor([[2.0, 2.0], [3.0, 4.0]]))   # no unit rows
+    assert ok.tolist() == [[True, True]]
+    mem.start("b")
+    assert mem.table(exclude="b")[0].shape == (1, 2, 2) and mem.table()[1].tolist()[1] == [False, False]
+
+
 @pytest.mark.parametrize("split", ["learned", "random"])
 def test_text_split_uses_real_tokens_only(split):
     torch.manual_seed(0)
@@ -199,6 +222,8 @@ def test_every_strategy_learns_two_domains(encoder, name):
     assert ("attr_pull" in r2["losses"]) == (s.xdomain == "attributes")
     assert bool(learner.attribute_memory.counts.any()) == (s.xdomain == "attributes")
     assert (len(learner.buffer_rows) > 0) == s.rehearsal
+    assert ("style_feat" in r2["losses"]) == (s.style_replay is not None)
+    assert (learner.style_memory is not None) == (s.style_replay is not None)
     assert learner.memory.names == ["a", "b"]
     emb = model.embed(_Features(40).batch(np.arange(3), np.zeros(3, int)))
     assert emb.shape == (3, 16) and torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
@@ -239,6 +264,47 @@ def test_the_attribute_memory_survives_a_checkpoint_and_the_saved_head(encoder, 
     save_lifelong(tmp_path / "plain", a.model, a.splitter, a.memory, a.global_memory, {},
                   PrototypeMemory(len(ATTRIBUTE_NAMES), 16))
     assert len(load_lifelong(tmp_path / "plain", encoder).attribute_memory) == 0
+
+
+@pytest.mark.parametrize("name", ["vladr_styles", "vladr_styles_domain"])
+def test_style_memory_holds_each_domains_exact_statistics(encoder, tmp_path, name):
+    torch.manual_seed(0)
+    cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
+    feats, texts = _Features(40), _Texts(40)
+    mk = lambda: Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+                         strategy(name), cfg, feats, texts, log=lambda *a: None)
+    a = mk()
+    a.learn(_domain("a", 0))
+    table, ok = a.style_memory.table()
+    rows = np.arange(16)
+    both = torch.cat([channel_style(feats.batch(rows, np.zeros(16, int))),
+                      channel_style(feats.batch(rows, np.ones(16, int)))])
+    torch.testing.assert_close(table[0, -1], both.mean(0))            # the domain: all crops, both views
+    assert STYLE_KEYS[-1] == "domain"
+    stated = texts.attributes(rows)
+    if name == "vladr_styles":
+        j = int(stated.sum(0).argmax())                               # an attribute several crops state
+        torch.testing.assert_close(table[0, j], both[torch.cat([stated[:, j], stated[:, j]])].mean(0))
+        assert ok[0, :-1].tolist() == stated.any(0).tolist()          # unstated attributes: no style
+    else:
+        assert not ok[0, :-1].any()
+    # the styles given to a new domain's crops come from the earlier domain's rows
+    styles = a._earlier_styles(_domain("b", 16), np.arange(8), np.random.default_rng(0))
+    new_stated = texts.attributes(16 + np.arange(8))
+    for s, says in zip(styles, new_stated):
+        # an attribute the crop states and the earlier domain showed; else the domain's style
+        usable = [int(j) for j in np.flatnonzero((says & ok[0, :-1]).numpy())] if name == "vladr_styles" else []
+        assert any(torch.equal(s, table[0, j]) for j in usable or [-1])
+    # a checkpoint and a saved head keep the memory
+    b = mk()
+    b.load_state(a.state())
+    torch.testing.assert_close(b.style_memory.prototypes, a.style_memory.prototypes)
+    save_lifelong(tmp_path / "head", a.model, a.splitter, a.memory, a.global_memory, {"strategy": name},
+                  a.attribute_memory, a.style_memory)
+    head = load_lifelong(tmp_path / "head", encoder)
+    assert head.style_memory.names == ["a"] and not head.style_memory.unit
+    torch.testing.assert_close(head.style_memory.prototypes, a.style_memory.prototypes)
+    assert load_lifelong(tmp_path / "head", encoder).config["style_memory_names"] == ["a"]
 
 
 def test_settings_added_later_enter_a_runs_record_only_when_set():

@@ -20,6 +20,13 @@ could not forget much), and training stays cheap on a CPU.
   PETA attribute in the retrieval embedding's space, the EMA of the embeddings of the crops whose
   description states that attribute (``update(..., mask=)``); an attribute a domain never
   showed has no prototype there (``valid``).
+* The *style* memory (``STYLE_KEYS``, session 21): per domain, per PETA attribute and once for
+  the whole domain, the EMA of the channel means and standard deviations of the cached
+  lower-stage maps (``channel_style``), the input of the part that learns. A camera's look
+  (colour cast, contrast, blur) lives largely in these statistics (MixStyle, AdaIN), so a new
+  domain's crop re-styled with an earlier domain's prototype (``restyle``) approximates that
+  domain's inputs without keeping any of its images. ``unit=False``: the rows are raw
+  statistics, not directions.
 * Identity classifiers, one per learned domain (training only, kept for distillation).
 """
 from __future__ import annotations
@@ -36,14 +43,34 @@ from torch import nn
 
 from ..data.schema import PETA_SCHEMA
 
-__all__ = ["PART_NAMES", "ATTRIBUTE_NAMES", "RETRIEVAL_VIEWS", "LoadedLifelong", "LifelongReidConfig", "LifelongReid", "LifelongEmbedder", "TextAttributeSplit",
-           "PrototypeMemory", "save_lifelong", "load_lifelong", "load_lifelong_embedder"]
+__all__ = ["PART_NAMES", "ATTRIBUTE_NAMES", "STYLE_KEYS", "RETRIEVAL_VIEWS", "LoadedLifelong", "LifelongReidConfig", "LifelongReid", "LifelongEmbedder", "TextAttributeSplit",
+           "PrototypeMemory", "channel_style", "restyle", "save_lifelong", "load_lifelong", "load_lifelong_embedder"]
 
 # the attribute groups: the whole person, then the body regions and what is carried
 PART_NAMES = ("global", "head", "upper", "lower", "shoes", "carried")
 RETRIEVAL_VIEWS = ("global", "parts", "global+parts")
 # the attribute memory's rows: every PETA attribute a description can state
 ATTRIBUTE_NAMES = tuple(PETA_SCHEMA.names)
+# the style memory's rows: each attribute, then the whole domain (every crop)
+STYLE_KEYS = (*ATTRIBUTE_NAMES, "domain")
+_STYLE_EPS = 1e-5
+
+
+def channel_style(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) feature maps -> (B, 2C): each channel's mean over the map, then its
+    standard deviation."""
+    mean = x.mean((2, 3))
+    std = (x.var((2, 3), unbiased=False) + _STYLE_EPS).sqrt()
+    return torch.cat([mean, std], 1)
+
+
+def restyle(x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W) with each map's channel statistics replaced by ``style`` (B, 2C)
+    (AdaIN): what the map shows is kept, its look becomes the style's."""
+    c = x.shape[1]
+    own = channel_style(x)
+    norm = (x - own[:, :c, None, None]) / own[:, c:, None, None]
+    return norm * style[:, c:, None, None] + style[:, :c, None, None]
 
 
 @dataclass
@@ -202,9 +229,9 @@ class PrototypeMemory(nn.Module):
     """(domains, K, P) prototypes and the domain names; EMA updates of the current domain.
     ``counts`` (domains, K): updates each prototype has had (0: none yet, not ``valid``)."""
 
-    def __init__(self, k: int, dim: int, momentum: float = 0.9):
+    def __init__(self, k: int, dim: int, momentum: float = 0.9, unit: bool = True):
         super().__init__()
-        self.k, self.dim, self.momentum = k, dim, momentum
+        self.k, self.dim, self.momentum, self.unit = k, dim, momentum, unit
         self.register_buffer("prototypes", torch.zeros(0, k, dim))
         self.register_buffer("counts", torch.zeros(0, k, dtype=torch.long))
         self.names: list[str] = []
@@ -234,7 +261,7 @@ class PrototypeMemory(nn.Module):
         for domain ``name``. With ``mask`` (B, K) bool, prototype k takes the mean over the
         rows where ``mask[:, k]`` only, and one no row shows is left as it is."""
         i = self.names.index(name)
-        unit = F.normalize(feats.detach(), dim=-1)
+        unit = F.normalize(feats.detach(), dim=-1) if self.unit else feats.detach()
         if mask is None:
             mask = torch.ones(len(unit), self.k, dtype=torch.bool)
         n = mask.sum(0)                                           # (K,)
@@ -258,6 +285,12 @@ class PrototypeMemory(nn.Module):
         keep = torch.tensor([n != exclude for n in self.names], dtype=torch.bool)
         ok = (self.counts > 0) & keep[:, None]
         return F.normalize(self.prototypes[ok], dim=-1), ok.nonzero()[:, 1]
+
+    def table(self, exclude: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored rows as they are (D, K, dim) of every domain but ``exclude``, and which
+        of them have been updated (D, K) bool."""
+        keep = [i for i, n in enumerate(self.names) if n != exclude]
+        return self.prototypes[keep], self.counts[keep] > 0
 
 
 class LifelongEmbedder(nn.Module):
@@ -293,7 +326,8 @@ class LifelongEmbedder(nn.Module):
 
 def save_lifelong(out_dir, model: LifelongReid, splitter: TextAttributeSplit,
                   memory: PrototypeMemory, global_memory: PrototypeMemory, extra: dict,
-                  attribute_memory: PrototypeMemory | None = None) -> Path:
+                  attribute_memory: PrototypeMemory | None = None,
+                  style_memory: PrototypeMemory | None = None) -> Path:
     """A lifelong re-ID head: its weights, text splitter and prototype memories in
     ``model.safetensors`` (no image is stored), its config (learned domains, strategy) in
     ``config.json``."""
@@ -304,6 +338,8 @@ def save_lifelong(out_dir, model: LifelongReid, splitter: TextAttributeSplit,
     memories = {"memory": memory, "global_memory": global_memory}
     if attribute_memory is not None and bool(attribute_memory.counts.any()):
         memories["attribute_memory"] = attribute_memory
+    if style_memory is not None and len(style_memory):
+        memories["style_memory"] = style_memory
     for name, mem in memories.items():
         state[f"{name}.prototypes"] = mem.prototypes
         state[f"{name}.counts"] = mem.counts.float()
@@ -312,6 +348,8 @@ def save_lifelong(out_dir, model: LifelongReid, splitter: TextAttributeSplit,
               "classifiers": [[n, c.out_features] for n, c in model.classifiers.items()]}
     if "attribute_memory" in memories:
         config["attribute_memory_names"] = list(attribute_memory.names)
+    if "style_memory" in memories:
+        config["style_memory_names"] = list(style_memory.names)
     return hub.save_weights(out_dir, state, config, "lifelong-reid")
 
 
@@ -322,6 +360,7 @@ class LoadedLifelong(NamedTuple):
     global_memory: PrototypeMemory       # one global prototype per domain
     attribute_memory: PrototypeMemory    # PETA attributes x retrieval embedding (may be empty)
     config: dict
+    style_memory: PrototypeMemory | None = None   # STYLE_KEYS x lower-stage channel statistics
 
 
 def load_lifelong(model_dir, encoder=None) -> LoadedLifelong:
@@ -359,7 +398,15 @@ def load_lifelong(model_dir, encoder=None) -> LoadedLifelong:
             except ValueError as e:
                 raise ValueError(f"{model_dir}: {e}") from None
         memories.append(mem)
-    return LoadedLifelong(model.eval(), splitter, *memories, cfg_dict)
+    style = None
+    if "style_memory.prototypes" in state:
+        protos = state["style_memory.prototypes"]
+        style = PrototypeMemory(protos.shape[1], protos.shape[2], unit=False)
+        try:
+            style.load(cfg_dict.get("style_memory_names", []), protos, state["style_memory.counts"])
+        except ValueError as e:
+            raise ValueError(f"{model_dir}: {e}") from None
+    return LoadedLifelong(model.eval(), splitter, *memories, cfg_dict, style)
 
 
 def load_lifelong_embedder(model_dir) -> LifelongEmbedder:

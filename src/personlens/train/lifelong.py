@@ -29,6 +29,14 @@ A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of n
 ``lwf_average``           LwF during the step, weight averaging after it: the two no-image
                           baselines that forget least, together (LSTKC's short- and long-term
                           consolidation in their simplest form); the base VLADR must beat
+``vladr_styles``          VLADR's attribute memory where it can reach what learns (session 21):
+                          per earlier domain and PETA attribute, the channel statistics of the
+                          learnable top's input (``STYLE_KEYS``); each new crop is also shown
+                          re-styled as an earlier domain's crop with one of its own stated
+                          attributes, and the old model's logits and embedding on it are
+                          distilled. LwF distils on the new camera's look only; this distils
+                          on the earlier cameras' looks, from statistics, not images
+``vladr_styles_domain``   ablation: one style per earlier domain instead of per attribute
 ========================  ===================================================================
 
 Each step trains for ``iterations`` PK batches (P persons x K images, each image or its
@@ -45,7 +53,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.lifelong import ATTRIBUTE_NAMES, LifelongReid, PrototypeMemory, TextAttributeSplit
+from ..models.lifelong import (ATTRIBUTE_NAMES, STYLE_KEYS, LifelongReid, PrototypeMemory,
+                               TextAttributeSplit, channel_style, restyle)
 from .lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
                               prototype_alignment, relation_distillation)
 from .par import warmup_cosine
@@ -66,16 +75,19 @@ class Strategy:
     xdomain: str | None = None
     text_split: str = "learned"    # how the description is split: "learned" or "random"
     average: bool = False          # average the weights with the model before the step
+    # replay the new crops in earlier domains' channel styles: "attributes" (the style of an
+    # attribute the crop states, in that domain) or "domain" (the domain's overall style)
+    style_replay: str | None = None
     joint: bool = False            # all seen domains in one step (upper bound)
     stores_images: bool = False
 
     @property
     def needs_old(self) -> bool:
-        return self.lwf or self.relation or self.xdomain is not None
+        return self.lwf or self.relation or self.xdomain is not None or self.style_replay is not None
 
     @property
-    def uses_text(self) -> bool:   # the attribute memory reads what each crop's text states
-        return self.text_align or self.xdomain == "attributes"
+    def uses_text(self) -> bool:   # the attribute memories read what each crop's text states
+        return self.text_align or self.xdomain == "attributes" or self.style_replay == "attributes"
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -92,6 +104,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("vladr_attributes", text_align=True, xdomain="attributes"),
     Strategy("vladr_attributes_lwf", text_align=True, xdomain="attributes", lwf=True),
     Strategy("lwf_average", lwf=True, average=True),
+    Strategy("vladr_styles", text_align=True, lwf=True, style_replay="attributes"),
+    Strategy("vladr_styles_domain", text_align=True, lwf=True, style_replay="domain"),
 )}
 
 
@@ -124,10 +138,11 @@ class LifelongConfig:
     average_weight: float = 0.5    # share of the old model in weight averaging
     seed: int = 0
     attr_pull_weight: float = 0.5  # vladr_attributes: the pull towards earlier attribute prototypes
+    style_feat_weight: float = 1.0  # vladr_styles: cosine distillation of the re-styled crops' embedding
 
     # fields added after the first runs appear in a run's record only when set, so that runs
     # recorded before them still match their settings
-    _LATER = {"attr_pull_weight": 0.5}
+    _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -175,6 +190,7 @@ class Learner:
         self.memory = PrototypeMemory(len(c.parts), c.part_dim)
         self.global_memory = PrototypeMemory(1, c.embed_dim)
         self.attribute_memory = PrototypeMemory(len(ATTRIBUTE_NAMES), c.embed_dim)
+        self.style_memory = None      # (STYLE_KEYS, 2 x lower-stage channels), made on first use
         self.buffer_rows = np.zeros(0, np.int64)
         self.buffer_labels = np.zeros(0, np.int64)     # in the concatenated old classifiers
 
@@ -226,6 +242,11 @@ class Learner:
                 rb = rng.choice(len(self.buffer_rows), min(cfg.rehearsal_batch, len(self.buffer_rows)),
                                 replace=False)
                 x = torch.cat([x, self.features.batch(self.buffer_rows[rb], rng.integers(0, 2, len(rb)))])
+            n_styled = 0
+            if strat.style_replay and self.style_memory is not None and len(self.style_memory) > 0:
+                styles = self._earlier_styles(data, b, rng)
+                x = torch.cat([x, restyle(x[:n_new], styles)])
+                n_styled = n_new
             out = model(x)
             losses = {
                 "id": F.cross_entropy(clf(out["bn"][:n_new]), y, label_smoothing=cfg.label_smoothing),
@@ -233,7 +254,8 @@ class Learner:
             }
             if replay:
                 yb = torch.from_numpy(self.buffer_labels[rb])
-                losses["replay_id"] = F.cross_entropy(model.old_logits(out["bn"][n_new:], data.name), yb,
+                replayed = out["bn"][n_new:n_new + len(rb)]
+                losses["replay_id"] = F.cross_entropy(model.old_logits(replayed, data.name), yb,
                                                       label_smoothing=cfg.label_smoothing)
             attrs = None
             if strat.xdomain == "attributes":
@@ -245,6 +267,11 @@ class Learner:
                     new_l, old_l = model.old_logits(out["bn"], data.name), old.old_logits(ref["bn"], data.name)
                     if new_l is not None:
                         losses["lwf"] = cfg.kd_weight * logit_distillation(new_l, old_l, cfg.kd_temperature)
+                if n_styled:
+                    # the earlier cameras' looks: the embedding retrieval compares stays the old one
+                    s_new, s_old = out["bn"][-n_styled:], ref["bn"][-n_styled:]
+                    losses["style_feat"] = cfg.style_feat_weight * (
+                        1 - F.cosine_similarity(s_new, s_old, dim=-1)).mean()
                 if strat.relation:
                     losses["relation"] = cfg.relation_weight * relation_distillation(out["emb"], ref["emb"])
                 if strat.xdomain == "parts" and len(self.memory) > 1:
@@ -287,6 +314,8 @@ class Learner:
             self._average_with(old)
         if strat.rehearsal:
             self._store(data, rng)
+        if strat.style_replay:
+            self._store_styles(data)
         return {"domain": data.name, "ids": data.num_ids, "images": int(len(data.rows)),
                 "iterations": cfg.iterations, "seconds": round(time.time() - t0, 1),
                 "losses": {k: v / cfg.iterations for k, v in sums.items()}}
@@ -313,6 +342,39 @@ class Learner:
         self.buffer_rows = np.r_[self.buffer_rows, np.array(rows, np.int64)]
         self.buffer_labels = np.r_[self.buffer_labels, np.array(labels, np.int64)]
 
+    def _store_styles(self, data: StepData, chunk: int = 512) -> None:
+        """The domain's style prototypes: the mean channel statistics of all its crops (both
+        views), per attribute its descriptions state and over all of them. The lower stages do
+        not learn, so these are exact means, not an EMA over batches."""
+        styles = torch.cat([channel_style(self.features.batch(data.rows[i:i + chunk],
+                                                              np.full(len(data.rows[i:i + chunk]), view)))
+                            for view in (0, 1) for i in range(0, len(data.rows), chunk)])
+        if self.style_memory is None:
+            self.style_memory = PrototypeMemory(len(STYLE_KEYS), styles.shape[1], unit=False)
+        mask = torch.ones(len(styles), len(STYLE_KEYS), dtype=torch.bool)
+        if self.strategy.style_replay == "attributes":
+            stated = self.texts.attributes(data.text_rows)
+            mask[:, :len(ATTRIBUTE_NAMES)] = torch.cat([stated, stated])
+        else:
+            mask[:, :len(ATTRIBUTE_NAMES)] = False
+        self.style_memory.start(data.name)
+        self.style_memory.update(data.name, styles[:, None], mask)
+
+    def _earlier_styles(self, data: StepData, b: np.ndarray, rng) -> torch.Tensor:
+        """(B, 2C) one earlier style per crop of the batch: a random earlier domain, and there
+        the style of a random attribute the crop's description states (the domain's overall
+        style where it states none the domain showed, or for ``style_replay="domain"``)."""
+        table, ok = self.style_memory.table(exclude=data.name)          # (D, K, 2C), (D, K)
+        d = torch.from_numpy(rng.integers(0, len(table), len(b)))
+        k = torch.full((len(b),), len(STYLE_KEYS) - 1)
+        if self.strategy.style_replay == "attributes":
+            stated = self.texts.attributes(data.text_rows[b])
+            usable = stated & ok[d, :len(ATTRIBUTE_NAMES)]
+            pick = torch.from_numpy(rng.random(usable.shape)).float() * usable     # random among usable
+            has = usable.any(1)
+            k[has] = pick[has].argmax(1)
+        return table[d, k]
+
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         """Everything needed to go on (tensors, numbers, strings, lists: checkpoint-safe)."""
@@ -320,6 +382,9 @@ class Learner:
                 "memory": self.memory.state_dict(), "memory_names": list(self.memory.names),
                 "global_memory": self.global_memory.state_dict(),
                 "attribute_memory": self.attribute_memory.state_dict(),
+                **({"style_memory": self.style_memory.state_dict(),
+                    "style_memory_names": list(self.style_memory.names)}
+                   if self.style_memory is not None else {}),
                 "domains": [[n, c.out_features] for n, c in self.model.classifiers.items()],
                 "buffer_rows": torch.from_numpy(self.buffer_rows),
                 "buffer_labels": torch.from_numpy(self.buffer_labels)}
@@ -333,6 +398,10 @@ class Learner:
             if name in state:          # checkpoints before session 17 have no attribute memory
                 getattr(self, name).load(state["memory_names"], state[name]["prototypes"],
                                          state[name]["counts"])
+        if "style_memory" in state:
+            protos = state["style_memory"]["prototypes"]
+            self.style_memory = PrototypeMemory(protos.shape[1], protos.shape[2], unit=False)
+            self.style_memory.load(state["style_memory_names"], protos, state["style_memory"]["counts"])
         self.buffer_rows = state["buffer_rows"].numpy()
         self.buffer_labels = state["buffer_labels"].numpy()
         self.model.eval()

@@ -84,6 +84,7 @@ def train_lifelong(out_dir, domains: list[tuple[str, str]], from_dir=None, strat
         learner.splitter.load_state_dict(loaded_head.splitter.state_dict())
         learner.memory, learner.global_memory = loaded_head.memory, loaded_head.global_memory
         learner.attribute_memory = loaded_head.attribute_memory
+        learner.style_memory = loaded_head.style_memory
     records, start = [], 0
     for name, items, persons in loaded:
         rows = features.rows([it.path for it in items])
@@ -94,7 +95,8 @@ def train_lifelong(out_dir, domains: list[tuple[str, str]], from_dir=None, strat
         log(f"learned {name}: {data.num_ids} persons, {len(items)} images "
             f"({records[-1]['seconds']:.0f}s)")
     save_lifelong(out_dir, model, learner.splitter, learner.memory, learner.global_memory,
-                  {"strategy": strategy_name, "training": cfg.to_dict()}, learner.attribute_memory)
+                  {"strategy": strategy_name, "training": cfg.to_dict()}, learner.attribute_memory,
+                  learner.style_memory)
     (out_dir / "training.json").write_text(json.dumps({"from": str(from_dir) if from_dir else None,
                                                        "steps": records}, indent=2))
     return {"out": str(out_dir), "domains": [d["name"] for d in model.config.domains],
