@@ -79,9 +79,14 @@ def aggregate(runs: dict) -> dict:
 def markdown(summary: dict, encoder: dict | None) -> str:
     lines = ["| strategy | stores images | Seen-Avg mAP / R1 | Unseen-Avg mAP / R1 | forgetting | gap closure | runs |",
              "|---|---|---|---|---|---|---|"]
-    f = lambda s, k: f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" if k in s else "-"
+    def f(s, k, digits=1):     # one run has no spread: its std of 0 would read as a measurement
+        if k not in s:
+            return "-"
+        mean = f"{s[k]['mean']:.{digits}f}"
+        return mean if s["runs"] == 1 else f"{mean} ± {s[k]['std']:.{digits}f}"
+
     for name, s in summary.items():
-        gc = f"{s['gap_closure']['mean']:.2f} ± {s['gap_closure']['std']:.2f}" if "gap_closure" in s else "-"
+        gc = f(s, "gap_closure", 2)
         lines.append(f"| {name} | {'yes' if s['stores_images'] else 'no'} | {f(s, 'seen_avg_mAP')} / "
                      f"{f(s, 'seen_avg_R1')} | {f(s, 'unseen_avg_mAP')} / {f(s, 'unseen_avg_R1')} | "
                      f"{f(s, 'forgetting_mAP')} | {gc} | {s['runs']} |")
