@@ -21,7 +21,7 @@ could not forget much), and training stays cheap on a CPU.
   description states that attribute (``update(..., mask=)``); an attribute a domain never
   showed has no prototype there (``valid``).
 * The *style* memory (``STYLE_KEYS``, session 21): per domain, per PETA attribute and once for
-  the whole domain, the EMA of the channel means and standard deviations of the cached
+  the whole domain, the mean of the channel means and standard deviations of the cached
   lower-stage maps (``channel_style``), the input of the part that learns. A camera's look
   (colour cast, contrast, blur) lives largely in these statistics (MixStyle, AdaIN), so a new
   domain's crop re-styled with an earlier domain's prototype (``restyle``) approximates that
@@ -257,9 +257,10 @@ class PrototypeMemory(nn.Module):
 
     @torch.no_grad()
     def update(self, name: str, feats: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """EMA of the batch mean of unit features (B, K, P), or (B, 1, P) shared by every k,
-        for domain ``name``. With ``mask`` (B, K) bool, prototype k takes the mean over the
-        rows where ``mask[:, k]`` only, and one no row shows is left as it is."""
+        """EMA of the batch mean of unit features (B, K, P) (as given with ``unit=False``),
+        or (B, 1, P) shared by every k, for domain ``name``; a prototype's first update sets it.
+        With ``mask`` (B, K) bool, prototype k takes the mean over the rows where ``mask[:, k]``
+        only, and one no row shows is left as it is."""
         i = self.names.index(name)
         unit = F.normalize(feats.detach(), dim=-1) if self.unit else feats.detach()
         if mask is None:
