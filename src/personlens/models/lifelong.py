@@ -246,6 +246,14 @@ class PrototypeMemory(nn.Module):
         self.prototypes = torch.cat([self.prototypes, torch.zeros(1, self.k, self.dim)])
         self.counts = torch.cat([self.counts, torch.zeros(1, self.k, dtype=torch.long)])
 
+    @classmethod
+    def restored(cls, names, prototypes: torch.Tensor, counts: torch.Tensor,
+                 unit: bool = True) -> "PrototypeMemory":
+        """A memory rebuilt from its saved rows, its sizes read from them."""
+        mem = cls(prototypes.shape[1], prototypes.shape[2], unit=unit)
+        mem.load(names, prototypes, counts)
+        return mem
+
     def load(self, names, prototypes: torch.Tensor, counts: torch.Tensor) -> None:
         """Restore a saved memory. Memories saved before session 17 count per domain: (D,)."""
         counts = counts.long()
@@ -401,10 +409,10 @@ def load_lifelong(model_dir, encoder=None) -> LoadedLifelong:
         memories.append(mem)
     style = None
     if "style_memory.prototypes" in state:
-        protos = state["style_memory.prototypes"]
-        style = PrototypeMemory(protos.shape[1], protos.shape[2], unit=False)
         try:
-            style.load(cfg_dict.get("style_memory_names", []), protos, state["style_memory.counts"])
+            style = PrototypeMemory.restored(cfg_dict.get("style_memory_names", []),
+                                             state["style_memory.prototypes"],
+                                             state["style_memory.counts"], unit=False)
         except ValueError as e:
             raise ValueError(f"{model_dir}: {e}") from None
     return LoadedLifelong(model.eval(), splitter, *memories, cfg_dict, style)

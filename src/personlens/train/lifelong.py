@@ -399,9 +399,9 @@ class Learner:
                 getattr(self, name).load(state["memory_names"], state[name]["prototypes"],
                                          state[name]["counts"])
         if "style_memory" in state:
-            protos = state["style_memory"]["prototypes"]
-            self.style_memory = PrototypeMemory(protos.shape[1], protos.shape[2], unit=False)
-            self.style_memory.load(state["style_memory_names"], protos, state["style_memory"]["counts"])
+            saved = state["style_memory"]
+            self.style_memory = PrototypeMemory.restored(state["style_memory_names"], saved["prototypes"],
+                                                         saved["counts"], unit=False)
         self.buffer_rows = state["buffer_rows"].numpy()
         self.buffer_labels = state["buffer_labels"].numpy()
         self.model.eval()
