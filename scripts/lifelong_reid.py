@@ -14,9 +14,13 @@ Domains and splits: ``personlens.data.reid_domains``; strategies: ``personlens.t
 the run itself: ``personlens.train.lifelong_protocol``. Each (order, seed, strategy) run is
 written to ``OUT/<order>-s<seed>/<strategy>.json`` with its weights; a run already there is
 read back and a cut one resumes after its last finished step, so a killed protocol is re-run
-with the same command. The summary (``--json``, a matrix plot beside it) holds, per strategy,
+with the same command. The summary (``--json``) accumulates: a run it already holds, made
+with the same settings, is read back instead of trained (``runs/`` may not outlive a
+session; the committed summary does), and its runs of other orders, seeds and strategies
+are kept, so the protocol can be finished one order and seed at a time. It holds, per strategy,
 Seen-Avg / Unseen-Avg mAP and R1 after the last step, the average forgetting and the gap
-closure (method - finetune) / (joint - finetune), each as mean and std over orders and seeds.
+closure (method - finetune) / (joint - finetune), each as mean and std over orders and seeds
+(a matrix plot beside it).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from personlens.data.reid_domains import ORDERS, SPLITS, UNSEEN_DOMAINS
 from personlens.eval.lifelong import gap_closure, plot_matrix
 from personlens.models.lifelong import LifelongReidConfig
 from personlens.train.lifelong import STRATEGIES, LifelongConfig
-from personlens.train.lifelong_protocol import Protocol, run_strategy
+from personlens.train.lifelong_protocol import Protocol, record_matches, run_config, run_strategy
 
 DEFAULT = ("finetune", "joint", "lwf", "rehearsal_distill", "weight_average", "vladr",
            "vladr_no_xdomain", "vladr_global", "vladr_random_split")
@@ -74,6 +78,21 @@ def aggregate(runs: dict) -> dict:
             if vals:
                 out[name][k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
     return out
+
+
+def kept_runs(prior: dict, runs: dict, overrides: dict, args) -> dict:
+    """The summary's earlier runs that this invocation did not make and that were made with its
+    settings (a record from other settings is dropped: averages mix one setting only)."""
+    kept: dict = {}
+    for by in prior.get("runs", {}).values():
+        for name, rec in by.items():
+            key = (rec.get("order"), rec.get("seed"))
+            if name in runs.get(key, {}) or name not in STRATEGIES or key[0] not in ORDERS:
+                continue
+            cfg = LifelongConfig(**{**overrides, "iterations": args.iterations, "seed": key[1]})
+            if record_matches(rec, run_config(name, key[0], cfg), args.stage, args.split):
+                kept.setdefault(key, {})[name] = rec
+    return kept
 
 
 def markdown(summary: dict, encoder: dict | None) -> str:
@@ -118,6 +137,10 @@ def main():
     torch.set_num_threads(args.threads)
     overrides = config_overrides(args.set)
     need_text = any(STRATEGIES[s].uses_text for s in args.strategies)
+    out = Path(args.json)
+    # the summary accumulates: runs it already holds with these settings are read back, not
+    # re-run, and kept beside this invocation's (orders and seeds can be run session by session)
+    prior = json.loads(out.read_text()) if out.exists() else {}
     runs, encoder_rows, t0 = {}, {}, time.time()
     for seed in args.seeds:
         protocol = Protocol(args.root, args.cuhk03_root, args.cache, seed=seed, stage=args.stage,
@@ -132,22 +155,28 @@ def main():
         for order in args.orders:
             for name in args.strategies:
                 cfg = LifelongConfig(**{**overrides, "iterations": args.iterations, "seed": seed})
+                known = prior.get("runs", {}).get(f"{order}-s{seed}", {}).get(name)
                 runs.setdefault((order, seed), {})[name] = run_strategy(
-                    protocol, name, order, cfg, args.out, encoder_rows[seed])
+                    protocol, name, order, cfg, args.out, encoder_rows[seed], known=known)
                 print(f"[{time.time() - t0:.0f}s] {order} seed {seed} {name}: "
                       + json.dumps({k: round(v, 2) for k, v in runs[(order, seed)][name]["summary"].items()}),
                       flush=True)
-    summary = aggregate(runs)
-    result = {"command": "python scripts/lifelong_reid.py " + " ".join(
-                  f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                  for k, v in vars(args).items()),
+    kept = kept_runs(prior, runs, overrides, args)
+    for key, by in kept.items():
+        runs.setdefault(key, {}).update(by)
+    summary = aggregate(dict(sorted(runs.items())))
+    command = "python scripts/lifelong_reid.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in vars(args).items())
+    commands = [c for c in prior.get("commands", [prior["command"]] if "command" in prior else [])
+                if c != command] if kept else []
+    result = {"commands": [*commands, command],
               "summary": summary, "encoder": encoder_rows.get(args.seeds[0]),
-              "runs": {f"{o}-s{s}": by for (o, s), by in runs.items()},
+              "runs": {f"{o}-s{s}": by for (o, s), by in sorted(runs.items())},
               "seconds": round(time.time() - t0, 1)}
-    out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    first = next(iter(runs.values()))
+    first = runs[min(runs)]
     plot_matrix(first, out.with_suffix(".png"))
     print(markdown(summary, result["encoder"]))
     print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -1,6 +1,9 @@
 """scripts/lifelong_reid.py: settings other than the defaults are given by name and typed, so
-that a validation run can try them; a wrong name is refused before anything trains."""
+that a validation run can try them; a wrong name is refused before anything trains. The
+summary accumulates runs across invocations, keeping only those made with the same settings."""
 from __future__ import annotations
+
+import argparse
 
 import pytest
 from script_testlib import load_script
@@ -28,3 +31,27 @@ def test_the_table_shows_a_spread_only_where_several_runs_were_averaged():
     rows = script.markdown({"vladr_styles": one, "joint": two}, None).splitlines()
     assert rows[2] == "| vladr_styles | no | 35.8 / - | - / - | - | 0.70 | 1 |"
     assert rows[3] == "| joint | yes | 30.0 ± 1.5 / - | - / - | - | - | 2 |"
+
+
+def _record(name, order, seed, **cfg):
+    config = script.run_config(name, order, script.LifelongConfig(seed=seed, **cfg))
+    return {"strategy": name, "order": order, "seed": seed, "config": config.to_dict(), "stage": 14,
+            "summary": {"seen_avg_mAP": 30.0}}
+
+
+def test_earlier_runs_with_the_same_settings_are_kept_and_others_dropped():
+    args = argparse.Namespace(iterations=script.LifelongConfig.iterations, stage=14, split="test")
+    prior = {"runs": {
+        "large-to-small-s0": {"joint": _record("joint", "large-to-small", 0),
+                              "lwf": _record("lwf", "large-to-small", 0),
+                              "vladr_styles": _record("vladr_styles", "large-to-small", 0, kd_weight=7.0),
+                              "gone": {"order": "large-to-small", "seed": 0}},
+        "small-to-large-s1": {"lwf": _record("lwf", "small-to-large", 1)}}}
+    this = {("large-to-small", 0): {"lwf": {"summary": {}}}}          # made now: not replaced
+    kept = script.kept_runs(prior, this, {}, args)
+    assert kept == {("large-to-small", 0): {"joint": prior["runs"]["large-to-small-s0"]["joint"]},
+                    ("small-to-large", 1): {"lwf": prior["runs"]["small-to-large-s1"]["lwf"]}}
+    # run with kd_weight=7 the other way round: only that record is kept
+    kept = script.kept_runs(prior, {}, {"kd_weight": 7.0}, args)
+    assert kept == {("large-to-small", 0): {"vladr_styles": prior["runs"]["large-to-small-s0"]["vladr_styles"]}}
+    assert script.kept_runs(prior, {}, {}, argparse.Namespace(**{**vars(args), "stage": 12})) == {}

@@ -456,6 +456,34 @@ def test_a_finished_run_with_other_settings_is_not_read_back(encoder, tmp_path):
                         tmp_path, log=lambda *a: None)
 
 
+def test_a_run_finished_in_an_earlier_session_is_taken_only_with_the_same_settings(encoder, tmp_path, monkeypatch):
+    """The committed summary carries finished runs across sessions (runs/ does not survive)."""
+    from personlens.train import lifelong_protocol as lp
+
+    proto = _Protocol(encoder)
+    cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1)
+    done = lp.run_strategy(proto, "joint", "small-to-large", cfg, tmp_path / "a", log=lambda *a: None)
+    assert done["config"]["iterations"] == 4 and lp.record_matches(
+        done, lp.run_config("joint", "small-to-large", cfg), 14, "test")
+
+    def no_training(*a):
+        raise AssertionError("a known run was trained again")
+    monkeypatch.setattr(Learner, "learn", no_training)
+    assert lp.run_strategy(proto, "joint", "small-to-large", cfg, tmp_path / "b", known=done) is done
+    assert not (tmp_path / "b").exists()
+    # another seed, order, strategy or split is another run: trained, not taken
+    for other in (LifelongConfig(iterations=1, p=2, k=2, warmup=1, seed=1), LifelongConfig(iterations=2, p=2, k=2, warmup=1)):
+        with pytest.raises(AssertionError, match="trained again"):
+            lp.run_strategy(proto, "joint", "small-to-large", other, tmp_path / "c", known=done)
+    with pytest.raises(AssertionError, match="trained again"):
+        lp.run_strategy(proto, "joint", "large-to-small", cfg, tmp_path / "c", known=done)
+    with pytest.raises(AssertionError, match="trained again"):
+        lp.run_strategy(proto, "finetune", "small-to-large", cfg, tmp_path / "c", known=done)
+    proto.split, proto.unseen = "val", ()
+    with pytest.raises(AssertionError, match="trained again"):
+        lp.run_strategy(proto, "joint", "small-to-large", cfg, tmp_path / "c", known=done)
+
+
 def test_the_attribute_alignment_reaches_the_encoder_top(encoder):
     """VLADR's text alignment must shape the shared encoder top, not only its own part
     queries: with the same seed and batches, the global embedding differs from fine-tuning."""

@@ -105,7 +105,12 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("vladr_attributes_lwf", text_align=True, xdomain="attributes", lwf=True),
     Strategy("lwf_average", lwf=True, average=True),
     Strategy("vladr_styles", text_align=True, lwf=True, style_replay="attributes"),
+    # its ablations, as VLADR's: one style per domain instead of one per attribute; no
+    # cross-domain part at all (LwF + the text alignment); a random instead of a learned split
     Strategy("vladr_styles_domain", text_align=True, lwf=True, style_replay="domain"),
+    Strategy("vladr_styles_no_xdomain", text_align=True, lwf=True),
+    Strategy("vladr_styles_random_split", text_align=True, lwf=True, style_replay="attributes",
+             text_split="random"),
 )}
 
 

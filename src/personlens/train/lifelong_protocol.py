@@ -31,7 +31,7 @@ from ..models.lifelong import LifelongReid, LifelongReidConfig
 from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint, settings_key
 from .lifelong import Learner, LifelongConfig, StepData, strategy
 
-__all__ = ["Protocol", "run_strategy"]
+__all__ = ["Protocol", "record_matches", "run_config", "run_strategy"]
 
 
 class Protocol:
@@ -91,23 +91,41 @@ class Protocol:
         return LifelongReid(self.encoder, cfg)
 
 
+def run_config(name: str, order: str, cfg: LifelongConfig) -> LifelongConfig:
+    """The settings a strategy actually runs with: joint training sees every seen domain in one
+    step, with as many batches as the sequential strategies take over all their steps."""
+    if not strategy(name).joint:
+        return cfg
+    return LifelongConfig(**{**cfg.to_dict(), "iterations": cfg.iterations * len(domain_order(order))})
+
+
+def record_matches(record: dict, cfg: LifelongConfig, stage: int, split: str) -> bool:
+    """Whether a finished run's record was made with these settings (``cfg`` as run_config
+    gives it); records from before a setting existed match while it keeps its default."""
+    return (record.get("config") == cfg.to_dict() and record.get("stage", 12) == stage
+            and record.get("split", "test") == split)
+
+
 def run_strategy(protocol: Protocol, name: str, order: str, cfg: LifelongConfig, out_dir,
-                 encoder_row: dict | None = None, log=print) -> dict:
-    """One strategy over one order; writes and returns the run's JSON record."""
+                 encoder_row: dict | None = None, log=print, known: dict | None = None) -> dict:
+    """One strategy over one order; writes and returns the run's JSON record. ``known``: a
+    record of this run finished elsewhere (a committed summary): taken when its settings match
+    and ``out_dir`` holds no other, so that runs finished in earlier sessions are not re-run."""
     strat = strategy(name)
     seen = list(domain_order(order))
     steps = [seen] if strat.joint else [[d] for d in seen]
-    if strat.joint:
-        cfg = LifelongConfig(**{**cfg.to_dict(), "iterations": cfg.iterations * len(seen)})
+    cfg = run_config(name, order, cfg)
     split = protocol.split
     run_dir = Path(out_dir) / f"{order}-s{cfg.seed}{'' if split == 'test' else '-' + split}" / name
     result_path = run_dir.with_suffix(".json")
     if result_path.exists():
         done = json.loads(result_path.read_text())
-        if (done.get("config") != cfg.to_dict() or done.get("stage", 12) != protocol.stage
-                or done.get("split", "test") != split):
+        if not record_matches(done, cfg, protocol.stage, split):
             raise ValueError(f"{result_path} was made with other settings; use another --out")
         return done
+    if (known is not None and known.get("strategy") == name and known.get("order") == order
+            and record_matches(known, cfg, protocol.stage, split)):
+        return known
     model = protocol.new_model(strat.text_split)
     learner = Learner(model, strat, cfg, protocol.features, protocol.texts, log)
     key = settings_key({"strategy": name, "order": order, "cfg": cfg.to_dict(),
