@@ -91,6 +91,8 @@ def test_validation_split_holds_out_training_persons_and_never_a_test_person(nam
     assert {it.pid for it in val.train} | val_ids == train_ids   # nobody lost
     test_paths = {it.path for it in (*test.trials[0].query, *test.trials[0].gallery)}
     assert not test_paths & {it.path for it in (*val.train, *t.query, *t.gallery)}
+    if name == "cuhk03":                                         # the test protocol's gallery camera
+        assert {g.camid for g in t.gallery} == {g.camid for g in test.trials[0].gallery} == {2}
     for q in t.query:                                            # every query has a true match
         assert any(g.pid == q.pid and g.camid != q.camid for g in t.gallery), q
     assert len(t.query) >= 10
@@ -115,3 +117,8 @@ def test_validation_split_of_a_tiny_domain_is_refused():
     d = validation_domain(Domain("caviar", four, []))
     assert len(d.trials[0].query) == 2 and len({it.pid for it in d.train}) == 2
     assert all(q.camid == 1 for q in d.trials[0].query)           # CAVIAR's query camera
+    cuhk = validation_domain(Domain("cuhk03", four + [ReidItem(Path(f"{p}_1b.jpg"), p, 1) for p in range(4)], []))
+    # two camera-A images per person: the unused one stays out of the gallery (A against B,
+    # as CUHK03's test protocol)
+    assert {q.camid for q in cuhk.trials[0].query} == {1}
+    assert {g.camid for g in cuhk.trials[0].gallery} == {2} and len(cuhk.trials[0].gallery) == 2

@@ -52,7 +52,7 @@ from .reid import (CUHK03Subset, ReidItem, ReidTrial, _identity_rows, grid_trial
                    viper_trials)
 
 __all__ = ["Domain", "TOWNCENTRE_FRAMES", "SEEN_DOMAINS", "UNSEEN_DOMAINS", "ORDERS", "SPLITS",
-           "QUERY_CAMERA", "VAL_SHARE", "load_domain", "validation_domain", "ilids_trials",
+           "QUERY_CAMERA", "GALLERY_CAMERA", "VAL_SHARE", "load_domain", "validation_domain", "ilids_trials",
            "domain_order", "user_domain"]
 
 TOWNCENTRE_FRAMES = 10
@@ -63,6 +63,8 @@ ORDERS = {"large-to-small": SEEN_DOMAINS, "small-to-large": tuple(reversed(SEEN_
 SPLITS = ("test", "val")
 # the camera queries come from in each seen domain (None: any camera with a match elsewhere)
 QUERY_CAMERA = {"cuhk03": 1, "towncentre": 1, "3dpes": None, "caviar": 1}
+# a gallery restricted to one camera, as the domain's test protocol has it (CUHK03: A vs B)
+GALLERY_CAMERA = {"cuhk03": 2}
 VAL_SHARE = 0.25
 
 
@@ -120,9 +122,10 @@ def _split_persons(eligible: list[int], seed: int) -> set[int]:
 
 
 def _query_gallery(items: list[ReidItem], test: set[int], seed: int,
-                   query_cam: int | None = None) -> ReidTrial:
+                   query_cam: int | None = None, gallery_cam: int | None = None) -> ReidTrial:
     """One random query per test person (from ``query_cam`` when given, else any camera that
-    has a match in another camera); the gallery is every other image of the test persons."""
+    has a match in another camera); the gallery is every other image of the test persons (in
+    ``gallery_cam`` only, when given)."""
     rng = np.random.default_rng([seed, 1])
     by_pid: dict[int, list[ReidItem]] = defaultdict(list)
     for it in items:
@@ -137,7 +140,8 @@ def _query_gallery(items: list[ReidItem], test: set[int], seed: int,
         if pool:
             query.append(pool[int(rng.integers(len(pool)))])
     taken = set(query)
-    gallery = [it for pid in sorted(by_pid) for it in by_pid[pid] if it not in taken]
+    gallery = [it for pid in sorted(by_pid) for it in by_pid[pid]
+               if it not in taken and (gallery_cam is None or it.camid == gallery_cam)]
     return ReidTrial(0, query, gallery, [])
 
 
@@ -243,7 +247,8 @@ def ilids_trials(peta_root, n_trials: int = 10, seed: int = 0,
 def validation_domain(domain: Domain, seed: int = 0, share: float = VAL_SHARE) -> Domain:
     """The validation protocol of a seen domain: ``share`` of its training persons with images
     in two cameras (at least 10 where half of them is as many; fewer than 2 is refused) are
-    held out and scored like the test persons; the rest train. The domain's test persons do
+    held out and scored like the test persons (the same query and gallery cameras); the rest
+    train. The domain's test persons do
     not appear at all."""
     if domain.name not in QUERY_CAMERA:
         raise ValueError(f"{domain.name!r} is not a seen domain: only seen domains have a validation split")
@@ -261,7 +266,8 @@ def validation_domain(domain: Domain, seed: int = 0, share: float = VAL_SHARE) -
     perm = np.random.default_rng([seed, 2]).permutation(len(eligible))
     val = {eligible[i] for i in perm[:n_val]}
     return Domain(domain.name, [it for it in domain.train if it.pid not in val],
-                  [_query_gallery(domain.train, val, seed, query_cam=qcam)],
+                  [_query_gallery(domain.train, val, seed, query_cam=qcam,
+                                  gallery_cam=GALLERY_CAMERA.get(domain.name))],
                   f"validation split of {domain.name}: {n_val} of its training persons held out",
                   {**domain.meta, "split": "val"})
 
