@@ -46,6 +46,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from personlens.data import create_dataset
+from personlens.eval.report import mean_std
 from personlens.eval.unseen import FOLDS, VALIDATION_FOLD, fold, fold_datasets
 from personlens.inference.encode import EncoderPass
 from personlens.inference.tokens import token_features
@@ -244,8 +245,8 @@ def ship(best_kind: str, reports: dict, model, runs: Path, out_dir: Path, tokens
     return save_par(PARModel(model.encoder, head.eval(), config), out_dir)
 
 
-def _pm(m: dict) -> str:
-    return f"{m['mean']:.2f} ± {m['std']:.2f}"
+def _pm(m: dict, seeds: int) -> str:
+    return mean_std(m["mean"], m["std"], seeds)
 
 
 def print_tables(out: dict) -> None:
@@ -256,13 +257,13 @@ def print_tables(out: dict) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for kind, s in heads.items():
         tc, tf = s["test_calibrated"], s["test_fixed"]
-        print(f"| {kind} | {s['seeds']} | {s['parameters']:,} | {_pm(tc['mA'])} | {_pm(tc['f1'])} | "
+        print(f"| {kind} | {s['seeds']} | {s['parameters']:,} | {_pm(tc['mA'], s['seeds'])} | {_pm(tc['f1'], s['seeds'])} | "
               f"{tf['mA']['mean']:.2f} | {s['ms_per_crop_b1']:.1f} | {s['crops_per_s_b32']:.1f} |")
     instance = ("accuracy", "precision", "recall", "f1")
     print("\n| head | @0.5: " + " | ".join(instance) + " | calibrated: " + " | ".join(instance) + " |")
     print("|---|" + "---|" * 2 * len(instance))
     for kind, s in heads.items():
-        print(f"| {kind} | " + " | ".join(_pm(s[split][k]) for split in ("test_fixed", "test_calibrated")
+        print(f"| {kind} | " + " | ".join(_pm(s[split][k], s["seeds"]) for split in ("test_fixed", "test_calibrated")
                                           for k in instance) + " |")
     print()
     for c in out["comparisons"]:

@@ -34,6 +34,7 @@ import torch
 
 from personlens.data.reid_domains import ORDERS, SPLITS, UNSEEN_DOMAINS
 from personlens.eval.lifelong import gap_closure, plot_matrix
+from personlens.eval.report import mean_std
 from personlens.models.lifelong import LifelongReidConfig
 from personlens.train.lifelong import STRATEGIES, LifelongConfig
 from personlens.train.lifelong_protocol import Protocol, record_matches, run_config, run_strategy
@@ -98,11 +99,8 @@ def kept_runs(prior: dict, runs: dict, overrides: dict, args) -> dict:
 def markdown(summary: dict, encoder: dict | None) -> str:
     lines = ["| strategy | stores images | Seen-Avg mAP / R1 | Unseen-Avg mAP / R1 | forgetting | gap closure | runs |",
              "|---|---|---|---|---|---|---|"]
-    def f(s, k, digits=1):     # one run has no spread: its std of 0 would read as a measurement
-        if k not in s:
-            return "-"
-        mean = f"{s[k]['mean']:.{digits}f}"
-        return mean if s["runs"] == 1 else f"{mean} ± {s[k]['std']:.{digits}f}"
+    def f(s, k, digits=1):
+        return mean_std(s[k]["mean"], s[k]["std"], s["runs"], digits) if k in s else "-"
 
     for name, s in summary.items():
         gc = f(s, "gap_closure", 2)

@@ -14,6 +14,12 @@ CURVE_RANKS = tuple(range(1, 21))
 EVAL_RANKS = tuple(sorted(set(CURVE_RANKS) | {1, 5, 10}))
 
 
+def mean_std(mean: float, std: float, n: int, digits: int = 2, single: str = "") -> str:
+    """``"65.00 ± 7.07"`` for a mean over ``n`` runs (folds, seeds, orders); for one run,
+    ``"57.84"`` + ``single``: a std of one value is 0 and would read as a measurement."""
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else single)
+
+
 def metrics_entry(m: RetrievalMetrics | list[RetrievalMetrics], **extra) -> dict:
     """Headline metrics + CMC curve; a list (trials) is averaged, with standard deviations."""
     ms = m if isinstance(m, list) else [m]

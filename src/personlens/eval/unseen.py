@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.peta import PETA
 from .metrics import PARMetrics
+from .report import mean_std
 
 HEADLINE = ("mA", "accuracy", "precision", "recall", "f1")
 # What users ask of a new camera first, and what the issue's hidden set of other cameras is
@@ -115,10 +116,9 @@ def summarise(per_fold: dict[str, dict[str, PARMetrics]]) -> dict:
 def mean_text(summary: dict, split: str, metric: str = "mA", digits: int = 2) -> str:
     """``"65.00 ± 7.07"``: the mean over folds of ``metric`` on ``split`` and its std; with a
     single fold scored, ``"57.84 (one fold)"``, as a std of one value says nothing."""
-    mean = summary["mean"][split][metric]
     n = sum(split in f for f in summary["folds"].values())
-    spread = f" ± {summary['std'][split][metric]:.{digits}f}" if n > 1 else " (one fold)"
-    return f"{mean:.{digits}f}{spread}"
+    return mean_std(summary["mean"][split][metric], summary["std"][split][metric], n, digits,
+                    single=" (one fold)")
 
 
 def _prefix(per_fold: dict) -> str:
