@@ -51,6 +51,20 @@ def test_train_then_continue_on_new_cameras(first_head, runner):
     assert json.loads((tmp / "head1" / "config.json").read_text()) == cfg
 
 
+def test_the_default_strategy_keeps_each_new_domains_style_memory(first_head, runner):
+    """vladr_styles (the default) stores the new cameras' styles beside the weights, and a head
+    continued again replays them; a head learned by fine-tuning has none to replay."""
+    tmp = first_head
+    for name, src, out, start in (("shopD", "head1", "head-d", 60), ("shopE", "head-d", "head-e", 70)):
+        d = _domain(tmp / name, persons=(f"{name}1", f"{name}2"), start=start)
+        r = invoke(runner, "train", "reid", "--lifelong", "--from", tmp / src, "--domain", f"{name}={d}",
+                   "--iterations", "2", "--out", tmp / out, "--cache", tmp / "cache", "--no-progress")
+        assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp / "head-e" / "config.json").read_text())
+    assert [d["strategy"] for d in cfg["domains"]] == ["finetune", "vladr_styles", "vladr_styles"]
+    assert cfg["style_memory_names"] == ["shopD", "shopE"]
+
+
 @pytest.mark.parametrize("case,message", [
     ("one_person", "need at least 2"),
     ("one_camera", "no person is seen by two cameras"),
