@@ -11,7 +11,8 @@ from personlens.eval.lifelong import gap_closure, summarize
 from personlens.models.lifelong import (ATTRIBUTE_NAMES, STYLE_KEYS, LifelongReid,
                                         LifelongReidConfig, PrototypeMemory, TextAttributeSplit,
                                         channel_style, load_lifelong, restyle, save_lifelong)
-from personlens.train.lifelong import STRATEGIES, Learner, LifelongConfig, StepData, strategy
+from personlens.train.lifelong import (STRATEGIES, Learner, LifelongConfig, StepData, distill_balance,
+                                       strategy)
 from personlens.train.lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
                                               prototype_alignment, relation_distillation)
 
@@ -310,6 +311,31 @@ def test_style_memory_holds_each_domains_exact_statistics(encoder, tmp_path, nam
 def test_settings_added_later_enter_a_runs_record_only_when_set():
     assert "attr_pull_weight" not in LifelongConfig().to_dict()      # records of earlier runs match
     assert LifelongConfig(attr_pull_weight=0.0).to_dict()["attr_pull_weight"] == 0.0
+
+
+def test_distillation_is_balanced_by_how_many_persons_were_learned_before():
+    assert distill_balance(0, 700, 0.5) == 1.0                       # the first domain: nothing to keep
+    assert distill_balance(743, 100, 0.0) == 1.0                     # off by default
+    assert distill_balance(400, 100, 0.5) == pytest.approx(2.0)      # LUCIR's sqrt(old / new)
+    assert distill_balance(100, 400, 0.5) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", ["vladr_styles", "rehearsal_distill"])
+def test_the_balance_scales_every_distillation_of_the_old_model(encoder, name):
+    got = {}
+    for power in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+        cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, rehearsal_ids=2, rehearsal_batch=2,
+                             kd_balance_power=power)
+        learner = Learner(model, strategy(name), cfg, _Features(40), _Texts(40), log=lambda *a: None)
+        learner.learn(_domain("a", 0, ids=4))
+        got[power] = learner.learn(_domain("b", 16, ids=2))["losses"]    # 4 persons before, 2 new
+    scaled = {"lwf", "style_feat", "relation"} & set(got[0.0])
+    assert scaled == ({"lwf", "style_feat"} if name == "vladr_styles" else {"lwf", "relation"})
+    for k in scaled:                                     # one batch, before any update: exactly x2
+        assert got[1.0][k] == pytest.approx(2 * got[0.0][k], rel=1e-4), k
+    assert got[1.0]["id"] == pytest.approx(got[0.0]["id"], rel=1e-5)
 
 
 def test_a_domain_twice_or_with_one_person_is_refused(encoder):

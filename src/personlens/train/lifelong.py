@@ -60,7 +60,7 @@ from .lifelong_losses import (attribute_pull, cross_modal_alignment, logit_disti
 from .par import warmup_cosine
 from .reid import PKSampler, batch_hard_triplet
 
-__all__ = ["Strategy", "STRATEGIES", "LifelongConfig", "StepData", "Learner", "strategy"]
+__all__ = ["Strategy", "STRATEGIES", "LifelongConfig", "StepData", "Learner", "distill_balance", "strategy"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,14 @@ def strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
+def distill_balance(learned: int, new: int, power: float) -> float:
+    """The weight of the old model's distillation on a step: (persons learned in earlier
+    domains / the new domain's persons) ** ``power``; 1 on the first step or at power 0."""
+    if power == 0 or learned == 0:
+        return 1.0
+    return float((learned / new) ** power)
+
+
 @dataclass
 class LifelongConfig:
     iterations: int = 300
@@ -144,10 +152,14 @@ class LifelongConfig:
     seed: int = 0
     attr_pull_weight: float = 0.5  # vladr_attributes: the pull towards earlier attribute prototypes
     style_feat_weight: float = 1.0  # vladr_styles: cosine distillation of the re-styled crops' embedding
+    # distillation scaled by (persons learned before / new persons) ** this (LUCIR's adaptive
+    # weight at 0.5): keep harder when the new domain is small beside what was learned, learn
+    # more freely from a large one
+    kd_balance_power: float = 0.0
 
     # fields added after the first runs appear in a run's record only when set, so that runs
     # recorded before them still match their settings
-    _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0}
+    _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -213,6 +225,8 @@ class Learner:
                 p.requires_grad_(False)
         for clf in model.classifiers.values():        # earlier domains' classifiers stay fixed
             clf.requires_grad_(False)
+        learned = sum(c.out_features for c in model.classifiers.values())
+        keep = distill_balance(learned, data.num_ids, cfg.kd_balance_power)
         clf = model.add_domain(data.name, data.num_ids)
         self.memory.start(data.name)
         self.global_memory.start(data.name)
@@ -271,14 +285,14 @@ class Learner:
                 if strat.lwf:
                     new_l, old_l = model.old_logits(out["bn"], data.name), old.old_logits(ref["bn"], data.name)
                     if new_l is not None:
-                        losses["lwf"] = cfg.kd_weight * logit_distillation(new_l, old_l, cfg.kd_temperature)
+                        losses["lwf"] = keep * cfg.kd_weight * logit_distillation(new_l, old_l, cfg.kd_temperature)
                 if n_styled:
                     # the earlier cameras' looks: the embedding retrieval compares stays the old one
                     s_new, s_old = out["bn"][-n_styled:], ref["bn"][-n_styled:]
-                    losses["style_feat"] = cfg.style_feat_weight * (
+                    losses["style_feat"] = keep * cfg.style_feat_weight * (
                         1 - F.cosine_similarity(s_new, s_old, dim=-1)).mean()
                 if strat.relation:
-                    losses["relation"] = cfg.relation_weight * relation_distillation(out["emb"], ref["emb"])
+                    losses["relation"] = keep * cfg.relation_weight * relation_distillation(out["emb"], ref["emb"])
                 if strat.xdomain == "parts" and len(self.memory) > 1:
                     losses["xdomain"] = cfg.xdomain_weight * prototype_alignment(
                         out["parts"][:n_new], ref["parts"][:n_new], self.memory.old(data.name), cfg.proto_tau)
