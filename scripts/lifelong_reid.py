@@ -96,6 +96,16 @@ def kept_runs(prior: dict, runs: dict, overrides: dict, args) -> dict:
     return kept
 
 
+def merged_commands(prior: dict, runs: dict, command: str) -> list[str]:
+    """The commands behind the summary: the earlier ones while a run they made is still in it
+    (read back or kept), then this one."""
+    earlier = prior.get("runs", {})
+    from_prior = any(r is earlier.get(f"{o}-s{s}", {}).get(n) for (o, s), by in runs.items()
+                     for n, r in by.items())
+    old = prior.get("commands", [prior["command"]] if "command" in prior else [])
+    return [*(c for c in old if c != command and from_prior), command]
+
+
 def markdown(summary: dict, encoder: dict | None) -> str:
     lines = ["| strategy | stores images | Seen-Avg mAP / R1 | Unseen-Avg mAP / R1 | forgetting | gap closure | runs |",
              "|---|---|---|---|---|---|---|"]
@@ -166,9 +176,7 @@ def main():
     command = "python scripts/lifelong_reid.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items())
-    commands = [c for c in prior.get("commands", [prior["command"]] if "command" in prior else [])
-                if c != command] if kept else []
-    result = {"commands": [*commands, command],
+    result = {"commands": merged_commands(prior, runs, command),
               "summary": summary, "encoder": encoder_rows.get(args.seeds[0]),
               "runs": {f"{o}-s{s}": by for (o, s), by in sorted(runs.items())},
               "seconds": round(time.time() - t0, 1)}

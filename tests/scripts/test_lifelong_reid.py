@@ -55,3 +55,12 @@ def test_earlier_runs_with_the_same_settings_are_kept_and_others_dropped():
     kept = script.kept_runs(prior, {}, {"kd_weight": 7.0}, args)
     assert kept == {("large-to-small", 0): {"vladr_styles": prior["runs"]["large-to-small-s0"]["vladr_styles"]}}
     assert script.kept_runs(prior, {}, {}, argparse.Namespace(**{**vars(args), "stage": 12})) == {}
+
+
+def test_the_commands_behind_the_summary_stay_while_their_runs_do():
+    rec = _record("lwf", "large-to-small", 0)
+    prior = {"commands": ["run A"], "runs": {"large-to-small-s0": {"lwf": rec}}}
+    assert script.merged_commands(prior, {("large-to-small", 0): {"lwf": rec}}, "run B") == ["run A", "run B"]
+    assert script.merged_commands(prior, {("large-to-small", 0): {"lwf": dict(rec)}}, "run B") == ["run B"]
+    assert script.merged_commands(prior, {("large-to-small", 0): {"lwf": rec}}, "run A") == ["run A"]
+    assert script.merged_commands({"command": "old"}, {}, "new") == ["new"]

@@ -119,8 +119,8 @@ def train_search_cmd(root, par, out, partition, epochs, captions_per_image, hidd
               help="--lifelong: a new domain's labelled crops, a folder per person (cameras in "
                    "sub-folders or c<N> in file names) or a CSV path,person,camera; repeat, in order.")
 @click.option("--strategy", default="vladr_styles", show_default=True,
-              help="--lifelong: vladr_styles (VLADR with an attribute style memory: the best that "
-                   "stores no image, docs/results.md), finetune, lwf, lwf_average, weight_average, "
+              help="--lifelong: vladr_styles (VLADR with an attribute style memory, chosen on "
+                   "validation; docs/results.md), finetune, lwf, lwf_average, weight_average, "
                    "vladr or an ablation.")
 @click.option("--iterations", default=None, type=click.IntRange(min=1),
               help="--lifelong: PK batches per domain (default: the protocol's, 300).")
