@@ -11,8 +11,8 @@ from personlens.eval.lifelong import gap_closure, summarize
 from personlens.models.lifelong import (ATTRIBUTE_NAMES, STYLE_KEYS, LifelongReid,
                                         LifelongReidConfig, PrototypeMemory, TextAttributeSplit,
                                         channel_style, load_lifelong, restyle, save_lifelong)
-from personlens.train.lifelong import (STRATEGIES, Learner, LifelongConfig, StepData, distill_balance,
-                                       strategy)
+from personlens.train.lifelong import (STRATEGIES, STYLE_DISTILL, Learner, LifelongConfig, StepData,
+                                       distill_balance, strategy)
 from personlens.train.lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
                                               prototype_alignment, relation_distillation)
 
@@ -311,6 +311,20 @@ def test_style_memory_holds_each_domains_exact_statistics(encoder, tmp_path, nam
 def test_settings_added_later_enter_a_runs_record_only_when_set():
     assert "attr_pull_weight" not in LifelongConfig().to_dict()      # records of earlier runs match
     assert LifelongConfig(attr_pull_weight=0.0).to_dict()["attr_pull_weight"] == 0.0
+
+
+def test_the_relation_style_distillation_lets_the_embedding_turn_as_a_whole():
+    torch.manual_seed(0)
+    old = torch.randn(8, 16)
+    turned = old @ torch.linalg.qr(torch.randn(16, 16))[0]        # same similarities, new places
+    assert STYLE_DISTILL["relation"](turned, old).item() == pytest.approx(0.0, abs=1e-6)
+    assert STYLE_DISTILL["cosine"](turned, old).item() > 0.5
+    shuffled = old[torch.randperm(8)]                               # the structure itself changed
+    assert STYLE_DISTILL["relation"](shuffled, old).item() > 0.1
+    with pytest.raises(ValueError, match="unknown style_distill 'l2'; available: cosine, relation"):
+        LifelongConfig(style_distill="l2")
+    assert LifelongConfig(style_distill="relation").to_dict()["style_distill"] == "relation"
+    assert "style_distill" not in LifelongConfig().to_dict()
 
 
 def test_distillation_is_balanced_by_how_many_persons_were_learned_before():

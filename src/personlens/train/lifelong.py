@@ -60,7 +60,7 @@ from .lifelong_losses import (attribute_pull, cross_modal_alignment, logit_disti
 from .par import warmup_cosine
 from .reid import PKSampler, batch_hard_triplet
 
-__all__ = ["Strategy", "STRATEGIES", "LifelongConfig", "StepData", "Learner", "distill_balance", "strategy"]
+__all__ = ["Strategy", "STRATEGIES", "STYLE_DISTILL", "LifelongConfig", "StepData", "Learner", "distill_balance", "strategy"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,14 @@ def strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
+def _cosine_distance(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return (1 - F.cosine_similarity(new, old, dim=-1)).mean()
+
+
+# LifelongConfig.style_distill -> the loss between the new and old model's re-styled crops
+STYLE_DISTILL = {"cosine": _cosine_distance, "relation": relation_distillation}
+
+
 def distill_balance(learned: int, new: int, power: float) -> float:
     """The weight of the old model's distillation on a step: (persons learned in earlier
     domains / the new domain's persons) ** ``power``; 1 on the first step or at power 0."""
@@ -156,10 +164,20 @@ class LifelongConfig:
     # weight at 0.5): keep harder when the new domain is small beside what was learned, learn
     # more freely from a large one
     kd_balance_power: float = 0.0
+    # how the re-styled crops are held to the old model: "cosine" holds each embedding where
+    # it was; "relation" holds only their similarity structure, which leaves a large new
+    # domain free to move its persons (the plasticity a late large domain needs)
+    style_distill: str = "cosine"
 
     # fields added after the first runs appear in a run's record only when set, so that runs
     # recorded before them still match their settings
-    _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0}
+    _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0,
+              "style_distill": "cosine"}
+
+    def __post_init__(self):
+        if self.style_distill not in STYLE_DISTILL:
+            raise ValueError(f"unknown style_distill {self.style_distill!r}; available: "
+                             + ", ".join(STYLE_DISTILL))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -289,8 +307,8 @@ class Learner:
                 if n_styled:
                     # the earlier cameras' looks: the embedding retrieval compares stays the old one
                     s_new, s_old = out["bn"][-n_styled:], ref["bn"][-n_styled:]
-                    losses["style_feat"] = keep * cfg.style_feat_weight * (
-                        1 - F.cosine_similarity(s_new, s_old, dim=-1)).mean()
+                    losses["style_feat"] = keep * cfg.style_feat_weight * STYLE_DISTILL[cfg.style_distill](
+                        s_new, s_old)
                 if strat.relation:
                     losses["relation"] = keep * cfg.relation_weight * relation_distillation(out["emb"], ref["emb"])
                 if strat.xdomain == "parts" and len(self.memory) > 1:
