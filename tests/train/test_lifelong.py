@@ -14,7 +14,7 @@ from personlens.models.lifelong import (ATTRIBUTE_NAMES, STYLE_KEYS, LifelongRei
 from personlens.train.lifelong import (STRATEGIES, STYLE_DISTILL, Learner, LifelongConfig, StepData,
                                        distill_balance, strategy)
 from personlens.train.lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
-                                              prototype_alignment, relation_distillation)
+                                              old_model_right, prototype_alignment, relation_distillation)
 
 
 # ---------------------------------------------------------------- losses
@@ -325,6 +325,38 @@ def test_the_relation_style_distillation_lets_the_embedding_turn_as_a_whole():
         LifelongConfig(style_distill="l2")
     assert LifelongConfig(style_distill="relation").to_dict()["style_distill"] == "relation"
     assert "style_distill" not in LifelongConfig().to_dict()
+
+
+def test_old_model_right_marks_the_crops_placed_next_to_their_own_person():
+    old = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.8, 0.2]])
+    pids = torch.tensor([0, 0, 1, 1, 1])     # the last is person 1 but sits among person 0's
+    assert old_model_right(old, pids).tolist() == [True, True, True, True, False]
+
+
+def test_rectified_style_distillation_counts_only_what_the_old_model_got_right():
+    torch.manual_seed(0)
+    new, old = torch.randn(6, 8), torch.randn(6, 8)
+    w = torch.tensor([1.0, 0, 1, 0, 0, 0])
+    for name, f in STYLE_DISTILL.items():
+        assert f(new, old, weight=torch.ones(6)).item() == pytest.approx(f(new, old).item(), rel=1e-5), name
+        assert f(new, old, weight=torch.zeros(6)).item() == 0.0, name
+        # a wrong crop's embedding can move anywhere without cost
+        moved = new.clone()
+        moved[1] = torch.randn(8)
+        if name == "cosine":
+            assert f(moved, old, weight=w).item() == pytest.approx(f(new, old, weight=w).item(), rel=1e-6)
+    assert LifelongConfig(style_rectify=True).to_dict()["style_rectify"] is True
+    assert "style_rectify" not in LifelongConfig().to_dict()
+
+
+def test_a_rectified_run_reports_how_often_the_old_model_was_right(encoder):
+    torch.manual_seed(0)
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1, style_rectify=True)
+    learner = Learner(model, strategy("vladr_styles"), cfg, _Features(40), _Texts(40), log=lambda *a: None)
+    assert "stats" not in learner.learn(_domain("a", 0))            # nothing old to distil from
+    r = learner.learn(_domain("b", 16))
+    assert 0.0 <= r["stats"]["old_model_right"] <= 1.0 and "style_feat" in r["losses"]
 
 
 def test_distillation_is_balanced_by_how_many_persons_were_learned_before():

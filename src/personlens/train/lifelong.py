@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from ..models.lifelong import (ATTRIBUTE_NAMES, STYLE_KEYS, LifelongReid, PrototypeMemory,
                                TextAttributeSplit, channel_style, restyle)
 from .lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
-                              prototype_alignment, relation_distillation)
+                              old_model_right, prototype_alignment, relation_distillation)
 from .par import warmup_cosine
 from .reid import PKSampler, batch_hard_triplet
 
@@ -120,8 +120,9 @@ def strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
-def _cosine_distance(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return (1 - F.cosine_similarity(new, old, dim=-1)).mean()
+def _cosine_distance(new: torch.Tensor, old: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    d = 1 - F.cosine_similarity(new, old, dim=-1)
+    return (d if weight is None else d * weight).mean()
 
 
 # LifelongConfig.style_distill -> the loss between the new and old model's re-styled crops
@@ -168,11 +169,14 @@ class LifelongConfig:
     # it was; "relation" holds only their similarity structure, which leaves a large new
     # domain free to move its persons (the plasticity a late large domain needs)
     style_distill: str = "cosine"
+    # distil only the re-styled crops the old model already places next to the same person
+    # (LSTKC's rectification): the old model's mistakes about new persons are not taught
+    style_rectify: bool = False
 
     # fields added after the first runs appear in a run's record only when set, so that runs
     # recorded before them still match their settings
     _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0,
-              "style_distill": "cosine"}
+              "style_distill": "cosine", "style_rectify": False}
 
     def __post_init__(self):
         if self.style_distill not in STYLE_DISTILL:
@@ -259,6 +263,7 @@ class Learner:
         batches = iter(())
         y_all = torch.from_numpy(data.labels.astype(np.int64))
         sums: dict[str, float] = {}
+        stats: dict[str, float] = {}    # means over the step that are not losses
         t0 = time.time()
         model.train()
         self.splitter.train()
@@ -307,8 +312,11 @@ class Learner:
                 if n_styled:
                     # the earlier cameras' looks: the embedding retrieval compares stays the old one
                     s_new, s_old = out["bn"][-n_styled:], ref["bn"][-n_styled:]
+                    right = old_model_right(s_old, y).float() if cfg.style_rectify else None
+                    if right is not None:   # how well the old model knows the new persons
+                        stats["old_model_right"] = stats.get("old_model_right", 0.0) + right.mean().item()
                     losses["style_feat"] = keep * cfg.style_feat_weight * STYLE_DISTILL[cfg.style_distill](
-                        s_new, s_old)
+                        s_new, s_old, weight=right)
                 if strat.relation:
                     losses["relation"] = keep * cfg.relation_weight * relation_distillation(out["emb"], ref["emb"])
                 if strat.xdomain == "parts" and len(self.memory) > 1:
@@ -355,7 +363,8 @@ class Learner:
             self._store_styles(data)
         return {"domain": data.name, "ids": data.num_ids, "images": int(len(data.rows)),
                 "iterations": cfg.iterations, "seconds": round(time.time() - t0, 1),
-                "losses": {k: v / cfg.iterations for k, v in sums.items()}}
+                "losses": {k: v / cfg.iterations for k, v in sums.items()},
+                **({"stats": {k: v / cfg.iterations for k, v in stats.items()}} if stats else {})}
 
     def _average_with(self, old: LifelongReid) -> None:
         w = self.cfg.average_weight

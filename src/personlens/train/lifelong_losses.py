@@ -5,6 +5,10 @@ tiny inputs.
   classifiers follow the old model's, KL at temperature T, scaled by T^2.
 * ``relation_distillation`` (PTKP / KRKC style): the new model's batch similarity structure
   follows the old model's (row-wise KL of softmaxed cosine similarities).
+* ``old_model_right`` (the rectification of LSTKC, Xu et al. AAAI 2024, in its simplest
+  form): which crops the old model already places next to another crop of the same person.
+  Distilling the others would teach the new model the old model's mistakes about the new
+  persons, so the style distillation can be limited to these.
 * ``cross_modal_alignment``: the k-th image attribute feature and the k-th text attribute
   feature of the same person match, contrasted against the batch (InfoNCE both ways; images of
   the same person are all positives).
@@ -23,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["logit_distillation", "relation_distillation", "cross_modal_alignment",
+__all__ = ["logit_distillation", "relation_distillation", "old_model_right", "cross_modal_alignment",
            "prototype_alignment", "attribute_pull"]
 
 
@@ -37,13 +41,26 @@ def _row_kl(new_logits: torch.Tensor, old_logits: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(new_logits, -1), F.softmax(old_logits, -1), reduction="batchmean")
 
 
-def relation_distillation(new: torch.Tensor, old: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """(B, D) features of the same images from the new and the old model."""
+def relation_distillation(new: torch.Tensor, old: torch.Tensor, tau: float = 0.1,
+                          weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, D) features of the same images from the new and the old model; ``weight`` (B,)
+    weighs each image's row (mean over all B rows)."""
     n, o = F.normalize(new, dim=-1), F.normalize(old, dim=-1)
     eye = torch.eye(len(n), dtype=torch.bool, device=n.device)
     sn = (n @ n.T / tau).masked_fill(eye, -1e4)
     so = (o @ o.T / tau).masked_fill(eye, -1e4)
-    return _row_kl(sn, so)
+    if weight is None:
+        return _row_kl(sn, so)
+    rows = F.kl_div(F.log_softmax(sn, -1), F.softmax(so, -1), reduction="none").sum(-1)
+    return (rows * weight).mean()
+
+
+def old_model_right(old: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: whether each image's nearest other image under the old model's features
+    (B, D), by cosine, is of the same person."""
+    o = F.normalize(old, dim=-1)
+    sim = (o @ o.T).fill_diagonal_(-2.0)
+    return pids[sim.argmax(1)] == pids
 
 
 def cross_modal_alignment(image: torch.Tensor, text: torch.Tensor, pids: torch.Tensor,
