@@ -54,8 +54,19 @@ def config_overrides(items: list[str]) -> dict:
             raise SystemExit(f"--set {item!r}: give KEY=VALUE with KEY one of "
                              + ", ".join(f for f in default if f not in ("iterations", "seed"))
                              + " (--iterations and --seeds have their own options)")
-        out[k] = type(default[k])(v)
+        out[k] = _cast(default[k], v, item)
     return out
+
+
+def _cast(default, value: str, item: str):
+    if isinstance(default, bool):   # bool("False") is True: spell the two values out
+        if value.lower() not in ("true", "false"):
+            raise SystemExit(f"--set {item!r}: give true or false")
+        return value.lower() == "true"
+    try:
+        return type(default)(value)
+    except ValueError:
+        raise SystemExit(f"--set {item!r}: {value!r} is not a {type(default).__name__}") from None
 
 
 def aggregate(runs: dict) -> dict:

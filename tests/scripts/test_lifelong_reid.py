@@ -18,6 +18,16 @@ def test_settings_are_cast_to_their_fields_type():
     assert script.LifelongConfig(**got).to_dict()["attr_pull_weight"] == 0.0
 
 
+def test_a_switch_is_read_as_true_or_false_and_a_bad_value_refused():
+    assert script.config_overrides(["style_rectify=False"]) == {"style_rectify": False}
+    assert script.config_overrides(["style_rectify=true"]) == {"style_rectify": True}
+    assert script.config_overrides(["style_distill=relation"]) == {"style_distill": "relation"}
+    with pytest.raises(SystemExit, match="give true or false"):
+        script.config_overrides(["style_rectify=1"])
+    with pytest.raises(SystemExit, match="'two' is not a float"):
+        script.config_overrides(["kd_weight=two"])
+
+
 @pytest.mark.parametrize("bad", ["kd_weigth=2", "kd_weight", "seed=3"])
 def test_an_unknown_or_reserved_setting_is_refused(bad):
     with pytest.raises(SystemExit, match="KEY one of .*kd_weight"):
