@@ -60,7 +60,8 @@ from .lifelong_losses import (attribute_pull, cross_modal_alignment, logit_disti
 from .par import warmup_cosine
 from .reid import PKSampler, batch_hard_triplet
 
-__all__ = ["Strategy", "STRATEGIES", "STYLE_DISTILL", "LifelongConfig", "StepData", "Learner", "distill_balance", "strategy"]
+__all__ = ["Strategy", "STRATEGIES", "STYLE_DISTILL", "LifelongConfig", "StepData", "Learner",
+           "distill_balance", "strategy"]
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,12 @@ class LifelongConfig:
     # more freely from a large one
     kd_balance_power: float = 0.0
     # how the re-styled crops are held to the old model: "cosine" holds each embedding where
-    # it was; "relation" holds only their similarity structure, which leaves a large new
-    # domain free to move its persons (the plasticity a late large domain needs)
+    # it was; "relation" only their similarity structure, meant to free a large late domain's
+    # persons (on validation it held them together instead: docs/results.md, session 23)
     style_distill: str = "cosine"
     # distil only the re-styled crops the old model already places next to the same person
-    # (LSTKC's rectification): the old model's mistakes about new persons are not taught
+    # (LSTKC's rectification), so that its mistakes about new persons are not taught
+    # (not better on validation either: docs/results.md, session 23)
     style_rectify: bool = False
 
     # fields added after the first runs appear in a run's record only when set, so that runs
