@@ -19,23 +19,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
-@torch.no_grad()
 def renormalise(model, features, rows: np.ndarray, batch: int = 64) -> None:
-    """Every batch-norm of ``model`` gets statistics of ``rows`` (plain views), in place."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None           # cumulative average over all batches
-    drop, model._drop = model._drop, 0.0   # no drop-connect while the statistics are read
-    model.train()
-    for s in range(0, len(rows), batch):
-        r = rows[s:s + batch]
-        model(features.batch(r, np.zeros(len(r), int)))
-    model.eval()
-    model._drop = drop
+    """Every batch-norm of ``model`` gets statistics of ``rows`` (plain views) only, in place:
+    ``personlens adapt``'s estimator with no prior pull towards the old statistics."""
+    from personlens.inference.adapt import apply_bn_statistics, estimate_bn_statistics
+
+    views = lambda r: features.batch(r, np.zeros(len(r), int))
+    batches = (views(rows[s:s + batch]) for s in range(0, len(rows), batch))
+    apply_bn_statistics(model, estimate_bn_statistics(model.eval(), batches, prior=0.0))
 
 
 def main(argv=None) -> dict:

@@ -37,8 +37,11 @@ def logit_distillation(new: torch.Tensor, old: torch.Tensor, temperature: float 
                     reduction="batchmean") * t * t
 
 
-def _row_kl(new_logits: torch.Tensor, old_logits: torch.Tensor) -> torch.Tensor:
-    return F.kl_div(F.log_softmax(new_logits, -1), F.softmax(old_logits, -1), reduction="batchmean")
+def _row_kl(new_logits: torch.Tensor, old_logits: torch.Tensor,
+            weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows of KL(old row || new row); ``weight`` (rows,) weighs each row."""
+    rows = F.kl_div(F.log_softmax(new_logits, -1), F.softmax(old_logits, -1), reduction="none").sum(-1)
+    return (rows if weight is None else rows * weight).mean()
 
 
 def relation_distillation(new: torch.Tensor, old: torch.Tensor, tau: float = 0.1,
@@ -49,10 +52,7 @@ def relation_distillation(new: torch.Tensor, old: torch.Tensor, tau: float = 0.1
     eye = torch.eye(len(n), dtype=torch.bool, device=n.device)
     sn = (n @ n.T / tau).masked_fill(eye, -1e4)
     so = (o @ o.T / tau).masked_fill(eye, -1e4)
-    if weight is None:
-        return _row_kl(sn, so)
-    rows = F.kl_div(F.log_softmax(sn, -1), F.softmax(so, -1), reduction="none").sum(-1)
-    return (rows * weight).mean()
+    return _row_kl(sn, so, weight)
 
 
 def old_model_right(old: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
