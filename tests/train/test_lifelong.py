@@ -11,8 +11,8 @@ from personlens.eval.lifelong import gap_closure, summarize
 from personlens.models.lifelong import (ATTRIBUTE_NAMES, STYLE_KEYS, LifelongReid,
                                         LifelongReidConfig, PrototypeMemory, TextAttributeSplit,
                                         channel_style, load_lifelong, restyle, save_lifelong)
-from personlens.train.lifelong import (STRATEGIES, STYLE_DISTILL, Learner, LifelongConfig, StepData,
-                                       distill_balance, strategy)
+from personlens.train.lifelong import (STRATEGIES, STYLE_DISTILL, STYLE_GATE, Learner, LifelongConfig,
+                                       StepData, distill_balance, strategy)
 from personlens.train.lifelong_losses import (attribute_pull, cross_modal_alignment, logit_distillation,
                                               old_model_right, prototype_alignment, relation_distillation)
 
@@ -357,6 +357,24 @@ def test_a_rectified_run_reports_how_often_the_old_model_was_right(encoder):
     assert "stats" not in learner.learn(_domain("a", 0))            # nothing old to distil from
     r = learner.learn(_domain("b", 16))
     assert 0.0 <= r["stats"]["old_model_right"] <= 1.0 and "style_feat" in r["losses"]
+
+
+def test_the_style_gate_skips_the_earlier_looks_only_on_a_step_larger_than_all_before(encoder):
+    assert STYLE_GATE["not_larger"](4, 4) and not STYLE_GATE["not_larger"](4, 5)
+    assert STYLE_GATE["always"](4, 500)
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, style_gate="not_larger")
+    learner = Learner(model, strategy("vladr_styles"), cfg, _Features(60), _Texts(60), log=lambda *a: None)
+    learner.learn(_domain("a", 0, ids=2))
+    larger = learner.learn(_domain("b", 8, ids=3))                   # 3 new persons > 2 learned
+    smaller = learner.learn(_domain("c", 20, ids=4))                 # 4 new persons <= 5 learned
+    assert "style_feat" not in larger["losses"] and "lwf" in larger["losses"]
+    assert "style_feat" in smaller["losses"]
+    assert learner.style_memory.names == ["a", "b", "c"]             # styles recorded on every step
+    assert LifelongConfig(style_gate="not_larger").to_dict()["style_gate"] == "not_larger"
+    assert "style_gate" not in LifelongConfig().to_dict()
+    with pytest.raises(ValueError, match="unknown style_gate 'never'; available: always, not_larger"):
+        LifelongConfig(style_gate="never")
 
 
 def test_distillation_is_balanced_by_how_many_persons_were_learned_before():

@@ -129,6 +129,16 @@ def _cosine_distance(new: torch.Tensor, old: torch.Tensor, weight: torch.Tensor 
 # LifelongConfig.style_distill -> the loss between the new and old model's re-styled crops
 STYLE_DISTILL = {"cosine": _cosine_distance, "relation": relation_distillation}
 
+# LifelongConfig.style_gate -> whether a step shows its crops in the earlier cameras' looks,
+# given (persons learned in earlier domains, the new domain's persons)
+STYLE_GATE = {
+    "always": lambda learned, new: True,
+    # a new domain with more persons than everything learned before needs room to learn; the
+    # earlier looks then hold the embedding where too few persons fixed it (small to large,
+    # session 23: the style term cost CUHK03 learned last the most and bought nothing there)
+    "not_larger": lambda learned, new: new <= learned,
+}
+
 
 def distill_balance(learned: int, new: int, power: float) -> float:
     """The weight of the old model's distillation on a step: (persons learned in earlier
@@ -174,16 +184,22 @@ class LifelongConfig:
     # (LSTKC's rectification), so that its mistakes about new persons are not taught
     # (not better on validation either: docs/results.md, session 23)
     style_rectify: bool = False
+    # on which steps the style replay runs (STYLE_GATE); the earlier domains' styles are still
+    # recorded on every step
+    style_gate: str = "always"
 
     # fields added after the first runs appear in a run's record only when set, so that runs
     # recorded before them still match their settings
     _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0,
-              "style_distill": "cosine", "style_rectify": False}
+              "style_distill": "cosine", "style_rectify": False, "style_gate": "always"}
 
     def __post_init__(self):
         if self.style_distill not in STYLE_DISTILL:
             raise ValueError(f"unknown style_distill {self.style_distill!r}; available: "
                              + ", ".join(STYLE_DISTILL))
+        if self.style_gate not in STYLE_GATE:
+            raise ValueError(f"unknown style_gate {self.style_gate!r}; available: "
+                             + ", ".join(STYLE_GATE))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -251,6 +267,7 @@ class Learner:
             clf.requires_grad_(False)
         learned = sum(c.out_features for c in model.classifiers.values())
         keep = distill_balance(learned, data.num_ids, cfg.kd_balance_power)
+        style_on = STYLE_GATE[cfg.style_gate](learned, data.num_ids)
         clf = model.add_domain(data.name, data.num_ids)
         self.memory.start(data.name)
         self.global_memory.start(data.name)
@@ -287,7 +304,8 @@ class Learner:
                                 replace=False)
                 x = torch.cat([x, self.features.batch(self.buffer_rows[rb], rng.integers(0, 2, len(rb)))])
             n_styled = 0
-            if strat.style_replay and self.style_memory is not None and len(self.style_memory) > 0:
+            if (strat.style_replay and style_on and self.style_memory is not None
+                    and len(self.style_memory) > 0):
                 styles = self._earlier_styles(data, b, rng)
                 x = torch.cat([x, restyle(x[:n_new], styles)])
                 n_styled = n_new
