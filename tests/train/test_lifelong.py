@@ -2,6 +2,8 @@
 strategy's step on a tiny random encoder top (no data needed)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -224,6 +226,8 @@ def test_every_strategy_learns_two_domains(encoder, name):
     assert bool(learner.attribute_memory.counts.any()) == (s.xdomain == "attributes")
     assert (len(learner.buffer_rows) > 0) == s.rehearsal
     assert ("style_feat" in r2["losses"]) == (s.style_replay is not None)
+    # the new-domain expert teaches from the second domain on (nothing to keep on the first)
+    assert ("expert" in r2["losses"]) == s.expert and "expert" not in r1["losses"]
     assert (learner.style_memory is not None) == (s.style_replay is not None)
     assert learner.memory.names == ["a", "b"]
     emb = model.embed(_Features(40).batch(np.arange(3), np.zeros(3, int)))
@@ -375,6 +379,30 @@ def test_the_style_gate_skips_the_earlier_looks_only_on_a_step_larger_than_all_b
     assert "style_gate" not in LifelongConfig().to_dict()
     with pytest.raises(ValueError, match="unknown style_gate 'never'; available: always, not_larger"):
         LifelongConfig(style_gate="never")
+
+
+def test_the_new_domain_expert_is_the_fine_tuned_copy_and_leaves_the_model_alone(encoder):
+    torch.manual_seed(0)
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
+    learner = Learner(model, strategy("vladr_styles_expert"), cfg, _Features(40), _Texts(40),
+                      log=lambda *a: None)
+    learner.learn(_domain("a", 0))
+    before = copy.deepcopy(model.state_dict())
+    expert = learner._expert(_domain("b", 16))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())   # untouched
+    assert list(model.classifiers) == ["a"] and list(expert.classifiers) == ["a", "b"]
+    assert not expert.training and not any(p.requires_grad for p in expert.parameters())
+    # the same fine-tuning the finetune strategy does from the same start
+    torch.manual_seed(0)
+    ref = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    ref.add_domain("a", 4)
+    ref.load_state_dict(before)
+    Learner(ref, strategy("finetune"), cfg, _Features(40), log=lambda *a: None).learn(_domain("b", 16))
+    x = _Features(40).batch(np.arange(16, 20), np.zeros(4, int))
+    torch.testing.assert_close(expert.embed(x), ref.embed(x))
+    assert LifelongConfig(expert_weight=0.5).to_dict()["expert_weight"] == 0.5
+    assert "expert_weight" not in LifelongConfig().to_dict()
 
 
 def test_distillation_is_balanced_by_how_many_persons_were_learned_before():

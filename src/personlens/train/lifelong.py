@@ -37,6 +37,12 @@ A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of n
                           distilled. LwF distils on the new camera's look only; this distils
                           on the earlier cameras' looks, from statistics, not images
 ``vladr_styles_domain``   ablation: one style per earlier domain instead of per attribute
+``vladr_styles_expert``   ``vladr_styles`` with a second teacher (session 24): a copy of the
+                          model is first fine-tuned on the new domain alone (the new-domain
+                          expert, as KRKC's and LSTKC's short-term model), and the step also
+                          distils the expert's embedding of the new crops. The old model holds
+                          the earlier cameras' looks, the expert brings what fine-tuning
+                          learns: meant for a new domain larger than all before it
 ========================  ===================================================================
 
 Each step trains for ``iterations`` PK batches (P persons x K images, each image or its
@@ -80,6 +86,7 @@ class Strategy:
     # attribute the crop states, in that domain) or "domain" (the domain's overall style)
     style_replay: str | None = None
     joint: bool = False            # all seen domains in one step (upper bound)
+    expert: bool = False           # distil a copy fine-tuned on the new domain alone, too
     stores_images: bool = False
 
     @property
@@ -112,6 +119,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("vladr_styles_no_xdomain", text_align=True, lwf=True),
     Strategy("vladr_styles_random_split", text_align=True, lwf=True, style_replay="attributes",
              text_split="random"),
+    Strategy("vladr_styles_expert", text_align=True, lwf=True, style_replay="attributes", expert=True),
 )}
 
 
@@ -187,11 +195,13 @@ class LifelongConfig:
     # on which steps the style replay runs (STYLE_GATE); the earlier domains' styles are still
     # recorded on every step
     style_gate: str = "always"
+    expert_weight: float = 1.0     # the cosine distillation of the new-domain expert's embedding
 
     # fields added after the first runs appear in a run's record only when set, so that runs
     # recorded before them still match their settings
     _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0,
-              "style_distill": "cosine", "style_rectify": False, "style_gate": "always"}
+              "style_distill": "cosine", "style_rectify": False, "style_gate": "always",
+              "expert_weight": 1.0}
 
     def __post_init__(self):
         if self.style_distill not in STYLE_DISTILL:
@@ -263,6 +273,7 @@ class Learner:
             old = copy.deepcopy(model).eval()
             for p in old.parameters():
                 p.requires_grad_(False)
+        expert = self._expert(data) if strat.expert and model.classifiers else None
         for clf in model.classifiers.values():        # earlier domains' classifiers stay fixed
             clf.requires_grad_(False)
         learned = sum(c.out_features for c in model.classifiers.values())
@@ -354,6 +365,10 @@ class Learner:
                     if cfg.attr_pull_weight > 0:
                         losses["attr_pull"] = cfg.attr_pull_weight * attribute_pull(
                             out["bn"][:n_new], attrs, protos, proto_attr)
+            if expert is not None:
+                with torch.no_grad():
+                    taught = expert(x[:n_new])["bn"]
+                losses["expert"] = cfg.expert_weight * _cosine_distance(out["bn"][:n_new], taught)
             if strat.text_align:
                 states, mask = self.texts.batch(data.text_rows[b])
                 text = self.splitter(states, mask)
@@ -385,6 +400,16 @@ class Learner:
                 "iterations": cfg.iterations, "seconds": round(time.time() - t0, 1),
                 "losses": {k: v / cfg.iterations for k, v in sums.items()},
                 **({"stats": {k: v / cfg.iterations for k, v in stats.items()}} if stats else {})}
+
+    def _expert(self, data: StepData) -> LifelongReid:
+        """A copy of the model fine-tuned on the new domain alone (ID + triplet, the same
+        iterations and seed), frozen: the second teacher of ``expert`` strategies."""
+        expert = Learner(copy.deepcopy(self.model), STRATEGIES["finetune"], self.cfg, self.features,
+                         log=self.log)
+        expert.learn(data)
+        for p in expert.model.parameters():
+            p.requires_grad_(False)
+        return expert.model.eval()
 
     def _average_with(self, old: LifelongReid) -> None:
         w = self.cfg.average_weight
