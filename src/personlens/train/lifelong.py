@@ -264,6 +264,7 @@ class Learner:
     # ------------------------------------------------------------------ one step
     def learn(self, data: StepData) -> dict:
         cfg, strat, model = self.cfg, self.strategy, self.model
+        t0 = time.time()                 # the step's time includes training its expert
         if strat.uses_text and (self.texts is None or data.text_rows is None):
             raise ValueError(f"strategy {strat.name} needs the descriptions of the training crops")
         torch.manual_seed(cfg.seed + len(model.classifiers))
@@ -294,7 +295,6 @@ class Learner:
         y_all = torch.from_numpy(data.labels.astype(np.int64))
         sums: dict[str, float] = {}
         stats: dict[str, float] = {}    # means over the step that are not losses
-        t0 = time.time()
         model.train()
         self.splitter.train()
         from tqdm import tqdm
