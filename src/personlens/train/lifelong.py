@@ -42,7 +42,8 @@ A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of n
                           expert, as KRKC's and LSTKC's short-term model), and the step also
                           distils the expert's embedding of the new crops. The old model holds
                           the earlier cameras' looks, the expert brings what fine-tuning
-                          learns: meant for a new domain larger than all before it
+                          learns: meant for a new domain larger than all before it (not
+                          better on validation: docs/results.md, session 24)
 ========================  ===================================================================
 
 Each step trains for ``iterations`` PK batches (P persons x K images, each image or its
@@ -143,7 +144,8 @@ STYLE_GATE = {
     "always": lambda learned, new: True,
     # a new domain with more persons than everything learned before needs room to learn; the
     # earlier looks then hold the embedding where too few persons fixed it (small to large,
-    # session 23: the style term cost CUHK03 learned last the most and bought nothing there)
+    # session 23: the style term cost CUHK03 learned last the most and bought nothing there;
+    # not better on validation either: docs/results.md, session 24)
     "not_larger": lambda learned, new: new <= learned,
 }
 
