@@ -150,6 +150,13 @@ STYLE_GATE = {
 }
 
 
+def _frozen(model: LifelongReid) -> LifelongReid:
+    """A teacher: in eval mode, nothing of it learns."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
 def distill_balance(learned: int, new: int, power: float) -> float:
     """The weight of the old model's distillation on a step: (persons learned in earlier
     domains / the new domain's persons) ** ``power``; 1 on the first step or at power 0."""
@@ -273,9 +280,7 @@ class Learner:
         rng = np.random.default_rng([cfg.seed, len(model.classifiers)])
         old = None
         if strat.needs_old or strat.average:
-            old = copy.deepcopy(model).eval()
-            for p in old.parameters():
-                p.requires_grad_(False)
+            old = _frozen(copy.deepcopy(model))
         expert = self._expert(data) if strat.expert and model.classifiers else None
         for clf in model.classifiers.values():        # earlier domains' classifiers stay fixed
             clf.requires_grad_(False)
@@ -409,9 +414,7 @@ class Learner:
         expert = Learner(copy.deepcopy(self.model), STRATEGIES["finetune"], self.cfg, self.features,
                          log=self.log)
         expert.learn(data)
-        for p in expert.model.parameters():
-            p.requires_grad_(False)
-        return expert.model.eval()
+        return _frozen(expert.model)
 
     def _average_with(self, old: LifelongReid) -> None:
         w = self.cfg.average_weight
