@@ -636,3 +636,20 @@ def test_retrieval_views_embed_what_they_name(encoder):
     torch.testing.assert_close(out["global+parts"], torch.cat([out["global"], out["parts"]], -1) / 2 ** 0.5)
     with pytest.raises(ValueError, match="retrieval"):
         LifelongReidConfig(retrieval="tokens")
+
+
+def test_the_re_styled_crops_learn_the_new_identities_only_when_asked(encoder):
+    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, style_id_weight=0.5)
+    learner = Learner(model, strategy("vladr_styles"), cfg, _Features(40), _Texts(40), log=lambda *a: None)
+    first = learner.learn(_domain("a", 0))
+    assert "style_id" not in first["losses"]                         # no earlier looks yet
+    second = learner.learn(_domain("b", 16))
+    assert second["losses"]["style_id"] > 0 and "style_feat" in second["losses"]
+    plain = Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+                    strategy("vladr_styles"), LifelongConfig(iterations=1, p=2, k=2, warmup=1),
+                    _Features(40), _Texts(40), log=lambda *a: None)
+    plain.learn(_domain("a", 0))
+    assert "style_id" not in plain.learn(_domain("b", 16))["losses"]
+    assert LifelongConfig(style_id_weight=0.5).to_dict()["style_id_weight"] == 0.5
+    assert "style_id_weight" not in LifelongConfig().to_dict()

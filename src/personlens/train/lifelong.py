@@ -205,12 +205,16 @@ class LifelongConfig:
     # recorded on every step
     style_gate: str = "always"
     expert_weight: float = 1.0     # the cosine distillation of the new-domain expert's embedding
+    # the re-styled crops also learn the new persons' identities (ID cross-entropy at this
+    # weight): the earlier cameras' looks become a style augmentation of the new domain, so
+    # that the half of each batch that is held to the old model also carries the new labels
+    style_id_weight: float = 0.0
 
     # fields added after the first runs appear in a run's record only when set, so that runs
     # recorded before them still match their settings
     _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0,
               "style_distill": "cosine", "style_rectify": False, "style_gate": "always",
-              "expert_weight": 1.0}
+              "expert_weight": 1.0, "style_id_weight": 0.0}
 
     def __post_init__(self):
         if self.style_distill not in STYLE_DISTILL:
@@ -372,6 +376,9 @@ class Learner:
                     if cfg.attr_pull_weight > 0:
                         losses["attr_pull"] = cfg.attr_pull_weight * attribute_pull(
                             out["bn"][:n_new], attrs, protos, proto_attr)
+            if n_styled and cfg.style_id_weight > 0:
+                losses["style_id"] = cfg.style_id_weight * F.cross_entropy(
+                    clf(out["bn"][-n_styled:]), y, label_smoothing=cfg.label_smoothing)
             if expert is not None:
                 with torch.no_grad():
                     taught = expert(x[:n_new])["bn"]
