@@ -74,3 +74,24 @@ def test_the_commands_behind_the_summary_stay_while_their_runs_do():
     assert script.merged_commands(prior, {("large-to-small", 0): {"lwf": dict(rec)}}, "run B") == ["run B"]
     assert script.merged_commands(prior, {("large-to-small", 0): {"lwf": rec}}, "run A") == ["run A"]
     assert script.merged_commands({"command": "old"}, {}, "new") == ["new"]
+
+
+def test_the_bounds_are_kept_beside_a_variant_of_a_setting_they_never_read():
+    """finetune and joint read no style setting: a --set style variant reads their runs back
+    (for its gap closure) and drops only the style strategy's record of other settings."""
+    args = argparse.Namespace(iterations=script.LifelongConfig.iterations, stage=14, split="test")
+    prior = {"runs": {"small-to-large-s0": {
+        "finetune": _record("finetune", "small-to-large", 0),
+        "joint": _record("joint", "small-to-large", 0),
+        "vladr_styles": _record("vladr_styles", "small-to-large", 0)}}}
+    kept = script.kept_runs(prior, {}, {"style_id_weight": 1.0}, args)
+    assert sorted(kept[("small-to-large", 0)]) == ["finetune", "joint"]
+    assert script.run_config("lwf", "small-to-large", script.LifelongConfig(style_id_weight=1.0)) \
+        == script.LifelongConfig()
+    assert script.run_config("vladr_styles", "small-to-large",
+                             script.LifelongConfig(style_id_weight=1.0)).style_id_weight == 1.0
+    # lwf reads the distillation balance, finetune does not
+    assert script.run_config("lwf", "small-to-large", script.LifelongConfig(kd_balance_power=0.5)) \
+        .kd_balance_power == 0.5
+    assert script.run_config("finetune", "small-to-large",
+                             script.LifelongConfig(kd_balance_power=0.5)).kd_balance_power == 0.0

@@ -653,3 +653,10 @@ def test_the_re_styled_crops_learn_the_new_identities_only_when_asked(encoder):
     assert "style_id" not in plain.learn(_domain("b", 16))["losses"]
     assert LifelongConfig(style_id_weight=0.5).to_dict()["style_id_weight"] == 0.5
     assert "style_id_weight" not in LifelongConfig().to_dict()
+
+
+def test_every_later_setting_says_which_strategies_read_it():
+    from personlens.train.lifelong import READS_LATER
+    assert set(READS_LATER) == set(LifelongConfig._LATER)
+    assert LifelongConfig(expert_weight=2.0).for_strategy(strategy("vladr_styles")).expert_weight == 1.0
+    assert LifelongConfig(expert_weight=2.0).for_strategy(strategy("vladr_styles_expert")).expert_weight == 2.0

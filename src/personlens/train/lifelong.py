@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -150,6 +150,21 @@ STYLE_GATE = {
 }
 
 
+def _styles(s: Strategy) -> bool:
+    return s.style_replay is not None
+
+
+# which strategies read each later setting of LifelongConfig (the kd balance scales LwF, the
+# relation and the style distillation)
+READS_LATER = {
+    "attr_pull_weight": lambda s: s.xdomain == "attributes",
+    "kd_balance_power": lambda s: s.lwf or s.relation or _styles(s),
+    "style_feat_weight": _styles, "style_distill": _styles, "style_rectify": _styles,
+    "style_gate": _styles, "style_id_weight": _styles,
+    "expert_weight": lambda s: s.expert,
+}
+
+
 def _frozen(model: LifelongReid) -> LifelongReid:
     """A teacher: in eval mode, nothing of it learns."""
     for p in model.parameters():
@@ -223,6 +238,12 @@ class LifelongConfig:
         if self.style_gate not in STYLE_GATE:
             raise ValueError(f"unknown style_gate {self.style_gate!r}; available: "
                              + ", ".join(STYLE_GATE))
+
+    def for_strategy(self, strat: Strategy) -> "LifelongConfig":
+        """These settings with the later ones ``strat`` never reads at their defaults, so that a
+        bound (finetune, joint) run beside a ``--set`` variant records the same settings as
+        without it and is read back instead of trained again."""
+        return replace(self, **{k: d for k, d in self._LATER.items() if not READS_LATER[k](strat)})
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -93,7 +93,9 @@ class Protocol:
 
 def run_config(name: str, order: str, cfg: LifelongConfig) -> LifelongConfig:
     """The settings a strategy actually runs with: joint training sees every seen domain in one
-    step, with as many batches as the sequential strategies take over all their steps."""
+    step, with as many batches as the sequential strategies take over all their steps. Later
+    settings the strategy never reads keep their defaults (``LifelongConfig.for_strategy``)."""
+    cfg = cfg.for_strategy(strategy(name))
     if not strategy(name).joint:
         return cfg
     return LifelongConfig(**{**cfg.to_dict(), "iterations": cfg.iterations * len(domain_order(order))})
