@@ -84,12 +84,13 @@ def test_the_bounds_are_kept_beside_a_variant_of_a_setting_they_never_read():
         "finetune": _record("finetune", "small-to-large", 0),
         "joint": _record("joint", "small-to-large", 0),
         "vladr_styles": _record("vladr_styles", "small-to-large", 0)}}}
-    kept = script.kept_runs(prior, {}, {"style_id_weight": 1.0}, args)
+    kept = script.kept_runs(prior, {}, {"style_id_weight": 0.5}, args)
     assert sorted(kept[("small-to-large", 0)]) == ["finetune", "joint"]
-    assert script.run_config("lwf", "small-to-large", script.LifelongConfig(style_id_weight=1.0)) \
-        == script.LifelongConfig()
+    # a setting a strategy never reads is recorded at the value it had before it existed
+    assert script.run_config("lwf", "small-to-large", script.LifelongConfig(style_id_weight=0.5)) \
+        == script.LifelongConfig(style_id_weight=0.0)
     assert script.run_config("vladr_styles", "small-to-large",
-                             script.LifelongConfig(style_id_weight=1.0)).style_id_weight == 1.0
+                             script.LifelongConfig(style_id_weight=0.5)).style_id_weight == 0.5
     # lwf reads the distillation balance, finetune does not
     assert script.run_config("lwf", "small-to-large", script.LifelongConfig(kd_balance_power=0.5)) \
         .kd_balance_power == 0.5

@@ -647,12 +647,14 @@ def test_the_re_styled_crops_learn_the_new_identities_only_when_asked(encoder):
     second = learner.learn(_domain("b", 16))
     assert second["losses"]["style_id"] > 0 and "style_feat" in second["losses"]
     plain = Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
-                    strategy("vladr_styles"), LifelongConfig(iterations=1, p=2, k=2, warmup=1),
+                    strategy("vladr_styles"), LifelongConfig(iterations=1, p=2, k=2, warmup=1, style_id_weight=0),
                     _Features(40), _Texts(40), log=lambda *a: None)
     plain.learn(_domain("a", 0))
     assert "style_id" not in plain.learn(_domain("b", 16))["losses"]
     assert LifelongConfig(style_id_weight=0.5).to_dict()["style_id_weight"] == 0.5
-    assert "style_id_weight" not in LifelongConfig().to_dict()
+    # on by default since session 25; a record without it was made at 0, before it existed
+    assert LifelongConfig().to_dict()["style_id_weight"] == 1.0
+    assert "style_id_weight" not in LifelongConfig(style_id_weight=0.0).to_dict()
 
 
 def test_every_later_setting_says_which_strategies_read_it():

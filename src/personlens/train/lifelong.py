@@ -222,11 +222,13 @@ class LifelongConfig:
     expert_weight: float = 1.0     # the cosine distillation of the new-domain expert's embedding
     # the re-styled crops also learn the new persons' identities (ID cross-entropy at this
     # weight): the earlier cameras' looks become a style augmentation of the new domain, so
-    # that the half of each batch that is held to the old model also carries the new labels
-    style_id_weight: float = 0.0
+    # that the half of each batch that is held to the old model also carries the new labels.
+    # 1 since session 25 (better on validation in both orders, then on the test protocol:
+    # docs/results.md); runs recorded before it ran at 0, which _LATER keeps meaning
+    style_id_weight: float = 1.0
 
-    # fields added after the first runs appear in a run's record only when set, so that runs
-    # recorded before them still match their settings
+    # fields added after the first runs appear in a run's record only when not at the value
+    # they had before they existed, so that runs recorded before them still match
     _LATER = {"attr_pull_weight": 0.5, "style_feat_weight": 1.0, "kd_balance_power": 0.0,
               "style_distill": "cosine", "style_rectify": False, "style_gate": "always",
               "expert_weight": 1.0, "style_id_weight": 0.0}
