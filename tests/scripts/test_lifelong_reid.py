@@ -91,6 +91,11 @@ def test_the_bounds_are_kept_beside_a_variant_of_a_setting_they_never_read():
         == script.LifelongConfig(style_id_weight=0.0)
     assert script.run_config("vladr_styles", "small-to-large",
                              script.LifelongConfig(style_id_weight=0.5)).style_id_weight == 0.5
+    # joint reads no style setting either, whatever today's default (style_id_weight is 1 by
+    # default now; its record, made before the setting existed, must still match)
+    joint = script.run_config("joint", "small-to-large", script.LifelongConfig())
+    assert joint.style_id_weight == 0.0 and joint.iterations == 4 * script.LifelongConfig.iterations
+    assert "style_id_weight" not in joint.to_dict()
     # lwf reads the distillation balance, finetune does not
     assert script.run_config("lwf", "small-to-large", script.LifelongConfig(kd_balance_power=0.5)) \
         .kd_balance_power == 0.5

@@ -242,9 +242,10 @@ class LifelongConfig:
                              + ", ".join(STYLE_GATE))
 
     def for_strategy(self, strat: Strategy) -> "LifelongConfig":
-        """These settings with the later ones ``strat`` never reads at their defaults, so that a
-        bound (finetune, joint) run beside a ``--set`` variant records the same settings as
-        without it and is read back instead of trained again."""
+        """These settings with the later ones ``strat`` never reads at the value they had before
+        they existed (``_LATER``), so that a bound (finetune, joint) run beside a ``--set``
+        variant, or after a default changed, records the same settings as before and is read
+        back instead of trained again."""
         return replace(self, **{k: d for k, d in self._LATER.items() if not READS_LATER[k](strat)})
 
     def to_dict(self) -> dict:

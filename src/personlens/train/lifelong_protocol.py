@@ -18,6 +18,7 @@ Outputs per run (``out/<order>-s<seed>[-val]/<strategy>.json``): the domains, th
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +95,12 @@ class Protocol:
 def run_config(name: str, order: str, cfg: LifelongConfig) -> LifelongConfig:
     """The settings a strategy actually runs with: joint training sees every seen domain in one
     step, with as many batches as the sequential strategies take over all their steps. Later
-    settings the strategy never reads keep their defaults (``LifelongConfig.for_strategy``)."""
+    settings the strategy never reads keep the value they had before they existed
+    (``LifelongConfig.for_strategy``)."""
     cfg = cfg.for_strategy(strategy(name))
     if not strategy(name).joint:
         return cfg
-    return LifelongConfig(**{**cfg.to_dict(), "iterations": cfg.iterations * len(domain_order(order))})
+    return replace(cfg, iterations=cfg.iterations * len(domain_order(order)))
 
 
 def record_matches(record: dict, cfg: LifelongConfig, stage: int, split: str) -> bool:
