@@ -97,8 +97,9 @@ def run_config(name: str, order: str, cfg: LifelongConfig) -> LifelongConfig:
     step, with as many batches as the sequential strategies take over all their steps. Later
     settings the strategy never reads keep the value they had before they existed
     (``LifelongConfig.for_strategy``)."""
-    cfg = cfg.for_strategy(strategy(name))
-    if not strategy(name).joint:
+    strat = strategy(name)
+    cfg = cfg.for_strategy(strat)
+    if not strat.joint:
         return cfg
     return replace(cfg, iterations=cfg.iterations * len(domain_order(order)))
 
