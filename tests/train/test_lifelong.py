@@ -271,7 +271,22 @@ def test_the_attribute_memory_survives_a_checkpoint_and_the_saved_head(encoder, 
     assert len(load_lifelong(tmp_path / "plain", encoder).attribute_memory) == 0
 
 
-@pytest.mark.parametrize("name", ["vladr_styles", "vladr_styles_domain"])
+def test_global_style_ablation_reads_no_text(encoder):
+    """vladr_styles_global drops every attribute-level part, so it runs without descriptions
+    (the protocol script then builds none) and still replays the earlier domain's look."""
+    torch.manual_seed(0)
+    s = strategy("vladr_styles_global")
+    assert not s.uses_text and s.style_replay == "domain"
+    cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
+    learner = Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+                      s, cfg, _Features(40), None, log=lambda *a: None)
+    learner.learn(StepData("a", np.arange(16), np.repeat(np.arange(4), 4)))
+    r2 = learner.learn(StepData("b", np.arange(16, 32), np.repeat(np.arange(4), 4)))
+    assert "style_feat" in r2["losses"] and "align" not in r2["losses"]
+    assert learner.style_memory.names == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["vladr_styles", "vladr_styles_domain", "vladr_styles_global"])
 def test_style_memory_holds_each_domains_exact_statistics(encoder, tmp_path, name):
     torch.manual_seed(0)
     cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)

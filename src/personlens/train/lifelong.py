@@ -37,6 +37,9 @@ A *strategy* is a row of :data:`STRATEGIES` (a registry: flags, no if-chain of n
                           distilled. LwF distils on the new camera's look only; this distils
                           on the earlier cameras' looks, from statistics, not images
 ``vladr_styles_domain``   ablation: one style per earlier domain instead of per attribute
+``vladr_styles_global``   ablation of every attribute-level part at once (session 26): one style
+                          per earlier domain and no cross-modal attribute alignment, so LwF +
+                          the replay of the earlier cameras' global looks
 ``vladr_styles_expert``   ``vladr_styles`` with a second teacher (session 24): a copy of the
                           model is first fine-tuned on the new domain alone (the new-domain
                           expert, as KRKC's and LSTKC's short-term model), and the step also
@@ -118,6 +121,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     # cross-domain part at all (LwF + the text alignment); a random instead of a learned split
     Strategy("vladr_styles_domain", text_align=True, lwf=True, style_replay="domain"),
     Strategy("vladr_styles_no_xdomain", text_align=True, lwf=True),
+    Strategy("vladr_styles_global", lwf=True, style_replay="domain"),
     Strategy("vladr_styles_random_split", text_align=True, lwf=True, style_replay="attributes",
              text_split="random"),
     Strategy("vladr_styles_expert", text_align=True, lwf=True, style_replay="attributes", expert=True),
