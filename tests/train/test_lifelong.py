@@ -197,6 +197,10 @@ def encoder():
     return EfficientNetLite0(pretrained=False).freeze()
 
 
+def _tiny_model(encoder):
+    return LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+
+
 def _domain(name, start, ids=4, per=4):
     rows = np.arange(start, start + ids * per)
     return StepData(name, rows, np.repeat(np.arange(ids), per), rows)
@@ -205,7 +209,7 @@ def _domain(name, start, ids=4, per=4):
 @pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "joint"])
 def test_every_strategy_learns_two_domains(encoder, name):
     torch.manual_seed(0)
-    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model = _tiny_model(encoder)
     cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1, rehearsal_ids=2, rehearsal_batch=2)
     learner = Learner(model, strategy(name), cfg, _Features(40), _Texts(40), log=lambda *a: None)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -237,7 +241,7 @@ def test_every_strategy_learns_two_domains(encoder, name):
 def test_learner_state_round_trip(encoder):
     torch.manual_seed(0)
     cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, rehearsal_ids=2)
-    mk = lambda: Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+    mk = lambda: Learner(_tiny_model(encoder),
                          strategy("rehearsal_distill"), cfg, _Features(40), None, log=lambda *a: None)
     a = mk()
     a.learn(_domain("a", 0))
@@ -251,7 +255,7 @@ def test_learner_state_round_trip(encoder):
 def test_the_attribute_memory_survives_a_checkpoint_and_the_saved_head(encoder, tmp_path):
     torch.manual_seed(0)
     cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
-    mk = lambda: Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+    mk = lambda: Learner(_tiny_model(encoder),
                          strategy("vladr_attributes"), cfg, _Features(40), _Texts(40), log=lambda *a: None)
     a = mk()
     a.learn(_domain("a", 0))
@@ -278,10 +282,9 @@ def test_global_style_ablation_reads_no_text(encoder):
     s = strategy("vladr_styles_global")
     assert not s.uses_text and s.style_replay == "domain"
     cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
-    learner = Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
-                      s, cfg, _Features(40), None, log=lambda *a: None)
-    learner.learn(StepData("a", np.arange(16), np.repeat(np.arange(4), 4)))
-    r2 = learner.learn(StepData("b", np.arange(16, 32), np.repeat(np.arange(4), 4)))
+    learner = Learner(_tiny_model(encoder), s, cfg, _Features(40), None, log=lambda *a: None)
+    learner.learn(_domain("a", 0))
+    r2 = learner.learn(_domain("b", 16))
     assert "style_feat" in r2["losses"] and "align" not in r2["losses"]
     assert learner.style_memory.names == ["a", "b"]
 
@@ -291,8 +294,7 @@ def test_style_memory_holds_each_domains_exact_statistics(encoder, tmp_path, nam
     torch.manual_seed(0)
     cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
     feats, texts = _Features(40), _Texts(40)
-    mk = lambda: Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
-                         strategy(name), cfg, feats, texts, log=lambda *a: None)
+    mk = lambda: Learner(_tiny_model(encoder), strategy(name), cfg, feats, texts, log=lambda *a: None)
     a = mk()
     a.learn(_domain("a", 0))
     table, ok = a.style_memory.table()
@@ -370,7 +372,7 @@ def test_rectified_style_distillation_counts_only_what_the_old_model_got_right()
 
 def test_a_rectified_run_reports_how_often_the_old_model_was_right(encoder):
     torch.manual_seed(0)
-    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model = _tiny_model(encoder)
     cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1, style_rectify=True)
     learner = Learner(model, strategy("vladr_styles"), cfg, _Features(40), _Texts(40), log=lambda *a: None)
     assert "stats" not in learner.learn(_domain("a", 0))            # nothing old to distil from
@@ -381,7 +383,7 @@ def test_a_rectified_run_reports_how_often_the_old_model_was_right(encoder):
 def test_the_style_gate_skips_the_earlier_looks_only_on_a_step_larger_than_all_before(encoder):
     assert STYLE_GATE["not_larger"](4, 4) and not STYLE_GATE["not_larger"](4, 5)
     assert STYLE_GATE["always"](4, 500)
-    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model = _tiny_model(encoder)
     cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, style_gate="not_larger")
     learner = Learner(model, strategy("vladr_styles"), cfg, _Features(60), _Texts(60), log=lambda *a: None)
     learner.learn(_domain("a", 0, ids=2))
@@ -398,7 +400,7 @@ def test_the_style_gate_skips_the_earlier_looks_only_on_a_step_larger_than_all_b
 
 def test_the_new_domain_expert_is_the_fine_tuned_copy_and_leaves_the_model_alone(encoder):
     torch.manual_seed(0)
-    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model = _tiny_model(encoder)
     cfg = LifelongConfig(iterations=2, p=2, k=2, warmup=1)
     learner = Learner(model, strategy("vladr_styles_expert"), cfg, _Features(40), _Texts(40),
                       log=lambda *a: None)
@@ -410,7 +412,7 @@ def test_the_new_domain_expert_is_the_fine_tuned_copy_and_leaves_the_model_alone
     assert not expert.training and not any(p.requires_grad for p in expert.parameters())
     # the same fine-tuning the finetune strategy does from the same start
     torch.manual_seed(0)
-    ref = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    ref = _tiny_model(encoder)
     ref.add_domain("a", 4)
     ref.load_state_dict(before)
     Learner(ref, strategy("finetune"), cfg, _Features(40), log=lambda *a: None).learn(_domain("b", 16))
@@ -432,7 +434,7 @@ def test_the_balance_scales_every_distillation_of_the_old_model(encoder, name):
     got = {}
     for power in (0.0, 1.0):
         torch.manual_seed(0)
-        model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+        model = _tiny_model(encoder)
         cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, rehearsal_ids=2, rehearsal_batch=2,
                              kd_balance_power=power)
         learner = Learner(model, strategy(name), cfg, _Features(40), _Texts(40), log=lambda *a: None)
@@ -446,7 +448,7 @@ def test_the_balance_scales_every_distillation_of_the_old_model(encoder, name):
 
 
 def test_a_domain_twice_or_with_one_person_is_refused(encoder):
-    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model = _tiny_model(encoder)
     model.add_domain("a", 3)
     with pytest.raises(ValueError, match="learned already"):
         model.add_domain("a", 3)
@@ -457,7 +459,7 @@ def test_a_domain_twice_or_with_one_person_is_refused(encoder):
 
 
 def test_vladr_needs_texts(encoder):
-    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model = _tiny_model(encoder)
     learner = Learner(model, strategy("vladr"), LifelongConfig(iterations=1), _Features(20), None)
     with pytest.raises(ValueError, match="descriptions"):
         learner.learn(StepData("a", np.arange(4), np.array([0, 0, 1, 1])))
@@ -623,7 +625,7 @@ def test_the_attribute_alignment_reaches_the_encoder_top(encoder):
     embs = {}
     for name in ("finetune", "vladr_no_xdomain"):
         torch.manual_seed(0)
-        model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+        model = _tiny_model(encoder)
         Learner(model, strategy(name), LifelongConfig(iterations=3, p=2, k=2, warmup=1),
                 _Features(40), _Texts(40), log=lambda *a: None).learn(_domain("a", 0))
         embs[name] = model.embed(_Features(40).batch(np.arange(4), np.zeros(4, int)))
@@ -654,14 +656,14 @@ def test_retrieval_views_embed_what_they_name(encoder):
 
 
 def test_the_re_styled_crops_learn_the_new_identities_only_when_asked(encoder):
-    model = LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16))
+    model = _tiny_model(encoder)
     cfg = LifelongConfig(iterations=1, p=2, k=2, warmup=1, style_id_weight=0.5)
     learner = Learner(model, strategy("vladr_styles"), cfg, _Features(40), _Texts(40), log=lambda *a: None)
     first = learner.learn(_domain("a", 0))
     assert "style_id" not in first["losses"]                         # no earlier looks yet
     second = learner.learn(_domain("b", 16))
     assert second["losses"]["style_id"] > 0 and "style_feat" in second["losses"]
-    plain = Learner(LifelongReid(encoder, LifelongReidConfig(stage=14, embed_dim=16, part_dim=16)),
+    plain = Learner(_tiny_model(encoder),
                     strategy("vladr_styles"), LifelongConfig(iterations=1, p=2, k=2, warmup=1, style_id_weight=0),
                     _Features(40), _Texts(40), log=lambda *a: None)
     plain.learn(_domain("a", 0))
