@@ -116,7 +116,6 @@ def main(argv=None) -> int:
     ap.add_argument("--json", required=True)
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     predictor = AttributePredictor(a.model, precision="fp32")
     data = fold_datasets(a.root, fold(a.fold), attributes=list(predictor.names))[a.split]
