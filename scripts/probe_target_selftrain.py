@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from personlens.data.augment import PixelAugment
 from personlens.data.images import load_image
-from personlens.eval.metrics import mean_auc, par_metrics
+from personlens.eval.metrics import threshold_and_ranking as score
 from personlens.eval.unseen import fold, fold_datasets
 from personlens.inference.predict import AttributePredictor
 
@@ -94,11 +94,6 @@ def sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
         return p
     logit = np.log(np.clip(p, 1e-6, 1 - 1e-6)) - np.log(np.clip(1 - p, 1e-6, 1))
     return 1 / (1 + np.exp(-logit / temperature))
-
-
-def score(probs, labels, names, thresholds) -> dict:
-    m = par_metrics(probs, labels, names, thresholds)
-    return {"mA": round(m.mA, 2), "f1": round(m.f1, 2), "mean_auc": round(100 * mean_auc(probs, labels), 2)}
 
 
 def main(argv=None) -> int:

@@ -129,6 +129,18 @@ def test_mean_auc_counts_ordered_pairs_and_skips_one_class_attributes():
     assert np.isnan(mean_auc(probs[:, 1:], labels[:, 1:]))
 
 
+def test_threshold_and_ranking_separates_where_scores_lie_from_how_they_rank():
+    from personlens.eval.metrics import par_metrics, threshold_and_ranking
+
+    probs = np.array([[0.1], [0.2], [0.6], [0.45]])
+    labels = np.array([[0], [0], [1], [1]])
+    before = threshold_and_ranking(probs, labels, ["a"], 0.5)
+    after = threshold_and_ranking(probs + 0.1, labels, ["a"], 0.5)   # same order, moved up
+    assert (before["mA"], after["mA"]) == (75.0, 100.0)
+    assert before["mean_auc"] == after["mean_auc"] == 100.0
+    assert before["f1"] == round(par_metrics(probs, labels, ["a"], 0.5).f1, 2)
+
+
 def test_attribute_aucs_are_nan_where_one_class_is_missing():
     from personlens.eval.metrics import attribute_aucs
 

@@ -111,6 +111,15 @@ def mean_auc(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
 
 
+def threshold_and_ranking(probs: np.ndarray, labels: np.ndarray, names: list[str],
+                          thresholds: float | np.ndarray) -> dict:
+    """mA and instance F1 at ``thresholds`` beside the mean AUC (in points, rounded to 0.01):
+    what a change moves in where the scores lie against the thresholds, and what it moves in
+    how they rank people."""
+    m = par_metrics(probs, labels, names, thresholds)
+    return {"mA": round(m.mA, 2), "f1": round(m.f1, 2), "mean_auc": round(100 * mean_auc(probs, labels), 2)}
+
+
 def group_weights(groups, n: int, power: float = 1.0) -> np.ndarray:
     """Per-sample weights (mean 1) under which every group weighs the same in total: with the
     sub-dataset (its cameras) as group, no single source's cameras decide the thresholds.
