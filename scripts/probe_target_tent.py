@@ -1,8 +1,8 @@
 """Probe: does test-time adaptation of the encoder's normalisation layers help on new cameras?
 
-``personlens adapt`` moves thresholds and (opt-in) normalisation statistics; neither changes
-how the scores *rank* people, and self-training the attribute head on the user's crops did
-not either (``scripts/probe_target_selftrain.py``: mean AUC unchanged). This probe tries the
+``personlens adapt`` moves thresholds and (opt-in) normalisation statistics; thresholds
+cannot change how the scores *rank* people (the ``adabn_top`` rows measure what statistics
+do), and self-training the attribute head on the user's crops did not either (``scripts/probe_target_selftrain.py``: mean AUC unchanged). This probe tries the
 next step (issue 12, item 3), before anything is built into the command: TENT (Wang et al.,
 ICLR 2021), which learns the scale and shift of the BatchNorm layers of the encoder's
 trainable top on the unlabelled crops by making the predictions more confident (binary
@@ -78,6 +78,8 @@ def tent(model, feats: torch.Tensor, *, epochs: int, lr: float, marginal: float,
     """A copy of ``model`` whose top-stage BatchNorm scale and shift learned to make its
     predictions on ``feats`` (from ``lower_features``) confident; ``marginal`` weighs the
     term that holds the batch's mean prediction per attribute at ``start_mean``."""
+    if marginal and start_mean is None:
+        raise ValueError("the mean-prediction term needs start_mean")
     student = copy.deepcopy(model).eval()      # eval: statistics as trained, no drop-connect
     for p in student.parameters():
         p.requires_grad_(False)
@@ -105,9 +107,10 @@ def tent(model, feats: torch.Tensor, *, epochs: int, lr: float, marginal: float,
 @torch.no_grad()
 def adabn_top(model, feats: torch.Tensor, prior: float, batch: int = 64):
     """A copy of ``model`` whose top-stage BatchNorm statistics are re-estimated on ``feats``
-    and blended with the trained ones, the trained weighing as ``prior`` crops (AdaBN with
-    Schneider et al.'s source prior, as ``adapt --normalisation`` does, here on the top only):
-    does new normalisation change how the scores rank people, not only where they lie?"""
+    and blended with the trained ones, the trained weighing as ``prior`` views (a crop and
+    its mirror are two): AdaBN with Schneider et al.'s source prior, as ``adapt
+    --normalisation`` does, here on the top only. Does new normalisation change how the
+    scores rank people, or only where they lie?"""
     student = copy.deepcopy(model).eval()
     upper = {id(p) for p in student.encoder.upper_parameters(student.config.stage)}
     layers = [m for m in student.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)

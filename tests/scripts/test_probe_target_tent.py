@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from script_testlib import load_script
 from torch import nn
@@ -76,6 +77,12 @@ def test_marginal_term_holds_the_mean_prediction():
         s = probe.tent(model, feats, epochs=20, lr=1e-2, marginal=w, start_mean=start, batch=16)
         drift[w] = (torch.as_tensor(probe.flip_probs(s, feats).mean(0)) - start).abs().sum().item()
     assert drift[10.0] < drift[0.0]
+
+
+def test_marginal_term_without_its_target_is_refused():
+    model, feats = setup()
+    with pytest.raises(ValueError, match="start_mean"):
+        probe.tent(model, feats, epochs=1, lr=1e-2, marginal=1.0)
 
 
 def test_binary_kl():
