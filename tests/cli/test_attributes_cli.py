@@ -391,3 +391,28 @@ def test_train_attributes_init_head_reaches_each_fold_as_its_own_model(monkeypat
                                     "--init-head", str(tmp_path / "probe")])
     assert r.exit_code == 2 and "fold cuhk: the head to start from must be the fold's own model" in r.output
     assert seen["cfg"].init_head == str(tmp_path / "probe")
+
+
+def test_train_attributes_background_masks_reach_the_augmentation(monkeypatch, tmp_path):
+    """--background-masks needs --augment-views; with them the recipe's PixelAugment re-backs
+    (--background-p); a mask folder that cannot serve is a usage error, not a traceback."""
+    import personlens.train.unseen as unseen
+    from cli_testlib import make_runner
+    from personlens.cli import main
+    from personlens.data.background import BackgroundMasksError
+
+    seen = {}
+
+    def fake_train(root, out, cfg, folds, attributes, resume, log):
+        seen.update(cfg=cfg)
+        raise BackgroundMasksError("background swap needs person masks of at least 2 training crops")
+
+    monkeypatch.setattr(unseen, "train_unseen_folds", fake_train)
+    (tmp_path / "masks").mkdir()
+    base = ["train", "attributes", "--protocol", "unseen-cameras", "--root", str(tmp_path),
+            "--out", str(tmp_path / "o"), "--fold", "cuhk", "--background-masks", str(tmp_path / "masks")]
+    r = make_runner().invoke(main, base)
+    assert r.exit_code == 2 and "--augment-views" in r.output and not seen
+    r = make_runner().invoke(main, [*base, "--augment-views", "2", "--background-p", "0.5"])
+    assert r.exit_code == 2 and "at least 2 training crops" in r.output
+    assert seen["cfg"].augment == {"background_p": 0.5, "masks": str(tmp_path / "masks")}

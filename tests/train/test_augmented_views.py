@@ -1,14 +1,19 @@
 """Training on augmented views: ``_train_batch`` picks each row's view from the right array,
-the augmented cache folder follows its recipe, and ``build_augmented_cache`` reuses a cache."""
+the augmented cache folder follows its recipe, ``build_augmented_cache`` reuses a cache, and
+background swap re-backs a view only from another masked training crop."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from crops_testlib import write_crops
+from PIL import Image
 
 from personlens.data.augment import PixelAugment
-from personlens.data.images import Preprocess
-from personlens.train.features import augmented_cache_dir_for, build_augmented_cache, load_cache
+from personlens.data.background import BackgroundMasksError
+from personlens.data.images import Preprocess, load_image
+from personlens.train.features import (_AugmentedImages, augmented_cache_dir_for, build_augmented_cache,
+                                       load_cache)
 from personlens.train.par import _train_batch
 
 
@@ -81,3 +86,51 @@ def test_build_augmented_cache_reuses_and_rebuilds(tmp_path):
     build_augmented_cache(enc, paths, 3, out, PixelAugment(), views=2, seed=0, batch_size=2, workers=0)
     again, _ = load_cache(out)
     assert enc.calls == 6 and np.array_equal(np.array(again), first)   # same seed, same views
+
+
+def _masked_crops(tmp_path, colours, masked):
+    """Solid crops of ``colours``; a centre-column person mask for the indices in ``masked``."""
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "masks").mkdir(exist_ok=True)
+    paths = []
+    for i, c in enumerate(colours):
+        p = tmp_path / "crops" / f"{i:05d}.png"
+        Image.fromarray(np.full((32, 16, 3), c, np.uint8)).save(p)
+        paths.append(p)
+        if i in masked:
+            m = np.zeros((32, 16), np.uint8)
+            m[4:28, 6:10] = 255
+            Image.fromarray(m).save(tmp_path / "masks" / f"{i:05d}.png")
+    return paths
+
+
+def test_background_swap_takes_another_masked_training_crop(tmp_path):
+    red, blue, green = (200, 0, 0), (0, 0, 200), (0, 200, 0)
+    paths = _masked_crops(tmp_path, [red, blue, green], masked={0, 1})
+    augment = PixelAugment(background_p=1.0, masks=str(tmp_path / "masks"))
+    ds = _AugmentedImages(paths, Preprocess(16, 8), augment, views=2, seed=0)
+    assert ds.donors == [0, 1]                               # the unmasked crop lends no background
+    for seed in range(5):
+        out = np.asarray(ds._reback(load_image(paths[0]), 0, np.random.default_rng(seed)))
+        assert (out[16, 8] == red).all() and (out[16, 0] == blue).all()   # never its own background
+    green_img = load_image(paths[2])
+    assert ds._reback(green_img, 2, np.random.default_rng(0)) is green_img   # no mask: as it was
+    assert ds[0].shape == (2, 3, 16, 8)
+    off = _AugmentedImages(paths, Preprocess(16, 8), PixelAugment(), views=1, seed=0)
+    assert off.donors == [] and off._reback(green_img, 2, np.random.default_rng(0)) is green_img
+
+
+def test_background_swap_without_enough_masks_says_how_to_make_them(tmp_path):
+    paths = _masked_crops(tmp_path, [(200, 0, 0), (0, 0, 200)], masked={0})
+    augment = PixelAugment(background_p=0.5, masks=str(tmp_path / "masks"))
+    with pytest.raises(BackgroundMasksError, match="person_masks.py"):
+        _AugmentedImages(paths, Preprocess(16, 8), augment, views=1, seed=0)
+
+
+def test_background_cache_dir_follows_the_set_of_masks(tmp_path):
+    paths = _masked_crops(tmp_path, [(200, 0, 0), (0, 0, 200), (0, 200, 0)], masked={0, 1})
+    enc, augment = _Encoder(), PixelAugment(background_p=1.0, masks=str(tmp_path / "masks"))
+    before = augmented_cache_dir_for(tmp_path, enc, 3, augment, 2, 0, paths)
+    assert before != augmented_cache_dir_for(tmp_path, enc, 3, PixelAugment(), 2, 0, paths)
+    Image.fromarray(np.full((32, 16), 255, np.uint8)).save(tmp_path / "masks" / "00002.png")
+    assert augmented_cache_dir_for(tmp_path, enc, 3, augment, 2, 0, paths) != before   # a mask more

@@ -133,6 +133,11 @@ def _check_head(ctx, param, value):
 @click.option("--augment-views", default=0, show_default=True, type=click.IntRange(0, 8),
               help="Pixel-augmented copies of each image (framing, resolution, blur, JPEG, "
                    "exposure) cached beside the clean ones and trained on (docs/results.md).")
+@click.option("--background-masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Person masks (scripts/person_masks.py): the augmented views re-back people "
+                   "with other training crops' backgrounds (needs --augment-views).")
+@click.option("--background-p", default=1.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of the augmented views of a crop with a mask that are re-backed.")
 @click.option("--mixstyle", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Probability per batch of MixStyle (feature statistics mixed between images) "
                    "on the encoder top's input and first block group; 0: off.")
@@ -164,7 +169,7 @@ def _check_head(ctx, param, value):
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
                      encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
-                     augment_views, mixstyle, average_last, unlabelled, teacher, unlabelled_weight,
+                     augment_views, background_masks, background_p, mixstyle, average_last, unlabelled, teacher, unlabelled_weight,
                      unlabelled_ratio, person_balance, select_on, init_head, protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
@@ -175,6 +180,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
     import torch
 
     from ..data import create_dataset
+    from ..data.background import BackgroundMasksError
     from ..models.par import HeadConfig
     from ..train.losses import LOSS_PRESETS
     from ..train.par import TrainConfig, train_par
@@ -184,7 +190,10 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if bool(unlabelled) != bool(teacher):
         raise click.UsageError("--unlabelled and --teacher go together: the teacher labels the crops")
-    recipe = dict(unlabelled=str(unlabelled or ""), teacher=str(teacher or ""),
+    if background_masks and not augment_views:
+        raise click.UsageError("--background-masks re-backs the augmented views: add --augment-views")
+    augment = dict(background_p=background_p, masks=str(background_masks)) if background_masks else {}
+    recipe = dict(augment=augment, unlabelled=str(unlabelled or ""), teacher=str(teacher or ""),
                   unlabelled_weight=unlabelled_weight, unlabelled_ratio=unlabelled_ratio,
                   person_balance=person_balance, select_on=select_on, init_head=str(init_head or ""))
     attrs = attr_set if attr_set in ("standard", "all") else attr_set.split(",")
@@ -204,7 +213,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
         try:
             summaries = train_unseen_folds(root, out, cfg, list(folds) or None, attrs, resume=True,
                                            log=click.echo)
-        except (PseudoLabelError, WarmStartError) as e:
+        except (PseudoLabelError, WarmStartError, BackgroundMasksError) as e:
             raise click.UsageError(str(e)) from None
         click.echo(json.dumps({f: s["val_calibrated"] for f, s in summaries.items()}, indent=2))
         return
@@ -222,7 +231,7 @@ def train_attributes(dataset, root, partition, out, head, head_layers, loss, unf
     try:
         _, summary = train_par(tr, va, tr.paths + va.paths, cfg, out_dir=out, log=click.echo,
                                resume=resume)
-    except (PseudoLabelError, WarmStartError) as e:
+    except (PseudoLabelError, WarmStartError, BackgroundMasksError) as e:
         raise click.UsageError(str(e)) from None
     click.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("val_fixed", "val_calibrated")}},
                           indent=2))

@@ -8,7 +8,9 @@ compression and exposure. Each operation here imitates one way a new camera diff
 - resolution: down-sampled to 25-80 % and back up (distant people, cheap sensors);
 - optics and motion: a Gaussian blur;
 - compression: JPEG at quality 20-90;
-- exposure: brightness, contrast and gamma, equal on the three channels.
+- exposure: brightness, contrast and gamma, equal on the three channels;
+- background (opt-in, ``background_p``): the person in front of another training crop's
+  background (``data/background.py``; the caller holds the masks and picks the donor).
 
 No operation changes hue or saturation, and exposure stays moderate, so no colour attribute
 ("red upper body", "white shoes") can be flipped by an augmentation while its label stays.
@@ -25,6 +27,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 __all__ = ["PixelAugment"]
+
+_BACKGROUND_FIELDS = ("background_p", "masks", "background_grow")
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,19 @@ class PixelAugment:
     contrast: tuple[float, float] = (0.7, 1.3)
     gamma: tuple[float, float] = (0.75, 1.35)
     flip_p: float = 0.5
+    background_p: float = 0.0       # share of augmented views re-backed; 0: off
+    masks: str = ""                 # person-mask folder (scripts/person_masks.py) for background_p
+    background_grow: float = 0.06   # mask dilation, a fraction of the width: keeps bags and hair
 
     def to_dict(self) -> dict:
-        """As JSON reads it back (lists, not tuples): cache metadata compares equal."""
-        return json.loads(json.dumps(asdict(self)))
+        """As JSON reads it back (lists, not tuples): cache metadata compares equal. Without
+        background swap the background fields are left out, so the recipes cached before
+        they existed keep their cache keys."""
+        d = json.loads(json.dumps(asdict(self)))
+        if not self.background_p:
+            for k in _BACKGROUND_FIELDS:
+                d.pop(k)
+        return d
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         img = img.convert("RGB")

@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.augment import PixelAugment
+from ..data.background import BackgroundMasksError, PersonMasks, swap_background
 from ..data.cache import ArrayCache, key
 from ..data.images import load_image
 from ..models.image_encoders import ImageEncoder
@@ -32,11 +33,23 @@ class _Images(torch.utils.data.Dataset):
 
 class _AugmentedImages(torch.utils.data.Dataset):
     """``views`` augmented copies of each image; image ``i``'s generator is seeded by
-    ``(seed, i)``, so the copies do not depend on batch order or worker processes."""
+    ``(seed, i)``, so the copies do not depend on batch order or worker processes.
+
+    With ``augment.background_p``, a view is first re-backed with that probability: the
+    donor is another crop of ``paths`` with a mask, so the backgrounds come from the
+    training cameras only (never from a fold's held-out ones)."""
 
     def __init__(self, paths, preprocess, augment: PixelAugment, views: int, seed: int):
         self.paths, self.preprocess = paths, preprocess
         self.augment, self.views, self.seed = augment, views, seed
+        self.masks, self.donors = None, []
+        if augment.background_p > 0:
+            self.masks = PersonMasks(augment.masks)
+            self.donors = [j for j, p in enumerate(paths) if self.masks.has(p)]
+            if len(self.donors) < 2:
+                raise BackgroundMasksError(f"background swap needs person masks of at least 2 training crops; "
+                                 f"{augment.masks} has {len(self.donors)}: make them with "
+                                 "scripts/person_masks.py")
 
     def __len__(self):
         return len(self.paths)
@@ -44,7 +57,21 @@ class _AugmentedImages(torch.utils.data.Dataset):
     def __getitem__(self, i):
         img = load_image(self.paths[i])
         rng = np.random.default_rng([self.seed, i])
-        return torch.stack([self.preprocess(self.augment(img, rng)) for _ in range(self.views)])
+        return torch.stack([self.preprocess(self.augment(self._reback(img, i, rng), rng))
+                            for _ in range(self.views)])
+
+    def _reback(self, img, i: int, rng: np.random.Generator):
+        if not self.donors or rng.random() >= self.augment.background_p:
+            return img
+        mask = self.masks.get(self.paths[i], img.size)
+        if mask is None:
+            return img
+        j = self.donors[rng.integers(len(self.donors))]
+        if j == i:
+            j = self.donors[(self.donors.index(j) + 1) % len(self.donors)]
+        donor = load_image(self.paths[j])
+        return swap_background(img, mask, donor, self.masks.get(self.paths[j], donor.size),
+                               self.augment.background_grow)
 
 
 def cache_dir_for(root: Path, encoder: ImageEncoder, stage: int) -> Path:
@@ -57,7 +84,10 @@ def augmented_cache_dir_for(root: Path, encoder: ImageEncoder, stage: int, augme
     """One folder per recipe and image list (a fold's training images)."""
     base = cache_dir_for(root, encoder, stage)
     images = key(sorted(str(Path(p).resolve()) for p in paths), digest_size=4)
-    return base.with_name(f"{base.name}-aug{views}-{key(augment.to_dict(), seed, digest_size=4)}-{images}")
+    recipe = [augment.to_dict(), seed]
+    if augment.background_p:
+        recipe.append(PersonMasks(augment.masks).stems())
+    return base.with_name(f"{base.name}-aug{views}-{key(*recipe, digest_size=4)}-{images}")
 
 
 def build_cache(encoder: ImageEncoder, paths: list[Path], stage: int, out_dir: Path,

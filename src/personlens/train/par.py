@@ -162,8 +162,9 @@ def _unlabelled(enc, cfg: "TrainConfig", names: list[str], log):
     if not cfg.teacher:
         raise PseudoLabelError("unlabelled crops need a teacher: the attribute model that labels them")
     teacher = load_teacher(cfg.teacher, enc, cfg.stage, names)
+    no_swap = PixelAugment(**{**cfg.augment, "background_p": 0.0})   # other datasets' crops have no masks
     return prepare_unlabelled(enc, teacher, cfg.unlabelled, cfg.stage, cfg.cache_root,
-                              PixelAugment(**cfg.augment), cfg.augment_views, cfg.seed, log)
+                              no_swap, cfg.augment_views, cfg.seed, log)
 
 
 def _source_models_key(cfg: "TrainConfig") -> dict:
