@@ -169,8 +169,9 @@ def _check_head(ctx, param, value):
               help="Go on from the checkpoint a killed run left in --out (written every epoch).")
 def train_attributes(dataset, root, partition, out, head, head_layers, loss, unfreeze_top, epochs,
                      encoder, stage, attr_set, cache, encoder_lr, calibration, seed, exclude_subsets,
-                     augment_views, background_masks, background_p, mixstyle, average_last, unlabelled, teacher, unlabelled_weight,
-                     unlabelled_ratio, person_balance, select_on, init_head, protocol, folds, resume):
+                     augment_views, background_masks, background_p, mixstyle, average_last, unlabelled,
+                     teacher, unlabelled_weight, unlabelled_ratio, person_balance, select_on, init_head,
+                     protocol, folds, resume):
     """Train a VLM-PAR model; choose the epoch and thresholds on the validation split.
 
     With --protocol unseen-cameras, one model per leave-sub-datasets-out fold of PETA goes to

@@ -35,8 +35,8 @@ class _AugmentedImages(torch.utils.data.Dataset):
     """``views`` augmented copies of each image; image ``i``'s generator is seeded by
     ``(seed, i)``, so the copies do not depend on batch order or worker processes.
 
-    With ``augment.background_p``, a view is first re-backed with that probability: the
-    donor is another crop of ``paths`` with a mask, so the backgrounds come from the
+    With ``augment.background_p``, a view of a crop that has a mask is first re-backed with
+    that probability: the donor is another crop of ``paths`` with a mask, so the backgrounds come from the
     training cameras only (never from a fold's held-out ones)."""
 
     def __init__(self, paths, preprocess, augment: PixelAugment, views: int, seed: int):
@@ -47,9 +47,9 @@ class _AugmentedImages(torch.utils.data.Dataset):
             self.masks = PersonMasks(augment.masks)
             self.donors = [j for j, p in enumerate(paths) if self.masks.has(p)]
             if len(self.donors) < 2:
-                raise BackgroundMasksError(f"background swap needs person masks of at least 2 training crops; "
-                                 f"{augment.masks} has {len(self.donors)}: make them with "
-                                 "scripts/person_masks.py")
+                raise BackgroundMasksError(
+                    f"background swap needs person masks of at least 2 training crops; "
+                    f"{augment.masks} has {len(self.donors)}: make them with scripts/person_masks.py")
 
     def __len__(self):
         return len(self.paths)
