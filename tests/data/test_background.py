@@ -58,6 +58,9 @@ def test_person_masks_by_stem_and_resized(tmp_path):
     assert masks.get("00013.png", (W, H)) is None
     with pytest.raises(BackgroundMasksError, match="person_masks.py"):
         PersonMasks(tmp_path / "missing")
+    (tmp_path / "00014.png").write_bytes(b"cut short")
+    with pytest.raises(BackgroundMasksError, match="unreadable person mask .*00014.png"):
+        PersonMasks(tmp_path).get("00014.jpg", (W, H))
 
 
 def test_background_fields_stay_out_of_the_cache_key_when_off():

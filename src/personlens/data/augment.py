@@ -47,7 +47,7 @@ class PixelAugment:
     contrast: tuple[float, float] = (0.7, 1.3)
     gamma: tuple[float, float] = (0.75, 1.35)
     flip_p: float = 0.5
-    background_p: float = 0.0       # share of augmented views re-backed; 0: off
+    background_p: float = 0.0       # share of the augmented views of a masked crop re-backed; 0: off
     masks: str = ""                 # person-mask folder (scripts/person_masks.py) for background_p
     background_grow: float = 0.06   # mask dilation, a fraction of the width: keeps bags and hair
 

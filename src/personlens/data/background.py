@@ -49,7 +49,12 @@ class PersonMasks:
         """The mask of crop ``path`` in [0, 1] at ``size`` (width, height), or None."""
         if not self.has(path):
             return None
-        m = Image.open(self.folder / f"{Path(path).stem}.png").convert("L")
+        file = self.folder / f"{Path(path).stem}.png"
+        try:
+            m = Image.open(file).convert("L")
+        except OSError as e:   # a cut write or a damaged disk: say which file, do not guess
+            raise BackgroundMasksError(f"unreadable person mask {file} ({e}): delete it and re-run "
+                                       "scripts/person_masks.py") from None
         if m.size != size:
             m = m.resize(size, Image.BILINEAR)
         return np.asarray(m, np.float32) / 255.0
