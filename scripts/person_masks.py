@@ -8,9 +8,9 @@ in front of another crop's background; it needs to know which pixels are the per
 The masks come from MediaPipe's BlazePose segmentation (Apache-2.0, weights inside the
 wheel, no download), run on each crop scaled to 256 pixels high. MediaPipe 0.10.14 pins
 ``opencv-contrib-python`` and ``protobuf<5``, which clash with this project's environment,
-so it runs in a venv of its own; this script needs only it, numpy and Pillow:
+so it runs in a venv of its own; this script needs only it, numpy, Pillow and tqdm:
 
-    python3.11 -m venv .venv-masks && .venv-masks/bin/pip install mediapipe==0.10.14 pillow
+    python3.11 -m venv .venv-masks && .venv-masks/bin/pip install mediapipe==0.10.14 pillow tqdm
     .venv-masks/bin/python scripts/person_masks.py --images ../shared/data/PETA/images \\
         --out cache/masks/peta
 
