@@ -66,9 +66,10 @@ class _AugmentedImages(torch.utils.data.Dataset):
         mask = self.masks.get(self.paths[i], img.size)
         if mask is None:
             return img
-        j = self.donors[rng.integers(len(self.donors))]
-        if j == i:
-            j = self.donors[(self.donors.index(j) + 1) % len(self.donors)]
+        k = rng.integers(len(self.donors))
+        if self.donors[k] == i:                 # never its own background: the next masked crop
+            k = (k + 1) % len(self.donors)
+        j = self.donors[k]
         donor = load_image(self.paths[j])
         return swap_background(img, mask, donor, self.masks.get(self.paths[j], donor.size),
                                self.augment.background_grow)
