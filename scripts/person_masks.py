@@ -2,7 +2,7 @@
 
 A model trained on PETA also learns its cameras' backgrounds: the same corridors, floors and
 walls stand behind most people of a sub-dataset, and a camera never seen brings others. The
-background-swap augmentation (``personlens.data.augment.BackgroundSwap``) pastes a person
+background-swap augmentation (``personlens.data.background.swap_background``) pastes a person
 in front of another crop's background; it needs to know which pixels are the person.
 
 The masks come from MediaPipe's BlazePose segmentation (Apache-2.0, weights inside the
@@ -16,6 +16,9 @@ so it runs in a venv of its own; this script needs only it, numpy, Pillow and tq
 
 A mask is kept only when it looks like one whole person (``plausible``): pose segmentation
 fails on many low-resolution crops, and a crop without a mask is simply never re-backed.
+``--pad 0.5`` tries those again centred in a larger canvas (edges replicated), which finds
+most of the small crops that the tight crop hides from BlazePose's person detector; the masks
+found on the first try stay as they are, so a folder made without it can be completed.
 Masks are soft (0-255) at the crop's own size. Resumable: crops with a mask or a recorded
 failure are skipped; ``summary.json`` counts what was kept.
 """
@@ -30,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 SEG_HEIGHT = 256          # BlazePose finds few people in crops 100-150 pixels high
+PAD_SEG_HEIGHT = 384      # a padded canvas (--pad 0.5: the person is half of it, 192 high)
 
 
 def plausible(mask: np.ndarray, min_area: float = 0.12, max_area: float = 0.8,
@@ -45,15 +49,30 @@ def plausible(mask: np.ndarray, min_area: float = 0.12, max_area: float = 0.8,
     return len(rows) > 0 and (rows[-1] - rows[0] + 1) / m.shape[0] >= min_height
 
 
-def segment(img: Image.Image, pose) -> np.ndarray | None:
-    """The soft person mask of ``img`` at its own size, or None when no person was found."""
-    w, h = img.size
-    big = img.convert("RGB").resize((max(1, round(w * SEG_HEIGHT / h)), SEG_HEIGHT), Image.BILINEAR)
+def segment(img: Image.Image, pose, pad: float = 0.0) -> np.ndarray | None:
+    """The soft person mask of ``img`` at its own size, or None when no person was found.
+
+    With ``pad`` > 0 the crop is first centred in a square canvas whose side is its longer
+    side times ``1 + 2 * pad``, edges replicated outwards: BlazePose's person detector looks for
+    a person with room around, which a tight, small crop lacks (GRID, PRID), and an edge
+    colour adds no second person or hard border that a grey or black frame would."""
+    rgb = np.asarray(img.convert("RGB"))
+    h, w = rgb.shape[:2]
+    px = py = 0
+    height = SEG_HEIGHT
+    if pad > 0:
+        side = max(w, h)
+        px, py = round((side - w) / 2 + side * pad), round((side - h) / 2 + side * pad)
+        rgb = np.pad(rgb, ((py, py), (px, px), (0, 0)), mode="edge")
+        height = PAD_SEG_HEIGHT
+    big_h, big_w = rgb.shape[:2]
+    big = Image.fromarray(rgb).resize((max(1, round(big_w * height / big_h)), height), Image.BILINEAR)
     res = pose.process(np.asarray(big))
     if res.segmentation_mask is None:
         return None
     m = Image.fromarray((np.clip(res.segmentation_mask, 0, 1) * 255).astype(np.uint8))
-    return np.asarray(m.resize((w, h), Image.BILINEAR), np.float32) / 255.0
+    m = np.asarray(m.resize((big_w, big_h), Image.BILINEAR), np.float32) / 255.0
+    return m[py:py + h, px:px + w]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,35 +80,60 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True, help="folder of crops (PETA's images/)")
     ap.add_argument("--out", required=True, help="folder for <crop stem>.png masks")
     ap.add_argument("--limit", type=int, default=0, help="only the first N crops (a trial)")
+    ap.add_argument("--pad", type=float, default=0.0,
+                    help="where the crop as it is gives no plausible mask, try again centred in a "
+                         "square canvas this much wider on each side (0.5 recovers most small "
+                         "crops); 0: no second try")
     args = ap.parse_args(argv)
+    if not 0 <= args.pad <= 2:
+        ap.error(f"--pad {args.pad}: expected 0 to 2")
 
     import mediapipe as mp
     from tqdm import tqdm
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failed_path = out / "failed.txt"
-    failed = set(failed_path.read_text().split()) if failed_path.exists() else set()
+    # One failure list per try, so that a folder made without --pad is completed by a run with
+    # it (only the padded try runs again) and an interrupted run of either kind resumes.
+    tries = [("plain", 0.0, out / "failed.txt")]
+    if args.pad:
+        tries.append(("padded", args.pad, out / f"failed-pad{args.pad:g}.txt"))
+    failed = {name: set(path.read_text().split()) if path.exists() else set() for name, _, path in tries}
     files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})
     if args.limit:
         files = files[:args.limit]
-    todo = [p for p in files if p.stem not in failed and not (out / f"{p.stem}.png").exists()]
+    todo = [p for p in files if p.stem not in failed[tries[-1][0]] and not (out / f"{p.stem}.png").exists()]
     with mp.solutions.pose.Pose(static_image_mode=True, enable_segmentation=True,
-                                model_complexity=1) as pose, open(failed_path, "a") as fail_log:
-        for p in tqdm(todo, desc="person masks", unit="crop"):
-            try:
-                mask = segment(Image.open(p), pose)
-            except OSError as e:                      # an unreadable crop: no mask, say why
-                print(f"{p.name}: {e}", file=sys.stderr)
+                                model_complexity=1) as pose:
+        logs = {name: open(path, "a") for name, _, path in tries}
+        try:
+            for p in tqdm(todo, desc="person masks", unit="crop"):
+                try:
+                    img = Image.open(p)
+                    img.load()
+                except OSError as e:                  # an unreadable crop: no mask, say why
+                    print(f"{p.name}: {e}", file=sys.stderr)
+                    img = None
                 mask = None
-            if mask is None or not plausible(mask):
-                fail_log.write(f"{p.stem}\n")
-                continue
-            Image.fromarray((mask * 255 + 0.5).astype(np.uint8)).save(out / f"{p.stem}.png")
+                for name, pad, _ in tries:
+                    if p.stem in failed[name]:
+                        continue                      # this try failed in an earlier run
+                    mask = None if img is None else segment(img, pose, pad)
+                    if mask is not None and plausible(mask):
+                        break
+                    mask = None
+                    logs[name].write(f"{p.stem}\n")
+                if mask is not None:
+                    Image.fromarray((mask * 255 + 0.5).astype(np.uint8)).save(out / f"{p.stem}.png")
+        finally:
+            for log in logs.values():
+                log.close()
     kept = sum(1 for p in files if (out / f"{p.stem}.png").exists())
     summary = {"crops": len(files), "masks": kept, "share": round(kept / max(1, len(files)), 4),
                "segmenter": "mediapipe BlazePose (model_complexity 1) segmentation",
                "seg_height": SEG_HEIGHT}
+    if args.pad:
+        summary.update(pad=args.pad, pad_seg_height=PAD_SEG_HEIGHT)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
     return 0

@@ -7,6 +7,7 @@ import sys
 import types
 
 import numpy as np
+import pytest
 from PIL import Image
 from script_testlib import load_script
 
@@ -81,3 +82,74 @@ def test_main_keeps_plausible_masks_records_failures_and_resumes(tmp_path, monke
     n = len(calls)
     assert pm.main(["--images", str(images), "--out", str(out)]) == 0
     assert len(calls) == n                                       # resumed: nothing segmented again
+
+
+class _RoomPose(_FakePose):
+    """Segments the bright pixels, but finds nobody when they fill more than 70 % of the
+    image's height: like BlazePose's detector, it needs room around a person."""
+
+    def process(self, rgb):
+        h, w = rgb.shape[:2]
+        self.sizes.append((w, h))
+        m = (rgb.mean(axis=2) > 128).astype(np.float32)
+        rows = np.flatnonzero(m.any(axis=1))
+        if len(rows) == 0 or (rows[-1] - rows[0] + 1) > 0.7 * h:
+            return types.SimpleNamespace(segmentation_mask=None)
+        return types.SimpleNamespace(segmentation_mask=m)
+
+
+def _tight_crop(h=125, w=50) -> Image.Image:
+    a = np.zeros((h, w, 3), np.uint8)
+    a[4:h - 4, 15:35] = 255                     # a person from head to feet, background dark
+    return Image.fromarray(a)
+
+
+def test_padded_segment_finds_the_person_a_tight_crop_hides_and_maps_it_back():
+    pose = _RoomPose()
+    crop = _tight_crop()
+    assert pm.segment(crop, pose) is None                         # no room: nobody found
+    m = pm.segment(crop, pose, pad=0.5)
+    assert pose.sizes[-1][1] == pm.PAD_SEG_HEIGHT
+    assert pose.sizes[-1][0] == pytest.approx(pm.PAD_SEG_HEIGHT, abs=2)   # a square canvas
+    truth = np.asarray(crop.convert("L")) > 128
+    assert m.shape == truth.shape and pm.plausible(m)
+    iou = ((m > 0.5) & truth).sum() / ((m > 0.5) | truth).sum()
+    assert iou > 0.9                                              # the crop's own pixels
+
+
+def test_pad_completes_a_folder_made_without_it_and_resumes(tmp_path, monkeypatch):
+    images, out = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    _tight_crop().save(images / "00001.png")                      # found only when padded
+    Image.new("RGB", (50, 125)).save(images / "00002.png")         # nobody, either way
+    calls = []
+
+    class Pose(_RoomPose):
+        def process(self, rgb):
+            calls.append(rgb.shape[0])
+            return super().process(rgb)
+
+    fake = types.ModuleType("mediapipe")
+    fake.solutions = types.SimpleNamespace(pose=types.SimpleNamespace(Pose=Pose))
+    monkeypatch.setitem(sys.modules, "mediapipe", fake)
+    assert pm.main(["--images", str(images), "--out", str(out)]) == 0
+    assert not list(out.glob("*.png")) and len(calls) == 2
+    assert sorted((out / "failed.txt").read_text().split()) == ["00001", "00002"]
+
+    calls.clear()
+    assert pm.main(["--images", str(images), "--out", str(out), "--pad", "0.5"]) == 0
+    assert calls == [pm.PAD_SEG_HEIGHT, pm.PAD_SEG_HEIGHT]        # only the padded try ran
+    assert sorted(p.name for p in out.glob("*.png")) == ["00001.png"]
+    assert (out / "failed-pad0.5.txt").read_text().split() == ["00002"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["masks"] == 1 and summary["pad"] == 0.5
+
+    calls.clear()
+    assert pm.main(["--images", str(images), "--out", str(out), "--pad", "0.5"]) == 0
+    assert calls == []                                            # resumed: nothing again
+
+
+def test_pad_out_of_range_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        pm.main(["--images", str(tmp_path), "--out", str(tmp_path / "m"), "--pad", "-1"])
+    assert e.value.code == 2
