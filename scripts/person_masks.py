@@ -25,6 +25,7 @@ failure are skipped; ``summary.json`` counts what was kept.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -75,11 +76,28 @@ def segment(img: Image.Image, pose, pad: float = 0.0) -> np.ndarray | None:
     return m[py:py + h, px:px + w]
 
 
+def share_by_subset(identities: Path, stems: set[str], out: Path) -> dict[str, float]:
+    """Per sub-dataset of ``identities.csv``: the share of its crops (among ``stems``) that
+    have a mask in ``out``; where the masks are missing decides which cameras are re-backed."""
+    counts: dict[str, list[int]] = {}
+    with open(identities, newline="") as f:
+        for row in csv.DictReader(f):
+            stem = Path(row["file"]).stem
+            if stem in stems:
+                c = counts.setdefault(row["subset"], [0, 0])
+                c[0] += (out / f"{stem}.png").exists()
+                c[1] += 1
+    return {sub: round(k / n, 4) for sub, (k, n) in sorted(counts.items())}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", required=True, help="folder of crops (PETA's images/)")
     ap.add_argument("--out", required=True, help="folder for <crop stem>.png masks")
     ap.add_argument("--limit", type=int, default=0, help="only the first N crops (a trial)")
+    ap.add_argument("--identities", type=Path,
+                    help="PETA's identities.csv (file, subset): the summary adds the share of "
+                         "crops with a mask per sub-dataset")
     ap.add_argument("--pad", type=float, default=0.0,
                     help="where the crop as it is gives no plausible mask, try again centred in a "
                          "square canvas this much wider on each side (0.5 recovers most small "
@@ -134,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                "seg_height": SEG_HEIGHT}
     if args.pad:
         summary.update(pad=args.pad, pad_seg_height=PAD_SEG_HEIGHT)
+    if args.identities:
+        summary["share_by_subset"] = share_by_subset(args.identities, {p.stem for p in files}, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
     return 0

@@ -153,3 +153,15 @@ def test_pad_out_of_range_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as e:
         pm.main(["--images", str(tmp_path), "--out", str(tmp_path / "m"), "--pad", "-1"])
     assert e.value.code == 2
+
+
+def test_summary_counts_the_share_of_masked_crops_per_sub_dataset(tmp_path):
+    out = tmp_path / "masks"
+    out.mkdir()
+    ids = tmp_path / "identities.csv"
+    ids.write_text("index,file,subset\n1,00001.png,GRID\n2,00002.jpg,GRID\n3,00003.png,CUHK\n"
+                   "4,00004.png,CUHK\n")
+    Image.new("L", (4, 8)).save(out / "00001.png")
+    Image.new("L", (4, 8)).save(out / "00003.png")
+    shares = pm.share_by_subset(ids, {"00001", "00002", "00003"}, out)   # 00004 not in the run
+    assert shares == {"CUHK": 1.0, "GRID": 0.5}
