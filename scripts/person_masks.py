@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -100,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
                          "crops with a mask per sub-dataset")
     ap.add_argument("--pad", type=float, default=0.0,
                     help="where the crop as it is gives no plausible mask, try again centred in a "
-                         "square canvas this much wider on each side (0.5 recovers most small "
-                         "crops); 0: no second try")
+                         "square canvas with this margin on each side, as a share of the crop's "
+                         "longer side (0.5 recovers most small crops); 0: no second try")
     args = ap.parse_args(argv)
     if not 0 <= args.pad <= 2:
         ap.error(f"--pad {args.pad}: expected 0 to 2")
+    if args.identities and not args.identities.is_file():    # say so now, not after the run
+        ap.error(f"--identities {args.identities}: no such file")
 
     import mediapipe as mp
     from tqdm import tqdm
@@ -141,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     mask = None
                     logs[name].write(f"{p.stem}\n")
-                if mask is not None:
-                    Image.fromarray((mask * 255 + 0.5).astype(np.uint8)).save(out / f"{p.stem}.png")
+                if mask is not None:                  # whole or not at all: a run killed while
+                    tmp = out / f"{p.stem}.png.part"  # saving leaves no half-written mask
+                    Image.fromarray((mask * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
+                    os.replace(tmp, out / f"{p.stem}.png")
         finally:
             for log in logs.values():
                 log.close()

@@ -76,6 +76,7 @@ def test_main_keeps_plausible_masks_records_failures_and_resumes(tmp_path, monke
     monkeypatch.setitem(sys.modules, "mediapipe", fake)
     assert pm.main(["--images", str(images), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["00001.png"]
+    assert not list(out.glob("*.part"))                          # saved whole, then renamed
     assert Image.open(out / "00001.png").size == (50, 125)
     assert sorted((out / "failed.txt").read_text().split()) == ["00002", "00003"]
     assert json.loads((out / "summary.json").read_text())["masks"] == 1
@@ -149,10 +150,11 @@ def test_pad_completes_a_folder_made_without_it_and_resumes(tmp_path, monkeypatc
     assert calls == []                                            # resumed: nothing again
 
 
-def test_pad_out_of_range_is_a_usage_error(tmp_path):
+@pytest.mark.parametrize("bad", [["--pad", "-1"], ["--identities", "no-such.csv"]])
+def test_bad_options_are_usage_errors_before_any_work(tmp_path, bad):
     with pytest.raises(SystemExit) as e:
-        pm.main(["--images", str(tmp_path), "--out", str(tmp_path / "m"), "--pad", "-1"])
-    assert e.value.code == 2
+        pm.main(["--images", str(tmp_path), "--out", str(tmp_path / "m"), *bad])
+    assert e.value.code == 2 and not (tmp_path / "m").exists()
 
 
 def test_summary_counts_the_share_of_masked_crops_per_sub_dataset(tmp_path):
