@@ -25,6 +25,7 @@ failure are skipped; ``summary.json`` counts what was kept.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -123,34 +124,32 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})
     if args.limit:
         files = files[:args.limit]
-    todo = [p for p in files if p.stem not in failed[tries[-1][0]] and not (out / f"{p.stem}.png").exists()]
-    with mp.solutions.pose.Pose(static_image_mode=True, enable_segmentation=True,
-                                model_complexity=1) as pose:
-        logs = {name: open(path, "a") for name, _, path in tries}
-        try:
-            for p in tqdm(todo, desc="person masks", unit="crop"):
-                try:
-                    img = Image.open(p)
-                    img.load()
-                except OSError as e:                  # an unreadable crop: no mask, say why
-                    print(f"{p.name}: {e}", file=sys.stderr)
-                    img = None
+    last = tries[-1][0]                               # a crop it failed is done for this run
+    todo = [p for p in files if p.stem not in failed[last] and not (out / f"{p.stem}.png").exists()]
+    with contextlib.ExitStack() as stack:
+        pose = stack.enter_context(mp.solutions.pose.Pose(static_image_mode=True, enable_segmentation=True,
+                                                          model_complexity=1))
+        logs = {name: stack.enter_context(open(path, "a")) for name, _, path in tries}
+        for p in tqdm(todo, desc="person masks", unit="crop"):
+            try:
+                img = Image.open(p)
+                img.load()
+            except OSError as e:                      # an unreadable crop: no mask, say why
+                print(f"{p.name}: {e}", file=sys.stderr)
+                img = None
+            mask = None
+            for name, pad, _ in tries:
+                if p.stem in failed[name]:
+                    continue                          # this try failed in an earlier run
+                mask = None if img is None else segment(img, pose, pad)
+                if mask is not None and plausible(mask):
+                    break
                 mask = None
-                for name, pad, _ in tries:
-                    if p.stem in failed[name]:
-                        continue                      # this try failed in an earlier run
-                    mask = None if img is None else segment(img, pose, pad)
-                    if mask is not None and plausible(mask):
-                        break
-                    mask = None
-                    logs[name].write(f"{p.stem}\n")
-                if mask is not None:                  # whole or not at all: a run killed while
-                    tmp = out / f"{p.stem}.png.part"  # saving leaves no half-written mask
-                    Image.fromarray((mask * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
-                    os.replace(tmp, out / f"{p.stem}.png")
-        finally:
-            for log in logs.values():
-                log.close()
+                logs[name].write(f"{p.stem}\n")
+            if mask is not None:                      # whole or not at all: a run killed while
+                tmp = out / f"{p.stem}.png.part"      # saving leaves no half-written mask
+                Image.fromarray((mask * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
+                os.replace(tmp, out / f"{p.stem}.png")
     kept = sum(1 for p in files if (out / f"{p.stem}.png").exists())
     summary = {"crops": len(files), "masks": kept, "share": round(kept / max(1, len(files)), 4),
                "segmenter": "mediapipe BlazePose (model_complexity 1) segmentation",
